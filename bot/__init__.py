@@ -1,0 +1,1 @@
+"""backbot: screening dialog, cited advice and safe low-impact cardio suggestions."""

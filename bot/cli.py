@@ -1,0 +1,89 @@
+"""The `backbot` command: chat in a terminal, check the dialog, draw it, run the bot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.errors import DataError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except DataError as exc:
+        print(f"backbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backbot",
+        description="backbot: back-pain screening and safe low-impact cardio, with sources.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dialog", type=Path, help="dialog YAML file (default: the shipped one)")
+        p.add_argument("--content", type=Path, help="content folder (default: the shipped one)")
+
+    chat = sub.add_parser("chat", help="talk to the bot in this terminal (no token needed)")
+    data_options(chat)
+    chat.set_defaults(func=_chat)
+
+    check = sub.add_parser("check", help="validate dialogs and content and prove the safety rules")
+    data_options(check)
+    check.set_defaults(func=_check)
+
+    diagram = sub.add_parser("diagram", help="print the dialog as a Mermaid diagram")
+    data_options(diagram)
+    diagram.set_defaults(func=_diagram)
+    return parser
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from bot.loading import load_engine
+    from bot.terminal import chat
+
+    return chat(load_engine(args.dialog, args.content))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bot.loading import load_bundle
+    from bot.safety import check_dialog
+
+    dialog, content = load_bundle(args.dialog, args.content)
+    edges = len(dialog.answer_edges())
+    print(f"{dialog.path}: {len(dialog.states)} states, {edges} answer transitions, "
+          f"{len(content.cards)} cards, {len(content.sources)} sources")
+    findings = check_dialog(dialog, content)
+    for finding in findings:
+        status = "ok  " if finding.ok else "FAIL"
+        print(f"{status} ({finding.name}) {finding.title}: "
+              f"{finding.states} {finding.unit}, {finding.paths} paths checked")
+        for problem in finding.problems:
+            print(f"     {problem}")
+    failed = [f for f in findings if not f.ok]
+    return 1 if failed or len(findings) < 4 else 0
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from bot.diagram import mermaid
+    from bot.loading import load_bundle
+
+    dialog, _ = load_bundle(args.dialog, args.content)
+    sys.stdout.write(mermaid(dialog))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

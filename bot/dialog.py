@@ -1,0 +1,372 @@
+"""A dialog flow from YAML: transitions' Machine arguments plus what each state shows."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transitions import EventData, Machine
+
+from bot import schema
+from bot.content import Content
+from bot.errors import DataError
+from bot.yamlio import Mapping, load_yaml
+
+TRIGGERS = frozenset({"answer", "restart"})
+RED_FLAG_LEVELS = frozenset({"emergency", "urgent"})
+DISPOSITIONS = frozenset({"emergency", "urgent", "activity", "stopped"})
+STATE_TAGS = frozenset({"doctor_prompt", "names_activity", "suggests_activity"})
+# Choice ids that end states answer to; a question may not use them.
+END_ACTIONS = ("restart", "sources")
+CHOICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+
+_TOP_KEYS = {"name", "initial", "states", "transitions"}
+_OUR_TOP_KEYS = {"doctor_reminder", "choice_sets", "predicates", "activity_words"}
+_STATE_KEYS = {"name"}
+_MACHINE_STATE_KEYS = {"final"}
+_OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
+                   "disposition", "follows"}
+_TRANSITION_KEYS = {"trigger", "source", "dest"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceSpec:
+    id: str
+    label: str  # message id
+    shows: str | None = None  # message id: an info choice that shows text and asks again
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    """Any of several clauses; a clause holds when every key's answer is in its set."""
+
+    name: str
+    clauses: tuple[tuple[tuple[str, frozenset[str]], ...], ...]
+
+    def holds(self, facts: dict[str, str]) -> bool:
+        return any(all(facts.get(k) in allowed for k, allowed in clause)
+                   for clause in self.clauses)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowItem:
+    kind: str  # "message" or "card"
+    ref: str
+    when: Predicate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpec:
+    name: str
+    index: int
+    line: int
+    final: bool
+    key: str | None
+    show: tuple[ShowItem, ...]
+    ask: str | None
+    choices: tuple[ChoiceSpec, ...]
+    red_flags: dict[str, str]
+    acknowledge: str | None
+    tags: frozenset[str]
+    disposition: str | None
+    follows: tuple[tuple[str, str], ...]
+
+    def choice(self, choice_id: str) -> ChoiceSpec | None:
+        for choice in self.choices:
+            if choice.id == choice_id:
+                return choice
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    trigger: str
+    source: str  # a state name or "*"
+    dest: str
+    choice: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dialog:
+    name: str
+    path: Path
+    initial: str
+    states: dict[str, StateSpec]
+    edges: tuple[Edge, ...]
+    doctor_reminder: str
+    activity_words: tuple[str, ...]
+    machine_config: dict[str, Any]
+
+    def answer_edges(self) -> list[Edge]:
+        return [e for e in self.edges if e.trigger == "answer"]
+
+
+class ChoiceIs:
+    """The transition condition `chose_<id>`: the answer event carries that choice."""
+
+    def __init__(self, choice: str) -> None:
+        self.choice = choice
+        self.__name__ = f"chose_{choice}"
+
+    def __call__(self, event: EventData) -> bool:
+        return event.kwargs.get("choice") == self.choice
+
+
+def build_machine(dialog: Dialog) -> Machine:
+    """One Machine per dialog; sessions are plain snapshots, never machines of their own."""
+    config = dict(dialog.machine_config)
+    config["transitions"] = [
+        {**t, "conditions": [ChoiceIs(t["conditions"][0][len("chose_"):])]}
+        if t.get("conditions") else t
+        for t in config["transitions"]
+    ]
+    return Machine(model=None, auto_transitions=False, send_event=True, **config)
+
+
+def load_dialog(path: Path, content: Content) -> Dialog:
+    raw = schema.mapping(load_yaml(path), path, "the dialog", line=1)
+    schema.keys(raw, path, "the dialog", _TOP_KEYS, _OUR_TOP_KEYS)
+    name = schema.ident(raw["name"], path, "dialog name", line=raw.line)
+    choice_sets = _choice_sets(raw.get("choice_sets", Mapping()), path, content)
+    predicates = _predicates(raw.get("predicates", Mapping()), path)
+    if not isinstance(raw["states"], list) or not raw["states"]:
+        raise DataError(path, "states must be a non-empty list", line=raw.line)
+    states: dict[str, StateSpec] = {}
+    for index, item in enumerate(raw["states"]):
+        spec = _state(item, index, path, content, choice_sets, predicates)
+        if spec.name in states:
+            raise DataError(path, f"duplicate state {spec.name!r}", line=spec.line)
+        states[spec.name] = spec
+    initial = raw["initial"]
+    if initial not in states:
+        raise DataError(path, f"initial state {initial!r} is not defined", line=raw.line)
+    edges = _edges(raw["transitions"], path, states)
+    reminder = schema.ident(raw.get("doctor_reminder"), path, "doctor_reminder", line=raw.line)
+    if reminder not in content.messages:
+        raise DataError(path, f"doctor_reminder {reminder!r} is not a message", line=raw.line)
+    words = raw.get("activity_words", [])
+    activity_words = tuple(schema.text_list(words, path, "activity_words", line=raw.line))
+    _check_choices_routed(states, edges, path)
+    machine_config = {
+        "name": name,
+        "initial": initial,
+        "states": [{"name": s.name, "final": s.final} for s in states.values()],
+        "transitions": [
+            {"trigger": e.trigger, "source": e.source, "dest": e.dest,
+             **({"conditions": [f"chose_{e.choice}"]} if e.choice else {})}
+            for e in edges
+        ],
+    }
+    return Dialog(name=name, path=path, initial=initial, states=states, edges=tuple(edges),
+                  doctor_reminder=reminder, activity_words=activity_words,
+                  machine_config=machine_config)
+
+
+def _choice_sets(raw: Any, path: Path, content: Content) -> dict[str, tuple[ChoiceSpec, ...]]:
+    sets = schema.mapping(raw, path, "choice_sets")
+    return {name: _choices(items, path, content, sets.line, None) for name, items in sets.items()}
+
+
+def _choices(raw: Any, path: Path, content: Content, line: int | None,
+             state: str | None) -> tuple[ChoiceSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise DataError(path, "choices must be a non-empty list or a choice set name",
+                        line=line, state=state)
+    choices: list[ChoiceSpec] = []
+    for item in raw:
+        entry = schema.mapping(item, path, "a choice", line=line)
+        schema.keys(entry, path, "a choice", {"id", "label"}, {"shows"})
+        cid = schema.text(entry["id"], path, "choice id", line=entry.line)
+        if not CHOICE_ID.match(cid) or cid in END_ACTIONS:
+            raise DataError(path, f"choice id {cid!r} must be 1-20 of a-z 0-9 _ and not "
+                            f"{' or '.join(END_ACTIONS)}", line=entry.line, state=state)
+        if any(c.id == cid for c in choices):
+            raise DataError(path, f"duplicate choice id {cid!r}", line=entry.line, state=state)
+        for ref in (entry["label"], entry.get("shows")):
+            if ref is not None and ref not in content.messages:
+                raise DataError(path, f"unknown message id {ref!r}", line=entry.line,
+                                state=state)
+        choices.append(ChoiceSpec(id=cid, label=entry["label"], shows=entry.get("shows")))
+    return tuple(choices)
+
+
+def _predicates(raw: Any, path: Path) -> dict[str, Predicate]:
+    preds = schema.mapping(raw, path, "predicates")
+    return {name: _predicate(value, name, path, preds.line) for name, value in preds.items()}
+
+
+def _predicate(raw: Any, name: str, path: Path, line: int | None) -> Predicate:
+    """`{key: [choices]}` (all must hold) or `{any: [{key: [choices]}, ...]}`."""
+    entry = schema.mapping(raw, path, f"condition {name}", line=line)
+    clauses_raw = entry["any"] if set(entry) == {"any"} else [entry]
+    if not isinstance(clauses_raw, list) or not clauses_raw:
+        raise DataError(path, f"condition {name}: any must be a non-empty list", line=entry.line)
+    clauses = []
+    for clause in clauses_raw:
+        clause = schema.mapping(clause, path, f"condition {name}", line=entry.line)
+        clauses.append(tuple(
+            (key, frozenset(schema.text_list(values, path, f"condition {name} {key}",
+                                             line=clause.line)))
+            for key, values in clause.items()
+        ))
+    return Predicate(name=name, clauses=tuple(clauses))
+
+
+def _state(raw: Any, index: int, path: Path, content: Content,
+           choice_sets: dict[str, tuple[ChoiceSpec, ...]],
+           predicates: dict[str, Predicate]) -> StateSpec:
+    item = schema.mapping(raw, path, "a state")
+    schema.keys(item, path, "a state", _STATE_KEYS, _MACHINE_STATE_KEYS | _OUR_STATE_KEYS)
+    name = schema.ident(item["name"], path, "state name", line=item.line)
+    final = item.get("final", False) is True
+
+    def fail(what: str) -> DataError:
+        return DataError(path, what, line=item.line, state=name)
+
+    raw_choices = item.get("choices")
+    if isinstance(raw_choices, str):
+        if raw_choices not in choice_sets:
+            raise fail(f"unknown choice set {raw_choices!r}")
+        choices = choice_sets[raw_choices]
+    elif raw_choices is None:
+        choices = ()
+    else:
+        choices = _choices(raw_choices, path, content, item.line, name)
+    ask = item.get("ask")
+    if final and (choices or ask):
+        raise fail("an end state asks nothing; it offers restart and sources by itself")
+    if not final and not (choices and ask):
+        raise fail("a state that is not final needs `ask` and `choices`")
+    if ask is not None and ask not in content.messages:
+        raise fail(f"unknown message id {ask!r}")
+    show = tuple(_show_item(entry, path, content, predicates, fail)
+                 for entry in item.get("show") or [])
+    red_flags = item.get("red_flags") or {}
+    for cid, level in red_flags.items():
+        if all(c.id != cid for c in choices):
+            raise fail(f"red_flags names {cid!r}, which is not a choice here")
+        if level not in RED_FLAG_LEVELS:
+            raise fail(f"red flag level {level!r} is not one of {sorted(RED_FLAG_LEVELS)}")
+    tags = frozenset(item.get("tags") or [])
+    if tags - STATE_TAGS:
+        raise fail(f"unknown tag(s) {', '.join(sorted(tags - STATE_TAGS))}")
+    acknowledge = item.get("acknowledge")
+    if ("doctor_prompt" in tags) != (acknowledge is not None):
+        raise fail("a doctor_prompt state names its `acknowledge` choice, and only it does")
+    if acknowledge is not None and all(c.id != acknowledge for c in choices):
+        raise fail(f"acknowledge names {acknowledge!r}, which is not a choice here")
+    disposition = item.get("disposition")
+    if final != (disposition is not None):
+        raise fail("every end state, and only an end state, has a disposition")
+    if disposition is not None and disposition not in DISPOSITIONS:
+        raise fail(f"disposition {disposition!r} is not one of {sorted(DISPOSITIONS)}")
+    follows = tuple(_follows(item.get("follows") or [], content, fail))
+    if final and not follows:
+        raise fail("an end state names the source(s) it follows")
+    key = item.get("key")
+    return StateSpec(name=name, index=index, line=item.line, final=final, key=key,
+                     show=show, ask=ask, choices=choices, red_flags=dict(red_flags),
+                     acknowledge=acknowledge, tags=tags, disposition=disposition,
+                     follows=follows)
+
+
+def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Predicate],
+               fail: Any) -> ShowItem:
+    entry = schema.mapping(raw, path, "a show entry")
+    kinds = {"message", "card"} & entry.keys()
+    if len(kinds) != 1 or entry.keys() - {"message", "card", "when"}:
+        raise fail("a show entry is {message: id} or {card: id}, with an optional `when`")
+    kind = kinds.pop()
+    ref = entry[kind]
+    if kind == "card" and ref not in content.cards:
+        raise fail(f"unknown card id {ref!r}")
+    if kind == "message" and ref not in content.messages:
+        raise fail(f"unknown message id {ref!r}")
+    when = entry.get("when")
+    if isinstance(when, str):
+        if when not in predicates:
+            raise fail(f"unknown condition {when!r}")
+        predicate: Predicate | None = predicates[when]
+    elif when is None:
+        predicate = None
+    else:
+        predicate = _predicate(when, f"for {ref}", path, entry.line)
+    return ShowItem(kind=kind, ref=ref, when=predicate)
+
+
+def _follows(raw: Any, content: Content, fail: Any) -> list[tuple[str, str]]:
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict) or set(entry) != {"source", "section"}:
+            raise fail("follows entries are {source, section}")
+        source = content.sources.get(entry["source"])
+        if source is None:
+            raise fail(f"follows unknown source {entry['source']!r}")
+        if entry["section"] not in source.sections:
+            raise fail(f"follows section {entry['section']!r} that {source.id} does not list")
+        out.append((entry["source"], entry["section"]))
+    return out
+
+
+def _edges(raw: Any, path: Path, states: dict[str, StateSpec]) -> list[Edge]:
+    if not isinstance(raw, list) or not raw:
+        raise DataError(path, "transitions must be a non-empty list")
+    edges = []
+    for item in raw:
+        entry = schema.mapping(item, path, "a transition")
+        schema.keys(entry, path, "a transition", _TRANSITION_KEYS, {"conditions"})
+        trigger, source, dest = entry["trigger"], entry["source"], entry["dest"]
+        if trigger not in TRIGGERS:
+            raise DataError(path, f"unknown trigger {trigger!r} (known: "
+                            f"{', '.join(sorted(TRIGGERS))})", line=entry.line)
+        if dest not in states:
+            raise DataError(path, f"transition to unknown state {dest!r}", line=entry.line,
+                            state=source if source in states else None)
+        if source != "*" and source not in states:
+            raise DataError(path, f"transition from unknown state {source!r}", line=entry.line)
+        conditions = entry.get("conditions")
+        if isinstance(conditions, list) and len(conditions) == 1:
+            conditions = conditions[0]
+        choice = None
+        if trigger == "answer":
+            if source == "*":
+                raise DataError(path, "an answer transition names its source state",
+                                line=entry.line)
+            if not isinstance(conditions, str) or not conditions.startswith("chose_"):
+                raise DataError(path, "an answer transition has one condition chose_<choice>",
+                                line=entry.line, state=source)
+            choice = conditions[len("chose_"):]
+            spec = states[source]
+            if spec.choice(choice) is None:
+                raise DataError(path, f"unknown condition {conditions!r}: {choice!r} is not a "
+                                "choice here", line=entry.line, state=source)
+        elif conditions is not None:
+            raise DataError(path, f"a {trigger} transition takes no conditions", line=entry.line)
+        edges.append(Edge(trigger=trigger, source=source, dest=dest, choice=choice,
+                          line=entry.line))
+    return edges
+
+
+def _check_choices_routed(states: dict[str, StateSpec], edges: list[Edge], path: Path) -> None:
+    """Each choice either shows info or has exactly one answer transition."""
+    routed: dict[tuple[str, str], int] = {}
+    for edge in edges:
+        if edge.trigger == "answer":
+            assert edge.choice is not None
+            routed[(edge.source, edge.choice)] = routed.get((edge.source, edge.choice), 0) + 1
+    for spec in states.values():
+        if spec.final and any(e.source == spec.name and e.trigger == "answer" for e in edges):
+            raise DataError(path, "an end state has an answer transition", line=spec.line,
+                            state=spec.name)
+        for choice in spec.choices:
+            count = routed.get((spec.name, choice.id), 0)
+            if choice.shows and count:
+                raise DataError(path, f"choice {choice.id!r} shows info and also moves on",
+                                line=spec.line, state=spec.name)
+            if not choice.shows and count != 1:
+                problem = "has no transition" if count == 0 else "has several transitions"
+                raise DataError(path, f"choice {choice.id!r} {problem}", line=spec.line,
+                                state=spec.name)

@@ -1,0 +1,219 @@
+"""The pure dialog engine: step(snapshot, event) -> (snapshot, outputs).
+
+A snapshot is a small JSON-able dict: {"v", "dialog", "state", "answers", "run"}, where
+`answers` lists [state, choice] pairs in order and `run` counts restarts. The engine keeps
+no per-user objects: one transitions Machine per dialog serves every snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transitions import Machine
+
+from bot.content import Citation, Content, group_citations
+from bot.dialog import END_ACTIONS, Dialog, StateSpec, build_machine
+from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
+
+SNAPSHOT_VERSION = 1
+Snapshot = dict[str, Any]
+
+# Events the engine knows; "show" carries a topic from SHOW_TOPICS.
+EVENT_KINDS = frozenset({"start", "answer", "back", "restart", "text", "show"})
+SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    choice: str | None = None
+    ref: str | None = None  # the Ask.ref the answer was given to, when the front end knows it
+    topic: str | None = None
+
+    @classmethod
+    def answer(cls, choice: str, ref: str | None = None) -> Event:
+        return cls("answer", choice=choice, ref=ref)
+
+
+class _Cursor:
+    """The single model registered with the Machine; it holds a state only during a step."""
+
+    state: str
+
+
+class Engine:
+    def __init__(self, dialog: Dialog, content: Content) -> None:
+        self.dialog = dialog
+        self.content = content
+        self._states = dialog.states
+        self._machine: Machine = build_machine(dialog)
+        self._cursor = _Cursor()
+        self._machine.add_model(self._cursor)
+        self._end_choices = tuple(
+            Choice(action, content.message(f"end.{action}")) for action in END_ACTIONS
+        )
+        self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
+
+    # -- public API --
+
+    def new_snapshot(self, run: int = 0) -> Snapshot:
+        return {"v": SNAPSHOT_VERSION, "dialog": self.dialog.name, "state": self.dialog.initial,
+                "answers": [], "run": run}
+
+    def step(self, snapshot: Snapshot | None, event: Event) -> tuple[Snapshot, list[Output]]:
+        """Apply one event. Invalid input returns the same snapshot and a kind reply."""
+        if snapshot is None:
+            fresh = self.new_snapshot()
+            return fresh, self.render(fresh)
+        problem = self._snapshot_problem(snapshot)
+        if problem is not None:
+            fresh = self.new_snapshot(run=_int(snapshot.get("run")) + 1)
+            return fresh, [self._say(problem), *self.render(fresh)]
+        spec = self._states[snapshot["state"]]
+        kind = event.kind
+        if kind == "start":
+            if not snapshot["answers"] and not spec.final:
+                return snapshot, self.render(snapshot)
+            return snapshot, [self._say("session.resumed"), self.ask(snapshot)]
+        if kind == "restart":
+            return self._restart(snapshot)
+        if kind == "show" and event.topic in SHOW_TOPICS:
+            return snapshot, [*self.show(event.topic), self.ask(snapshot)]
+        if kind == "answer" and event.choice is not None:
+            return self._answer(snapshot, spec, event)
+        if kind == "back":
+            return self._back(snapshot, spec)
+        if kind == "text":
+            reply = "session.finished" if spec.final else "error.use_buttons"
+            return snapshot, [self._say(reply), self.ask(snapshot)]
+        return snapshot, [self._say("error.unknown_event"), self.ask(snapshot)]
+
+    def render(self, snapshot: Snapshot) -> list[Output]:
+        """Everything a state shows on entry, ending with its question."""
+        spec = self._states[snapshot["state"]]
+        facts = self.facts(snapshot)
+        out: list[Output] = []
+        for item in spec.show:
+            if item.when is not None and not item.when.holds(facts):
+                continue
+            if item.kind == "card":
+                out.append(ShowCard(self.content.cards[item.ref]))
+            else:
+                out.append(self._say(item.ref))
+        if spec.final:
+            out.append(self._follows[spec.name])
+        out.append(self.ask(snapshot))
+        return out
+
+    def ask(self, snapshot: Snapshot) -> Ask:
+        spec = self._states[snapshot["state"]]
+        ref = self.ref(snapshot)
+        if spec.final:
+            return Ask("end.question", self.content.message("end.question"), self._end_choices,
+                       ref, final=True)
+        assert spec.ask is not None
+        choices = tuple(Choice(c.id, self.content.message(c.label)) for c in spec.choices)
+        return Ask(spec.ask, self.content.message(spec.ask), choices, ref)
+
+    def show(self, topic: str) -> list[Output]:
+        if topic == "sources":
+            return [SourceList(self.content.message("sources.header"),
+                               tuple(self.content.sources.values()))]
+        return [self._say("help.text" if topic == "help" else "privacy.note")]
+
+    def ref(self, snapshot: Snapshot) -> str:
+        """Run, answer count and state index: equal only for the very same question."""
+        index = self._states[snapshot["state"]].index
+        return f"{snapshot['run']}.{len(snapshot['answers'])}.{index}"
+
+    def facts(self, snapshot: Snapshot) -> dict[str, str]:
+        """Answers by their state's `key` (later answers win), for card conditions."""
+        facts: dict[str, str] = {}
+        for state, choice in snapshot["answers"]:
+            key = self._states[state].key
+            if key is not None:
+                facts[key] = choice
+        return facts
+
+    def is_finished(self, snapshot: Snapshot) -> bool:
+        return self._states[snapshot["state"]].final
+
+    def state_spec(self, snapshot: Snapshot) -> StateSpec:
+        return self._states[snapshot["state"]]
+
+    # -- events --
+
+    def _answer(self, snapshot: Snapshot, spec: StateSpec,
+                event: Event) -> tuple[Snapshot, list[Output]]:
+        choice_id = event.choice
+        assert choice_id is not None
+        if event.ref is not None and event.ref != self.ref(snapshot):
+            return snapshot, [self._say("session.stale"), self.ask(snapshot)]
+        if spec.final:
+            if choice_id == "restart":
+                return self._restart(snapshot)
+            if choice_id == "sources":
+                return snapshot, [*self.show("sources"), self.ask(snapshot)]
+            return snapshot, [self._say("session.finished"), self.ask(snapshot)]
+        choice = spec.choice(choice_id)
+        if choice is None:
+            return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
+        if choice.shows is not None:
+            return snapshot, [self._say(choice.shows), self.ask(snapshot)]
+        cursor = self._cursor
+        cursor.state = spec.name
+        if not self._machine.events["answer"].trigger(cursor, choice=choice_id):
+            # The loader proves every choice is routed; this guards a hand-built Dialog.
+            return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
+        new = {**snapshot, "state": cursor.state,
+               "answers": [*snapshot["answers"], [spec.name, choice_id]]}
+        answered = Answered(self.content.message(spec.ask or ""),
+                            self.content.message(choice.label))
+        return new, [answered, *self.render(new)]
+
+    def _back(self, snapshot: Snapshot, spec: StateSpec) -> tuple[Snapshot, list[Output]]:
+        if spec.final:
+            return snapshot, [self._say("session.finished"), self.ask(snapshot)]
+        if not snapshot["answers"]:
+            return snapshot, [self._say("error.nothing_to_go_back"), self.ask(snapshot)]
+        previous_state = snapshot["answers"][-1][0]
+        new = {**snapshot, "state": previous_state, "answers": snapshot["answers"][:-1]}
+        return new, [self._say("session.went_back"), *self.render(new)]
+
+    def _restart(self, snapshot: Snapshot) -> tuple[Snapshot, list[Output]]:
+        cursor = self._cursor
+        cursor.state = snapshot["state"]
+        self._machine.events["restart"].trigger(cursor)
+        new = {**self.new_snapshot(run=snapshot["run"] + 1), "state": cursor.state}
+        return new, [self._say("session.restarted"), *self.render(new)]
+
+    # -- helpers --
+
+    def _say(self, message_id: str) -> Say:
+        return Say(message_id, self.content.message(message_id))
+
+    def _follows_text(self, spec: StateSpec) -> Say:
+        cites = tuple(Citation(self.content.sources[s], section) for s, section in spec.follows)
+        names = "; ".join(f"{source.title} ({', '.join(sections)})"
+                          for source, sections in group_citations(cites))
+        return Say("end.follows", f"{self.content.message('end.follows')} {names}")
+
+    def _snapshot_problem(self, snapshot: Snapshot) -> str | None:
+        """A message id when a stored snapshot cannot be resumed as it is."""
+        if snapshot.get("v") != SNAPSHOT_VERSION:
+            return "session.outdated"  # no older versions exist yet to migrate from
+        if snapshot.get("dialog") != self.dialog.name or snapshot.get("state") not in self._states:
+            return "session.outdated"
+        answers = snapshot.get("answers")
+        if not isinstance(answers, list) or not isinstance(snapshot.get("run"), int):
+            return "session.outdated"
+        for pair in answers:
+            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] not in self._states
+                    or self._states[pair[0]].choice(pair[1]) is None):
+                return "session.outdated"
+        return None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,57 @@
+"""What the engine asks a front end to show: plain data, no Telegram or terminal types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.content import Card, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """A message from content/messages.yaml."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowCard:
+    """An advice card with its citations."""
+
+    card: Card
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A question with its buttons. `ref` marks which question of which run it is, so a
+    front end can tell an old button from a current one."""
+
+    key: str
+    text: str
+    choices: tuple[Choice, ...]
+    ref: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The question just answered and the label chosen (to update the old question)."""
+
+    question: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceList:
+    header: str
+    sources: tuple[Source, ...]
+
+
+Output = Say | ShowCard | Ask | Answered | SourceList

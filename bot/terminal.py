@@ -1,0 +1,91 @@
+"""`backbot chat`: the same engine in a terminal, one line in, plain text out."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import TextIO
+
+from bot.content import Content, group_citations
+from bot.engine import Engine, Event, Snapshot
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+
+WIDTH = 78
+COMMANDS = {
+    "/back": Event("back"),
+    "/restart": Event("restart"),
+    "/sources": Event("show", topic="sources"),
+    "/help": Event("show", topic="help"),
+    "/privacy": Event("show", topic="privacy"),
+    "/start": Event("start"),
+}
+QUIT = {"/quit", "/exit", "/q"}
+
+
+def render(outputs: list[Output], content: Content) -> str:
+    blocks = [block for output in outputs if (block := render_one(output, content))]
+    return "\n\n".join(blocks)
+
+
+def render_one(output: Output, content: Content) -> str:
+    if isinstance(output, Say):
+        return _wrap(output.text)
+    if isinstance(output, ShowCard):
+        card = output.card
+        cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
+                          for source, sections in group_citations(card.citations))
+        return "\n".join([f"* {card.title}", _wrap(card.body, "  "),
+                          _wrap(f"{content.message('card.sources_label')} {cites}", "  ")])
+    if isinstance(output, Ask):
+        lines = [_wrap(output.text)]
+        lines += [f"  {n}) {choice.label}" for n, choice in enumerate(output.choices, 1)]
+        return "\n".join(lines)
+    if isinstance(output, SourceList):
+        lines = [output.header]
+        for source in output.sources:
+            lines.append(_wrap(f"- {source.title} ({source.publisher}) {source.url}", "  ")[2:])
+        return "\n".join(lines)
+    if isinstance(output, Answered):
+        return ""  # the person just typed it
+    raise TypeError(f"unknown output {output!r}")
+
+
+def to_event(line: str, ask: Ask | None) -> Event:
+    """A typed line as an engine event: a command, a choice number or label, or free text."""
+    word = line.strip()
+    if word.lower() in COMMANDS:
+        return COMMANDS[word.lower()]
+    if ask is not None:
+        if word.isdigit() and 1 <= int(word) <= len(ask.choices):
+            return Event.answer(ask.choices[int(word) - 1].id, ref=ask.ref)
+        for choice in ask.choices:
+            if word.casefold() == choice.label.casefold():
+                return Event.answer(choice.id, ref=ask.ref)
+    return Event("text")
+
+
+def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """Run one conversation until /quit or end of input."""
+    echo = not stdin.isatty()  # piped input: show it, so the transcript reads naturally
+    content = engine.content
+    print(_wrap(content.message("chat.hint")), file=stdout)
+    snapshot: Snapshot | None = None
+    snapshot, outputs = engine.step(snapshot, Event("start"))
+    while True:
+        print("\n" + render(outputs, content), file=stdout)
+        ask = next((o for o in reversed(outputs) if isinstance(o, Ask)), None)
+        print("> ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line or line.strip().lower() in QUIT:
+            if echo and line:
+                print(line.strip(), file=stdout)
+            print("\n" + _wrap(content.message("chat.bye")), file=stdout)
+            return 0
+        if echo:
+            print(line.strip(), file=stdout)
+        snapshot, outputs = engine.step(snapshot, to_event(line, ask))
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
