@@ -21,4 +21,8 @@ def mermaid(dialog: Dialog) -> str:
     model = _Model()
     machine.add_model(model)
     graph = model.get_graph().draw(None)  # type: ignore[attr-defined]
-    return graph.rstrip() + "\n"
+    # Drop the "current state" styling (meaningless for a file) and mark the end states.
+    lines = [line.rstrip() for line in graph.splitlines()
+             if line.strip() and not line.lstrip().startswith(("classDef ", "Class "))]
+    lines += [f"  {name} --> [*]" for name, spec in dialog.states.items() if spec.final]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Reproducible speed and memory measurements (run on demand, not part of the tests)."""
