@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.config import ConfigError
 from bot.errors import DataError
 
 
@@ -18,11 +20,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except DataError as exc:
+    except (DataError, ConfigError) as exc:
         print(f"backbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `backbot chat | head`: the reader left; so do we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate dialogs and content and prove the safety rules")
     data_options(check)
     check.set_defaults(func=_check)
+
+    run = sub.add_parser("run", help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
+    run.set_defaults(func=_run)
 
     diagram = sub.add_parser("diagram", help="print the dialog as a Mermaid diagram")
     data_options(diagram)
@@ -74,6 +82,13 @@ def _check(args: argparse.Namespace) -> int:
             print(f"     {problem}")
     failed = [f for f in findings if not f.ok]
     return 1 if failed or len(findings) < 4 else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
+    from bot.telegram_app import run
+
+    return run(load_settings())
 
 
 def _diagram(args: argparse.Namespace) -> int:

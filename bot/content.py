@@ -162,6 +162,9 @@ def _load_messages(path: Path, params: dict[str, object]) -> dict[str, str]:
 
 def _flatten(node: Mapping, prefix: str, path: Path, out: dict[str, str]) -> None:
     for key, value in node.items():
+        if not isinstance(key, str):
+            raise DataError(path, f"message key {key!r} under {prefix or 'the top'} must be text "
+                            "(quote yes/no/on/off in YAML)", line=node.line)
         mid = f"{prefix}{key}"
         schema.ident(mid, path, "message id", line=node.line)
         if isinstance(value, Mapping):

@@ -246,6 +246,8 @@ def _state(raw: Any, index: int, path: Path, content: Content,
                  for entry in item.get("show") or [])
     red_flags = item.get("red_flags") or {}
     for cid, level in red_flags.items():
+        if isinstance(cid, bool):
+            raise fail("red_flags keys are choice ids (quote yes/no/on/off in YAML)")
         if all(c.id != cid for c in choices):
             raise fail(f"red_flags names {cid!r}, which is not a choice here")
         if level not in RED_FLAG_LEVELS:

@@ -54,6 +54,7 @@ class Engine:
             Choice(action, content.message(f"end.{action}")) for action in END_ACTIONS
         )
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
+        self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
 
     # -- public API --
 
@@ -68,7 +69,8 @@ class Engine:
             return fresh, self.render(fresh)
         problem = self._snapshot_problem(snapshot)
         if problem is not None:
-            fresh = self.new_snapshot(run=_int(snapshot.get("run")) + 1)
+            run = snapshot.get("run") if isinstance(snapshot, dict) else 0
+            fresh = self.new_snapshot(run=_int(run) + 1)
             return fresh, [self._say(problem), *self.render(fresh)]
         spec = self._states[snapshot["state"]]
         kind = event.kind
@@ -199,19 +201,26 @@ class Engine:
                           for source, sections in group_citations(cites))
         return Say("end.follows", f"{self.content.message('end.follows')} {names}")
 
-    def _snapshot_problem(self, snapshot: Snapshot) -> str | None:
-        """A message id when a stored snapshot cannot be resumed as it is."""
-        if snapshot.get("v") != SNAPSHOT_VERSION:
+    def _snapshot_problem(self, snapshot: object) -> str | None:
+        """A message id when a stored snapshot cannot be resumed as it is.
+
+        The answers are replayed over the graph: a snapshot resumes only at the state its
+        own answers lead to, so no stored or edited row can skip a question.
+        """
+        if not isinstance(snapshot, dict) or snapshot.get("v") != SNAPSHOT_VERSION:
             return "session.outdated"  # no older versions exist yet to migrate from
-        if snapshot.get("dialog") != self.dialog.name or snapshot.get("state") not in self._states:
+        answers, run = snapshot.get("answers"), snapshot.get("run")
+        if (snapshot.get("dialog") != self.dialog.name or not isinstance(answers, list)
+                or not isinstance(run, int) or isinstance(run, bool)):
             return "session.outdated"
-        answers = snapshot.get("answers")
-        if not isinstance(answers, list) or not isinstance(snapshot.get("run"), int):
-            return "session.outdated"
+        state: str | None = self.dialog.initial
         for pair in answers:
-            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] not in self._states
-                    or self._states[pair[0]].choice(pair[1]) is None):
+            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] != state
+                    or not isinstance(pair[1], str)):
                 return "session.outdated"
+            state = self._next.get((state, pair[1]))
+        if state is None or snapshot.get("state") != state:
+            return "session.outdated"
         return None
 
 

@@ -1,0 +1,118 @@
+"""All settings, read once at start-up from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import DataError
+
+TELEGRAM_API = "https://api.telegram.org/bot"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+class Secret:
+    """A value that never shows itself in a repr, str or log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: Secret | None
+    api_base_url: str
+    db_path: Path
+    log_level: str
+    retention_days: int
+    timezone: str
+    webhook_url: str | None
+    webhook_listen: str
+    webhook_port: int
+    webhook_secret: Secret | None = field(default=None)
+
+    def require_token(self) -> str:
+        if not self.token:
+            raise ConfigError("TELEGRAM_BOT_TOKEN is not set (get one from @BotFather; "
+                              "or try `backbot chat` to use the bot in this terminal)")
+        return self.token.reveal()
+
+
+def default_db_path(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "backbot" / "backbot.sqlite3"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments skipped; optional quotes stripped."""
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return values
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise DataError(path, "expected KEY=VALUE", line=number)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  env_file: Path | None = Path(".env")) -> Settings:
+    """The environment wins over `.env`, so a deployment can override a checked-out file."""
+    env = {**(read_env_file(env_file) if env_file else {}), **(environ or os.environ)}
+
+    def number(name: str, default: int, low: int, high: int) -> int:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}")
+        return value
+
+    level = env.get("BACKBOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {level}")
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
+    return Settings(
+        token=Secret(token) if token else None,
+        api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,
+        db_path=Path(env.get("BACKBOT_DB", "").strip() or default_db_path(env)).expanduser(),
+        log_level=level,
+        retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
+        timezone=env.get("BACKBOT_TZ", "").strip() or "UTC",
+        webhook_url=env.get("BACKBOT_WEBHOOK_URL", "").strip() or None,
+        webhook_listen=env.get("BACKBOT_WEBHOOK_LISTEN", "").strip() or "0.0.0.0",
+        webhook_port=number("BACKBOT_WEBHOOK_PORT", 8443, 1, 65535),
+        webhook_secret=Secret(secret) if secret else None,
+    )

@@ -1,0 +1,70 @@
+"""Durable sessions in SQLite: one row per user, read on demand, written before replying."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    user_id    INTEGER PRIMARY KEY,
+    snapshot   TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions (updated_at);
+"""
+
+
+def open_database(path: Path | str) -> sqlite3.Connection:
+    """Open (creating owner-only if new) a WAL-mode database shared by the bot's tables."""
+    if str(path) != ":memory:":
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # autocommit: each statement is its own transaction, durable once it returns
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL survives a killed process (not a power cut) and keeps a commit cheap
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+class SessionStore:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(SCHEMA)
+
+    def get(self, user_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT snapshot FROM sessions WHERE user_id = ?",
+                              (user_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except ValueError:
+            return {}  # unreadable: the engine restarts it with a clear message
+        return value if isinstance(value, dict) else {}
+
+    def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO sessions (user_id, snapshot, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot, "
+            "updated_at = excluded.updated_at",
+            (user_id, json.dumps(snapshot, separators=(",", ":")), int(now or time.time())),
+        )
+
+    def delete(self, user_id: int) -> int:
+        return self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
+    def purge(self, older_than_days: int, now: float | None = None) -> int:
+        cutoff = int((now or time.time()) - older_than_days * 86400)
+        return self.db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM sessions").fetchone()[0])

@@ -1,0 +1,89 @@
+"""Build and run the PTB Application: polling or webhook, rate limits, retention purge."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import urlparse
+
+from telegram import LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter, Defaults
+from telegram.ext import ContextTypes as Ctx
+from telegram.request import BaseRequest
+
+from bot.config import Settings
+from bot.engine import Engine
+from bot.loading import load_engine
+from bot.logs import setup_logging
+from bot.store import SessionStore, open_database
+from bot.telegram_bot import BackBot
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_SECONDS = 3600
+
+
+def build_application(settings: Settings, engine: Engine, store: SessionStore, *,
+                      rate_limiter: BaseRateLimiter | None = None,
+                      request: BaseRequest | None = None) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler; `rate_limiter` and `request` are for tests."""
+    backbot = BackBot(engine, store)
+
+    async def post_init(app: Application) -> None:  # type: ignore[type-arg]
+        await backbot.set_commands(app)
+        if app.job_queue is not None:
+            app.job_queue.run_repeating(purge, interval=PURGE_EVERY_SECONDS, first=60,
+                                        name="purge-sessions")
+
+    async def purge(context: Ctx.DEFAULT_TYPE) -> None:
+        removed = store.purge(settings.retention_days)
+        if removed:
+            log.info("purged %d sessions idle for over %d days", removed,
+                     settings.retention_days)
+
+    builder = (
+        ApplicationBuilder()
+        .token(settings.require_token())
+        .base_url(settings.api_base_url)
+        .defaults(Defaults(parse_mode=ParseMode.HTML,
+                           link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        # Updates run concurrently; BackBot's per-user locks keep each user's in order.
+        .concurrent_updates(True)
+        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
+        .post_init(post_init)
+    )
+    if request is not None:
+        builder = builder.request(request)
+    app = builder.build()
+    backbot.attach(app)
+    app.bot_data["backbot"] = backbot
+    return app
+
+
+def run(settings: Settings) -> int:
+    """`backbot run`: long polling, or a webhook when BACKBOT_WEBHOOK_URL is set."""
+    token = settings.require_token()
+    secret = (settings.webhook_secret.reveal() if settings.webhook_secret
+              else secrets.token_urlsafe(32))
+    setup_logging(settings.log_level, [token, secret])
+    engine = load_engine(retention_days=settings.retention_days)
+    db = open_database(settings.db_path)
+    store = SessionStore(db)
+    app = build_application(settings, engine, store)
+    log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
+    try:
+        if settings.webhook_url:
+            app.run_webhook(
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                url_path=urlparse(settings.webhook_url).path.lstrip("/"),
+                webhook_url=settings.webhook_url,
+                secret_token=secret,  # PTB rejects requests without this header
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            app.run_polling(allowed_updates=Update.ALL_TYPES)
+    finally:
+        db.close()
+    log.info("backbot stopped")
+    return 0

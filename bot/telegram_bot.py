@@ -1,0 +1,218 @@
+"""Telegram handlers: turn updates into engine events and outputs into Bot API calls.
+
+Handlers translate and nothing else: the dialog lives in the engine, the words in
+content/, the sessions in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from telegram import BotCommand, CallbackQuery, Update
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.engine import Engine, Event
+from bot.outputs import Output, Say
+from bot.store import SessionStore
+from bot.telegram_render import FORGET, Reply, TelegramRenderer, parse_callback
+
+log = logging.getLogger(__name__)
+
+# Commands and the engine event each becomes; /forget is handled here (it erases data).
+COMMAND_EVENTS = {
+    "start": Event("start"),
+    "back": Event("back"),
+    "restart": Event("restart"),
+    "help": Event("show", topic="help"),
+    "sources": Event("show", topic="sources"),
+    "privacy": Event("show", topic="privacy"),
+}
+MENU = ("start", "help", "back", "restart", "sources", "privacy", "forget")
+PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
+
+
+class KeyedLocks:
+    """One asyncio.Lock per user while in use, so one user's updates apply in order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class BackBot:
+    def __init__(self, engine: Engine, store: SessionStore) -> None:
+        self.engine = engine
+        self.store = store
+        self.content = engine.content
+        self.render = TelegramRenderer(engine.content)
+        self.locks = KeyedLocks()
+
+    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+        for name in COMMAND_EVENTS:
+            app.add_handler(CommandHandler(name, self.on_command, filters=PRIVATE))
+        app.add_handler(CommandHandler("forget", self.on_forget, filters=PRIVATE))
+        app.add_handler(CallbackQueryHandler(self.on_callback))
+        app.add_handler(MessageHandler(PRIVATE, self.on_other_message))
+        app.add_error_handler(self.on_error)
+
+    async def set_commands(self, app: Application) -> None:  # type: ignore[type-arg]
+        commands = [BotCommand(name, self.content.message(f"commands.{name}")) for name in MENU]
+        try:
+            await app.bot.set_my_commands(commands)
+        except TelegramError as exc:  # the menu is a convenience; the bot works without it
+            log.warning("could not set the command menu: %s", type(exc).__name__)
+
+    # -- handlers --
+
+    async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = update.effective_user
+        if message is None or user is None or not message.text:
+            return
+        name = message.text.split()[0][1:].split("@")[0].lower()
+        await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name])
+
+    async def on_other_message(self, update: Update,
+                               context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Free text, stickers, photos, voice, files: re-ask with the keyboard."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None:
+            return
+        await self.apply(user.id, chat.id, Event("text"))
+
+    async def on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        await self.send(chat.id, [Reply(self.render.block(Say("forget.confirm", self.content
+                                                               .message("forget.confirm"))),
+                                        self.render.forget_keyboard())], user_id=chat.id)
+
+    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        user = query.from_user
+        chat_id = query.message.chat.id if query.message is not None else user.id
+        parsed = parse_callback(query.data)
+        if chat_id != user.id:  # a button in a group: the dialog only runs in private
+            await self.answer_query(query, self.content.message("button.expired"))
+            return
+        if parsed is None:
+            await self.answer_query(query, self.content.message("button.expired"))
+            await self.apply(user.id, chat_id, None)
+            return
+        if parsed[0] == FORGET:
+            await self.answer_query(query)
+            await self.forget(user.id, query, confirmed=parsed[1] == "yes")
+            return
+        _, ref, choice = parsed
+        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref), query=query)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # Only the update id and error type: never the token, never anyone's answers.
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("update %s failed: %s", update_id, type(context.error).__name__)
+        log.debug("details", exc_info=context.error)
+
+    # -- the one path from event to replies --
+
+    async def apply(self, user_id: int, chat_id: int, event: Event | None,
+                    query: CallbackQuery | None = None) -> None:
+        """Step the user's session, store it, then reply. `None` re-shows the question."""
+        async with self.locks.hold(user_id):
+            snapshot = self.store.get(user_id)
+            if event is None:
+                outputs: list[Output] = (
+                    [self.engine.ask(snapshot)] if snapshot else self.engine.step(None, Event(
+                        "start"))[1])
+                new = snapshot
+            else:
+                new, outputs = self.engine.step(snapshot, event)
+            if new is not snapshot and new is not None:
+                self.store.put(user_id, new)  # durable before anyone sees the reply
+            edited, replies = self.render.replies(outputs)
+            if query is not None:
+                stale = bool(outputs) and isinstance(outputs[0], Say) and outputs[0].key == (
+                    "session.stale")
+                await self.answer_query(
+                    query, self.content.message("button.moved_on") if stale else None)
+                if edited is not None:
+                    await self.edit(query, edited)
+                elif stale:
+                    await self.edit(query, None)  # drop the old keyboard
+            await self.send(chat_id, replies, user_id=user_id)
+
+    async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
+        async with self.locks.hold(user_id):
+            if confirmed:
+                self.store.delete(user_id)
+            text = self.content.message("forget.done" if confirmed else "forget.kept")
+            await self.edit(query, self.render.block(Say("forget", text)))
+
+    # -- Bot API calls, with Telegram's expected failures handled --
+
+    async def send(self, chat_id: int, replies: list[Reply], *, user_id: int) -> None:
+        bot = self.app_bot
+        try:
+            if len(replies) > 1:
+                await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            for reply in replies:
+                await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
+        except Forbidden:
+            # The user blocked the bot: keep nothing about them.
+            self.store.delete(user_id)
+            log.info("a user blocked the bot; their session was dropped")
+
+    async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
+        try:
+            await query.answer(text)
+        except BadRequest as exc:  # too old to answer: nothing to do
+            log.debug("callback not answered: %s", exc.message)
+
+    async def edit(self, query: CallbackQuery, text: str | None) -> None:
+        """Show the chosen answer on the question (or drop a stale keyboard)."""
+        message = query.message
+        if message is None or not hasattr(message, "edit_text"):
+            return  # the message is gone or too old to edit
+        try:
+            if text is None:
+                await query.edit_message_reply_markup(None)
+            else:
+                await query.edit_message_text(text)
+        except BadRequest as exc:  # not modified, not found: the reply still goes out
+            log.debug("message not edited: %s", exc.message)
+
+    app_bot: object  # set by attach(); the Bot of the Application this serves
+
+    def attach(self, app: Application) -> None:  # type: ignore[type-arg]
+        self.app_bot = app.bot
+        self.register(app)

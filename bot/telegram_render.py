@@ -1,0 +1,118 @@
+"""Engine outputs as Telegram messages: escaped HTML, inline keyboards, phone-sized parts."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from functools import partial
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.content import Card, Content, group_citations
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+
+# Telegram allows 4096 characters; shorter parts read better on a phone.
+MAX_MESSAGE_CHARS = 1500
+MAX_CALLBACK_BYTES = 64
+# Text needs only <, > and & escaped; attributes (href) also need quotes.
+escape = partial(html.escape, quote=False)
+ANSWER = "a"
+FORGET = "f"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    keyboard: InlineKeyboardMarkup | None = None
+
+
+def answer_data(ref: str, choice: str) -> str:
+    data = f"{ANSWER}|{ref}|{choice}"
+    assert len(data.encode()) <= MAX_CALLBACK_BYTES, data
+    return data
+
+
+def parse_callback(data: str | None) -> tuple[str, ...] | None:
+    """('a', ref, choice) or ('f', 'yes'|'no'); None for anything forged or unknown."""
+    if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
+        return None
+    parts = tuple(data.split("|"))
+    if parts[0] == ANSWER and len(parts) == 3 and all(parts[1:]):
+        return parts
+    if parts[0] == FORGET and len(parts) == 2 and parts[1] in {"yes", "no"}:
+        return parts
+    return None
+
+
+class TelegramRenderer:
+    def __init__(self, content: Content) -> None:
+        self.content = content
+        self._cards: dict[str, str] = {}
+
+    def replies(self, outputs: list[Output]) -> tuple[str | None, list[Reply]]:
+        """The text to put on the answered question (if any) and the messages to send."""
+        edited: str | None = None
+        replies: list[Reply] = []
+        pending: list[str] = []
+        for output in outputs:
+            if isinstance(output, Answered):
+                edited = self.answered(output)
+            elif isinstance(output, Ask):
+                self._flush(pending, replies)
+                replies.append(Reply(escape(output.text), self.keyboard(output)))
+            else:
+                block = self.block(output)
+                if pending and len("\n\n".join([*pending, block])) > MAX_MESSAGE_CHARS:
+                    self._flush(pending, replies)
+                pending.append(block)
+        self._flush(pending, replies)
+        return edited, replies
+
+    def answered(self, output: Answered) -> str:
+        return (f"{escape(output.question)}\n\n"
+                f"{escape(self.content.message('answered.label'))} "
+                f"<b>{escape(output.label)}</b>")
+
+    def block(self, output: Output) -> str:
+        if isinstance(output, Say):
+            return escape(output.text)
+        if isinstance(output, ShowCard):
+            return self.card(output.card)
+        if isinstance(output, SourceList):
+            lines = [f"<b>{escape(output.header)}</b>"]
+            lines += [f'• <a href="{html.escape(s.url)}">{escape(s.title)}</a>, '
+                      f"{escape(s.publisher)}" for s in output.sources]
+            return "\n".join(lines)
+        raise TypeError(f"cannot render {output!r}")
+
+    def card(self, card: Card) -> str:
+        cached = self._cards.get(card.id)
+        if cached is None:
+            cites = "; ".join(
+                f'<a href="{html.escape(source.url)}">{escape(source.title)}</a>, '
+                + escape(", ".join(sections))
+                for source, sections in group_citations(card.citations))
+            label = escape(self.content.message("card.sources_label"))
+            cached = (f"<b>{escape(card.title)}</b>\n{escape(card.body)}\n"
+                      f"<i>{label} {cites}</i>")
+            self._cards[card.id] = cached
+        return cached
+
+    def keyboard(self, ask: Ask) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup(
+            [[InlineKeyboardButton(c.label, callback_data=answer_data(ask.ref, c.id))]
+             for c in ask.choices])
+
+    def forget_keyboard(self) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup([
+            [InlineKeyboardButton(self.content.message("forget.yes"),
+                                  callback_data=f"{FORGET}|yes")],
+            [InlineKeyboardButton(self.content.message("forget.no"),
+                                  callback_data=f"{FORGET}|no")],
+        ])
+
+    @staticmethod
+    def _flush(pending: list[str], replies: list[Reply]) -> None:
+        if pending:
+            replies.append(Reply("\n\n".join(pending)))
+            pending.clear()

@@ -1,0 +1,62 @@
+"""Core fixtures: the shipped engine and throw-away copies of the shipped data."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot import paths
+from bot.engine import Engine
+from bot.loading import DIALOG_FILE, load_engine
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The engine over the shipped dialog and content (shared: the engine is stateless)."""
+    return load_engine()
+
+
+@dataclass(frozen=True)
+class DataCopy:
+    """A private copy of the shipped dialog and content, free to mutate."""
+
+    dialog: Path  # .../dialogs/screening.yaml
+    content: Path  # .../content/
+
+    def check_args(self) -> list[str]:
+        return ["check", "--dialog", str(self.dialog), "--content", str(self.content)]
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path) -> DataCopy:
+    dialogs = tmp_path / "dialogs"
+    dialogs.mkdir()
+    dialog = dialogs / DIALOG_FILE
+    shutil.copyfile(paths.dialogs_dir() / DIALOG_FILE, dialog)
+    content = tmp_path / "content"
+    shutil.copytree(paths.content_dir(), content)
+    return DataCopy(dialog=dialog, content=content)
+
+
+# The tests' own list of words that name an activity, kept apart from the dialog's
+# `activity_words` so a word dropped there is still caught here.
+ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "bike", "cycl", "elliptical",
+                  "run", "jog", "jump", "aerobic", "backstroke", "crawl", "recumbent",
+                  "stationary bike")
+_ACTIVITY = re.compile(r"\b(" + "|".join(map(re.escape, ACTIVITY_WORDS)) + ")", re.IGNORECASE)
+
+
+def _find_activity(text: str) -> str | None:
+    match = _ACTIVITY.search(text)
+    return match.group(0) if match else None
+
+
+@pytest.fixture(scope="session")
+def find_activity() -> Callable[[str], str | None]:
+    """`find_activity(text)`: the first activity word in text, or None."""
+    return _find_activity

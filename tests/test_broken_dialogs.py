@@ -1,0 +1,436 @@
+"""`backbot check` on broken copies of the shipped data: it must fail, and say in which file,
+at which state or line, and what is wrong - never with a traceback."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.cli import main
+
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+Data = dict[str, Any]
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def check(data_copy, capsys: pytest.CaptureFixture[str]) -> Callable[[], Result]:
+    def run() -> Result:
+        capsys.readouterr()
+        rc = main(data_copy.check_args())
+        captured = capsys.readouterr()
+        result = Result(rc, captured.out, captured.err)
+        assert "Traceback" not in result.text
+        return result
+
+    return run
+
+
+def load(path: Path) -> Any:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=FAST_LOADER)
+
+
+def dump(path: Path, data: Any) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096),
+                    encoding="utf-8")
+
+
+def edit(path: Path, change: Callable[[Any], None]) -> None:
+    data = load(path)
+    change(data)
+    dump(path, data)
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def state(data: Data, name: str) -> Data:
+    return next(s for s in data["states"] if s["name"] == name)
+
+
+def transition(data: Data, source: str, choice: str) -> Data:
+    return next(t for t in data["transitions"]
+                if t["source"] == source and t.get("conditions") == f"chose_{choice}")
+
+
+def line(path: Path, number: int) -> str:
+    return path.read_text(encoding="utf-8").splitlines()[number - 1]
+
+
+def finding_lines(result: Result, name: str) -> list[str]:
+    """The FAIL line of check (name) and its problem lines."""
+    lines = result.out.splitlines()
+    start = next((i for i, text in enumerate(lines) if text.startswith(f"FAIL ({name}) ")),
+                 None)
+    assert start is not None, f"({name}) did not fail:\n{result.text}"
+    block = [lines[start]]
+    for text in lines[start + 1:]:
+        if not text.startswith("     "):
+            break
+        block.append(text.strip())
+    assert len(block) > 1, f"({name}) failed without naming a problem:\n{result.text}"
+    return block
+
+
+def assert_names_state(problem: str, path: Path, name: str) -> None:
+    """A finding names the file, the state and the line where that state starts."""
+    match = re.match(rf"{re.escape(str(path))} \(state {name}, line (\d+)\): ", problem)
+    assert match, f"{problem!r} does not name {path} and state {name}"
+    assert f"name: {name}" in line(path, int(match[1]))
+
+
+def data_error(result: Result, path: Path) -> tuple[int | None, str | None, str]:
+    """(line, state, what) of the one `backbot: file:line (state s): what` error."""
+    assert result.rc != 0
+    assert result.out == "", "a data error stops before any check runs"
+    match = re.fullmatch(rf"backbot: {re.escape(str(path))}(?::(\d+))?(?: \(state (\w+)\))?: "
+                         r"(.+)\n", result.err)
+    assert match, f"error does not name {path}: {result.err!r}"
+    return (int(match[1]) if match[1] else None), match[2], match[3]
+
+
+# -- the harness itself --
+
+
+def test_unchanged_copy_passes(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda data: None)  # a load/dump round trip changes nothing real
+    result = check()
+    assert result.rc == 0, result.text
+    assert result.out.count("\nok   (") == 4
+    assert str(data_copy.dialog) in result.out
+
+
+# -- safety proofs (i)-(iv) --
+
+
+def test_activity_state_reachable_around_doctor_prompt(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "asking_clearance", "yes").update(
+        dest="asking_pool"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    problem = next(p for p in block[1:] if "(state asking_pool," in p)
+    assert_names_state(problem, data_copy.dialog, "asking_pool")
+    assert "reachable without the doctor prompt's acknowledgement" in problem
+    assert problem.endswith("asking_clearance -> asking_pool")
+    assert "ok   (ii)" in result.out and "ok   (iii)" in result.out
+
+
+def test_skipping_the_doctor_prompt_fails(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "explaining_why", "next").update(
+        dest="asking_pool"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "iii")
+    assert any("(state doctor_prompt," in p and "not reachable from welcome" in p
+               for p in block[1:])
+
+
+def test_skipping_the_doctor_prompt_reports_i(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "explaining_why", "next").update(
+        dest="asking_pool"))
+    result = check()
+    block = finding_lines(result, "i")
+    assert any("(state asking_pool," in p for p in block[1:])
+
+
+def test_activity_card_before_the_doctor_prompt(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "explaining_why")["show"].append(
+        {"card": "activity.walking"}))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    assert len(block) == 2, block
+    assert_names_state(block[1], data_copy.dialog, "explaining_why")
+    assert "names an activity" in block[1]
+
+
+def test_activity_word_in_a_message_before_the_doctor_prompt(data_copy, check) -> None:
+    # no tag and no activity card: only the wording gives it away
+    replace_once(data_copy.content / "messages.yaml", "    Thanks. Here is why gentle",
+                 "    Thanks. Swimming is lovely. Here is why gentle")
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    assert len(block) == 2, block
+    assert_names_state(block[1], data_copy.dialog, "explaining_why")
+
+
+def test_red_flag_leading_to_suggestions(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "asking_fever", "yes").update(
+        dest="asking_diagnosis"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "ii")
+    for problem in block[1:]:
+        assert_names_state(problem, data_copy.dialog, "asking_fever")
+    assert any("urgent answer 'yes' must end in an emergency or urgent disposition, but goes "
+               "to asking_diagnosis" in p for p in block[1:])
+    assert any("reaches activity state suggesting_activities" in p for p in block[1:])
+
+
+def test_emergency_flag_to_urgent_care_fails(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "asking_bladder", "yes").update(
+        dest="urgent_care"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "ii")
+    assert_names_state(block[1], data_copy.dialog, "asking_bladder")
+    assert "emergency answer 'yes' must end in an emergency disposition" in block[1]
+
+
+def test_unreachable_state(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "welcome", "stop").update(
+        dest="declined_doctor"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "iii")
+    assert len(block) == 2, block
+    assert_names_state(block[1], data_copy.dialog, "stopped")
+    assert block[1].endswith("not reachable from welcome")
+
+
+def test_answers_looping_back(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: transition(d, "explaining_why", "next").update(
+        dest="asking_bladder"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "iii")
+    assert "answers loop back: " in block[1]
+    assert "explaining_why -> asking_bladder" in block[1]
+
+
+def test_end_state_without_doctor_reminder(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "emergency_care")["show"].remove(
+        {"message": "reminder.doctor"}))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "iv")
+    assert len(block) == 2, block
+    assert_names_state(block[1], data_copy.dialog, "emergency_care")
+    assert "reminder.doctor" in block[1]
+
+
+def test_conditional_doctor_reminder_does_not_count(data_copy, check) -> None:
+    def change(d: Data) -> None:
+        show = state(d, "suggesting_activities")["show"]
+        show[show.index({"message": "reminder.doctor"})] = {
+            "message": "reminder.doctor", "when": {"pool": ["yes"]}}
+
+    edit(data_copy.dialog, change)
+    result = check()
+    assert result.rc == 1
+    assert_names_state(finding_lines(result, "iv")[1], data_copy.dialog,
+                       "suggesting_activities")
+
+
+# -- references between files --
+
+
+def test_dangling_transition_dest(data_copy, check) -> None:
+    replace_once(data_copy.dialog, "source: asking_legs, dest: asking_trauma,",
+                 "source: asking_legs, dest: nowhere,")
+    lineno, name, what = data_error(check(), data_copy.dialog)
+    assert what == "transition to unknown state 'nowhere'"
+    assert name == "asking_legs"
+    assert "dest: nowhere" in line(data_copy.dialog, lineno)
+
+
+def test_unknown_card_in_show(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "explaining_why")["show"].append(
+        {"card": "why.nope"}))
+    lineno, name, what = data_error(check(), data_copy.dialog)
+    assert what == "unknown card id 'why.nope'"
+    assert name == "explaining_why"
+    assert "name: explaining_why" in line(data_copy.dialog, lineno)
+
+
+def test_unknown_message_in_ask(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "asking_legs").update(ask="question.nope"))
+    lineno, name, what = data_error(check(), data_copy.dialog)
+    assert (name, what) == ("asking_legs", "unknown message id 'question.nope'")
+    assert "name: asking_legs" in line(data_copy.dialog, lineno)
+
+
+def test_uncited_card(data_copy, check) -> None:
+    advice = data_copy.content / "advice.yaml"
+    edit(advice, lambda d: next(c for c in d["cards"] if c["id"] == "why.healing").update(
+        citations=[]))
+    lineno, _, what = data_error(check(), advice)
+    assert what == "card why.healing cites no source"
+    assert "id: why.healing" in line(advice, lineno)
+
+
+def test_card_citing_unknown_source(data_copy, check) -> None:
+    advice = data_copy.content / "advice.yaml"
+    edit(advice, lambda d: next(c for c in d["cards"] if c["id"] == "why.healing")[
+        "citations"][0].update(source="wikipedia"))
+    lineno, _, what = data_error(check(), advice)
+    assert what == "card why.healing cites unknown source 'wikipedia'"
+    assert "source: wikipedia" in line(advice, lineno)
+
+
+def test_card_citing_unknown_section(data_copy, check) -> None:
+    advice = data_copy.content / "advice.yaml"
+    edit(advice, lambda d: next(c for c in d["cards"] if c["id"] == "why.healing")[
+        "citations"][0].update(section="Chapter 99"))
+    lineno, _, what = data_error(check(), advice)
+    assert what == ("card why.healing cites section 'Chapter 99' that source "
+                    "harbourview_low_impact does not list")
+    assert "Chapter 99" in line(advice, lineno) or "source:" in line(advice, lineno)
+
+
+def test_end_state_following_unknown_section(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "urgent_care")["follows"][0].update(
+        section="1.9 Made up"))
+    _, name, what = data_error(check(), data_copy.dialog)
+    assert name == "urgent_care"
+    assert what == "follows section '1.9 Made up' that nice_ng59 does not list"
+
+
+def test_card_never_shown(data_copy, check) -> None:
+    advice = data_copy.content / "advice.yaml"
+    edit(advice, lambda d: d["cards"].append({
+        "id": "why.orphan", "title": "Orphan", "body": "Never shown.", "tags": ["why"],
+        "citations": [{"source": "livestrong_cardio", "section": "Introduction"}]}))
+    _, _, what = data_error(check(), advice)
+    assert "card why.orphan is never shown" in what
+
+
+# -- YAML and schema problems --
+
+
+def test_malformed_yaml(data_copy, check) -> None:
+    replace_once(data_copy.dialog, "  - name: asking_saddle\n    key: saddle\n",
+                 "  - name: asking_saddle\n  key: saddle\n")
+    broken = data_copy.dialog.read_text().splitlines().index("  key: saddle") + 1
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what.startswith("invalid YAML: ")
+    assert lineno == broken
+
+
+def test_unclosed_flow_mapping(data_copy, check) -> None:
+    replace_once(data_copy.content / "sources.yaml", '  - id: aaos\n', '  - {id: aaos\n')
+    lineno, _, what = data_error(check(), data_copy.content / "sources.yaml")
+    assert what.startswith("invalid YAML: ")
+    assert lineno is not None
+
+
+def test_missing_dialog_file(data_copy, check) -> None:
+    data_copy.dialog.unlink()
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert (lineno, what) == (None, "file not found")
+
+
+def test_missing_content_file(data_copy, check) -> None:
+    (data_copy.content / "messages.yaml").unlink()
+    lineno, _, what = data_error(check(), data_copy.content / "messages.yaml")
+    assert (lineno, what) == (None, "file not found")
+
+
+def test_unknown_key_in_state(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "asking_trauma").update(colour="red"))
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what == "a state has unknown key(s) colour"
+    assert "name: asking_trauma" in line(data_copy.dialog, lineno)
+
+
+def test_unknown_top_level_key(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: d.update(doctor_remider="reminder.doctor"))
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == "the dialog has unknown key(s) doctor_remider"
+
+
+def test_duplicate_state_name(data_copy, check) -> None:
+    def change(d: Data) -> None:
+        twin = copy.deepcopy(state(d, "asking_saddle"))
+        d["states"].insert(d["states"].index(state(d, "asking_legs")), twin)
+
+    edit(data_copy.dialog, change)
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what == "duplicate state 'asking_saddle'"
+    lines = data_copy.dialog.read_text().splitlines()
+    second = [i + 1 for i, t in enumerate(lines) if t.endswith("name: asking_saddle")][1]
+    assert lineno == second
+
+
+def test_duplicate_card_id(data_copy, check) -> None:
+    advice = data_copy.content / "advice.yaml"
+
+    def change(d: Data) -> None:
+        d["cards"].append(copy.deepcopy(next(c for c in d["cards"] if c["id"] == "why.weight")))
+
+    edit(advice, change)
+    lineno, _, what = data_error(check(), advice)
+    assert what == "duplicate card id 'why.weight'"
+    lines = advice.read_text().splitlines()
+    assert lineno == max(i + 1 for i, text in enumerate(lines) if text == "- id: why.weight")
+
+
+def test_duplicate_yaml_mapping_key(data_copy, check) -> None:
+    replace_once(data_copy.dialog, "  - name: asking_saddle\n    key: saddle\n",
+                 "  - name: asking_saddle\n    key: saddle\n    key: legs\n")
+    duplicate = data_copy.dialog.read_text().splitlines().index("    key: legs") + 1
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what == "invalid YAML: duplicate key 'key'"
+    assert lineno == duplicate
+
+
+def test_duplicate_message_key(data_copy, check) -> None:
+    messages = data_copy.content / "messages.yaml"
+    replace_once(messages, "  unsure: Not sure\n", "  unsure: Not sure\n  unsure: Unsure\n")
+    _, _, what = data_error(check(), messages)
+    assert what == "invalid YAML: duplicate key 'unsure'"
+
+
+def test_unquoted_yes_as_choice_id(data_copy, check) -> None:
+    replace_once(data_copy.dialog, '  yes_no:\n    - {id: "yes", label: choice.yes}',
+                 '  yes_no:\n    - {id: yes, label: choice.yes}')
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what == "choice id must be non-empty text (quote yes/no/on/off in YAML)"
+    assert "{id: yes," in line(data_copy.dialog, lineno)
+
+
+def test_unquoted_no_in_a_state_choice(data_copy, check) -> None:
+    def change(d: Data) -> None:
+        state(d, "asking_legs")["choices"] = [{"id": "yes", "label": "choice.yes"},
+                                              {"id": False, "label": "choice.no"}]
+
+    edit(data_copy.dialog, change)
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert "quote yes/no/on/off" in what
+
+
+@pytest.mark.parametrize("where", ["red_flags", "messages"])
+def test_unquoted_yes_elsewhere_gets_a_hint(data_copy, check, where: str) -> None:
+    if where == "red_flags":
+        path = data_copy.dialog
+        replace_once(path, '    red_flags: {"yes": emergency, unsure: urgent}\n  - name: '
+                     'asking_saddle', '    red_flags: {yes: emergency, unsure: urgent}\n'
+                     '  - name: asking_saddle')
+    else:
+        path = data_copy.content / "messages.yaml"
+        replace_once(path, '  "yes": "Yes"\n', '  yes: "Yes"\n')
+    _, _, what = data_error(check(), path)
+    assert "quote" in what

@@ -1,0 +1,160 @@
+"""The `backbot` command line: terminal chat through a real subprocess, help, diagram."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.engine import Event
+from bot.loading import load_bundle
+from bot.outputs import Ask, Choice
+from bot.terminal import to_event
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# by number, by label in any case, and by label exactly
+TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "No diagnosis", "yes", "Continue",
+                  "I'll check with my doctor", "Yes", "YES", "no", "Yes"]
+
+
+def run_bot(args: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def chat(lines: list[str], cwd: Path) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Run `backbot chat` on these input lines; the output with whitespace flattened."""
+    result = run_bot(["chat"], "".join(f"{line}\n" for line in lines), cwd)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "Traceback" not in result.stdout
+    return " ".join(result.stdout.split()), result
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def messages() -> dict[str, str]:
+    _, content = load_bundle()
+    return {key: flat(text) for key, text in content.messages.items()}
+
+
+def test_chat_full_path_to_suggestions(tmp_path: Path, messages: dict[str, str],
+                                       find_activity) -> None:
+    out, _ = chat(TO_SUGGESTIONS, tmp_path)
+    assert out.startswith(messages["chat.hint"])
+    doctor_question = messages["doctor.question"]
+    assert out.count(doctor_question) == 1
+    before = out[:out.index(doctor_question)]
+    assert find_activity(before) is None, find_activity(before)
+    after = out[out.index(doctor_question):]
+    for title in ("* Walking", "* Pool workouts", "* Recumbent bike", "* Round out your plan"):
+        assert title in after
+    assert "* Stationary bike" not in out and "* Elliptical trainer" not in out
+    assert "Source: Cardio Exercises After Back Injury (LIVESTRONG.com), " in after
+    assert messages["reminder.doctor"] in after
+    assert after.index("* Round out your plan") < after.index(messages["reminder.doctor"])
+    assert messages["end.question"] + " 1) Start again 2) Sources" in after
+    assert out.endswith(messages["chat.bye"])  # end of input after the last answer
+
+
+def test_chat_emergency(tmp_path: Path, messages: dict[str, str], find_activity) -> None:
+    out, _ = chat(["1", "1"], tmp_path)
+    assert messages["disposition.emergency"] in out
+    assert "emergency" in out.lower()
+    assert messages["reminder.doctor"] in out
+    assert find_activity(out) is None, find_activity(out)
+    assert "* " not in out  # no cards at all
+
+
+def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, result = chat([], tmp_path)
+    assert messages["welcome.question"] in out
+    assert out.endswith(messages["chat.bye"])
+    assert result.stdout.count(">") == 1
+
+
+def test_chat_quit(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, _ = chat(["1", "/quit", "1"], tmp_path)
+    assert out.endswith("/quit " + messages["chat.bye"])
+    assert messages["question.saddle"] not in out  # nothing read after /quit
+
+
+def test_chat_back(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, _ = chat(["1", "/back", "/back", "3"], tmp_path)
+    went_back = out.index(messages["session.went_back"])
+    assert out.index(messages["question.bladder"]) < went_back
+    assert out.count(messages["welcome.question"]) == 3  # start, back, nothing to go back
+    assert messages["error.nothing_to_go_back"] in out
+    assert out.index(messages["welcome.question"], went_back) > went_back
+    assert messages["disposition.stopped"] in out  # "3" answered the welcome again
+
+
+def test_chat_free_text_and_bad_numbers(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, _ = chat(["hello", "7", "0", "1"], tmp_path)
+    assert out.count(messages["error.use_buttons"]) == 3
+    assert messages["question.bladder"] in out
+
+
+def test_to_event_by_number_label_and_command() -> None:
+    ask = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("unsure", "Not sure")), "0.3.4")
+    assert to_event("2", ask) == Event.answer("unsure", ref="0.3.4")
+    assert to_event("  not SURE ", ask) == Event.answer("unsure", ref="0.3.4")
+    assert to_event("yes", ask) == Event.answer("yes", ref="0.3.4")
+    assert to_event("3", ask) == Event("text")
+    assert to_event("maybe", ask) == Event("text")
+    assert to_event("/BACK", ask) == Event("back")
+    assert to_event("/sources", None) == Event("show", topic="sources")
+
+
+def test_help_lists_commands(tmp_path: Path) -> None:
+    result = run_bot(["--help"], "", tmp_path)
+    assert result.returncode == 0
+    for command in ("chat", "check", "diagram"):
+        assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.MULTILINE), command
+    bare = run_bot([], "", tmp_path)
+    assert bare.returncode == 2
+    assert "chat" in bare.stdout
+
+
+def test_check_command_runs_from_anywhere(tmp_path: Path) -> None:
+    result = run_bot(["check"], "", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(re.findall(r"^ok   \((i|ii|iii|iv)\) ", result.stdout, re.MULTILINE)) == 4
+
+
+def test_check_reports_data_errors_without_traceback(tmp_path: Path) -> None:
+    result = run_bot(["check", "--dialog", str(tmp_path / "nope.yaml")], "", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"backbot: {tmp_path / 'nope.yaml'}: file not found\n"
+
+
+def diagram(cwd: Path) -> str:
+    result = run_bot(["diagram"], "", cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_diagram_draws_every_state_and_answer(tmp_path: Path) -> None:
+    dialog, _ = load_bundle()
+    text = diagram(tmp_path)
+    assert "stateDiagram-v2" in text
+    for name in dialog.states:
+        assert f'state "{name}" as {name}' in text
+    arrows = re.findall(r"^\s+(\w+) --> (\w+): answer", text, re.MULTILINE)
+    assert len(arrows) == len({(e.source, e.dest) for e in dialog.answer_edges()})
+    assert "restart" not in text
+
+
+def test_readme_has_the_current_diagram(tmp_path: Path) -> None:
+    """Fails until README.md carries the output of `backbot diagram` in a mermaid block."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```mermaid\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+    assert blocks, "README.md has no ```mermaid block; paste in `python -m bot diagram`"
+    assert diagram(tmp_path) in blocks, "README.md's diagram is stale: `python -m bot diagram`"

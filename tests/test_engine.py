@@ -1,0 +1,420 @@
+"""The pure engine: step(snapshot, event) -> (snapshot, outputs)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+
+import pytest
+
+import bot.dialog
+from bot.engine import SNAPSHOT_VERSION, Engine, Event, Snapshot
+from bot.loading import load_engine
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+
+TO_DOCTOR = ["agree", "no", "no", "no", "no", "no", "no", "no", "none", "yes", "next"]
+TO_SUGGESTIONS = [*TO_DOCTOR, "understood", "yes", "yes", "no", "yes"]
+
+
+def start(engine: Engine) -> tuple[Snapshot, list[Output]]:
+    return engine.step(None, Event("start"))
+
+
+def last_ask(outputs: list[Output]) -> Ask:
+    ask = outputs[-1]
+    assert isinstance(ask, Ask)
+    return ask
+
+
+def walk(engine: Engine, answers: list[str]) -> tuple[Snapshot, list[Output]]:
+    """Answer each choice with the current question's ref; every answer must be taken."""
+    snapshot, outputs = start(engine)
+    for choice in answers:
+        snapshot, outputs = engine.step(snapshot, Event.answer(choice, last_ask(outputs).ref))
+        assert isinstance(outputs[0], Answered), (choice, outputs[0])
+    return snapshot, outputs
+
+
+def say_keys(outputs: list[Output]) -> list[str]:
+    return [o.key for o in outputs if isinstance(o, Say)]
+
+
+def cards(outputs: list[Output]) -> list[str]:
+    return [o.card.id for o in outputs if isinstance(o, ShowCard)]
+
+
+def all_snapshots(engine: Engine) -> Iterator[Snapshot]:
+    """Every snapshot on every complete path (info choices skipped)."""
+    todo = [start(engine)[0]]
+    while todo:
+        snapshot = todo.pop()
+        yield snapshot
+        spec = engine.state_spec(snapshot)
+        for choice in spec.choices:
+            if choice.shows is None:
+                todo.append(engine.step(snapshot, Event.answer(choice.id))[0])
+
+
+# -- start and info --
+
+
+def test_start_shows_welcome(engine: Engine) -> None:
+    snapshot, outputs = start(engine)
+    assert snapshot == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+                        "answers": [], "run": 0}
+    assert say_keys(outputs) == ["welcome.intro"]
+    ask = last_ask(outputs)
+    assert ask.key == "welcome.question" and not ask.final
+    assert [c.id for c in ask.choices] == ["agree", "privacy", "stop"]
+    assert [c.label for c in ask.choices] == ["Yes, let's start", "What do you store?",
+                                              "No thanks"]
+    assert ask.ref == "0.0.0"
+    # /start again before answering anything shows the same welcome
+    again, outputs2 = engine.step(snapshot, Event("start"))
+    assert again == snapshot and outputs2 == outputs
+
+
+def test_start_with_progress_resumes(engine: Engine) -> None:
+    snapshot, _ = walk(engine, ["agree", "no"])
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event("start"))
+    assert new == before == snapshot
+    assert say_keys(outputs) == ["session.resumed"]
+    assert last_ask(outputs).key == "question.saddle"
+
+
+def test_privacy_choice_shows_note_and_keeps_snapshot(engine: Engine) -> None:
+    snapshot, outputs = start(engine)
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event.answer("privacy", last_ask(outputs).ref))
+    assert new == before == snapshot
+    assert say_keys(outputs) == ["privacy.note"]
+    assert "30 days" in outputs[0].text
+    assert last_ask(outputs) == engine.ask(snapshot)
+
+
+@pytest.mark.parametrize(("topic", "expected"), [("help", "help.text"),
+                                                 ("privacy", "privacy.note")])
+def test_show_topics(engine: Engine, topic: str, expected: str) -> None:
+    snapshot, _ = walk(engine, ["agree", "no", "no"])
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event("show", topic=topic))
+    assert new == before
+    assert say_keys(outputs) == [expected]
+    assert last_ask(outputs).key == "question.legs"
+
+
+def test_show_sources_lists_every_source(engine: Engine) -> None:
+    snapshot, _ = walk(engine, ["agree"])
+    new, outputs = engine.step(snapshot, Event("show", topic="sources"))
+    assert new == snapshot
+    listing = outputs[0]
+    assert isinstance(listing, SourceList)
+    assert [s.id for s in listing.sources] == list(engine.content.sources)
+    assert last_ask(outputs).key == "question.bladder"
+
+
+# -- answers --
+
+
+def test_answer_moves_on_and_echoes_the_answer(engine: Engine) -> None:
+    snapshot, outputs = start(engine)
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event.answer("agree", last_ask(outputs).ref))
+    assert snapshot == before, "the input snapshot must not be mutated"
+    assert new["state"] == "asking_bladder"
+    assert new["answers"] == [["welcome", "agree"]]
+    assert outputs[0] == Answered(engine.content.message("welcome.question"),
+                                  "Yes, let's start")
+    assert say_keys(outputs) == ["screening.intro"]
+    assert last_ask(outputs).key == "question.bladder"
+    assert [c.id for c in last_ask(outputs).choices] == ["yes", "no", "unsure"]
+
+
+def test_answer_without_ref_is_accepted(engine: Engine) -> None:
+    snapshot, _ = start(engine)
+    new, _ = engine.step(snapshot, Event.answer("agree"))
+    assert new["state"] == "asking_bladder"
+
+
+def test_refs_differ_between_questions(engine: Engine) -> None:
+    refs = []
+    snapshot, outputs = start(engine)
+    for choice in TO_SUGGESTIONS:
+        refs.append(last_ask(outputs).ref)
+        snapshot, outputs = engine.step(snapshot, Event.answer(choice, last_ask(outputs).ref))
+    refs.append(last_ask(outputs).ref)
+    assert len(set(refs)) == len(refs)
+
+
+def _positions(engine: Engine) -> list[tuple[str, Snapshot, str]]:
+    """(name, snapshot, a ref of an earlier question) at a few points of the dialog."""
+    welcome, first = start(engine)
+    old_ref = last_ask(first).ref
+    middle, _ = walk(engine, ["agree", "no", "no"])
+    doctor, _ = walk(engine, TO_DOCTOR)
+    pool, _ = walk(engine, [*TO_DOCTOR, "understood"])
+    restarted, _ = engine.step(middle, Event("restart"))
+    return [("welcome", welcome, "9.9.9"), ("middle", middle, old_ref),
+            ("doctor", doctor, old_ref), ("pool", pool, "0.11.13"),
+            ("restarted", restarted, old_ref)]
+
+
+@pytest.mark.parametrize(("event", "key"), [
+    (Event.answer("maybe"), "error.unknown_choice"),
+    (Event.answer("restart"), "error.unknown_choice"),
+    (Event("text"), "error.use_buttons"),
+    (Event("dance"), "error.unknown_event"),
+    (Event("answer"), "error.unknown_event"),
+    (Event("show", topic="weather"), "error.unknown_event"),
+    (Event("show"), "error.unknown_event"),
+    ("stale", "session.stale"),
+], ids=["unknown_choice", "end_action_mid_dialog", "text", "unknown_kind", "answer_no_choice",
+        "unknown_topic", "no_topic", "stale_ref"])
+def test_invalid_input_leaves_snapshot_unchanged(engine: Engine, event: Event | str,
+                                                 key: str) -> None:
+    for name, snapshot, old_ref in _positions(engine):
+        if event == "stale":
+            choice = engine.state_spec(snapshot).choices[0].id
+            event_now = Event.answer(choice, ref=old_ref)
+            assert old_ref != engine.ref(snapshot), name
+        else:
+            event_now = event
+        before = copy.deepcopy(snapshot)
+        new, outputs = engine.step(snapshot, event_now)
+        assert snapshot == before, f"{name}: input snapshot mutated"
+        assert new == before, name
+        assert outputs == [Say(key, engine.content.message(key)), engine.ask(snapshot)], name
+
+
+def test_stale_ref_after_going_back_is_refused(engine: Engine) -> None:
+    snapshot, outputs = walk(engine, ["agree", "no", "no"])
+    legs_ref = last_ask(outputs).ref
+    back, _ = engine.step(snapshot, Event("back"))
+    new, outputs = engine.step(back, Event.answer("no", ref=legs_ref))
+    assert new == back
+    assert say_keys(outputs) == ["session.stale"]
+
+
+# -- back --
+
+
+def test_back_pops_the_last_answer(engine: Engine) -> None:
+    snapshot, _ = walk(engine, ["agree", "no", "no"])
+    assert snapshot["state"] == "asking_legs"
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event("back"))
+    assert snapshot == before
+    assert new["state"] == "asking_saddle"
+    assert new["answers"] == [["welcome", "agree"], ["asking_bladder", "no"]]
+    assert new["run"] == snapshot["run"]
+    assert say_keys(outputs) == ["session.went_back"]
+    assert last_ask(outputs) == engine.ask(new)
+    assert last_ask(outputs).key == "question.saddle"
+    # again: the previous state's show items come back too
+    new2, outputs2 = engine.step(new, Event("back"))
+    assert new2["state"] == "asking_bladder" and new2["answers"] == [["welcome", "agree"]]
+    assert say_keys(outputs2) == ["session.went_back", "screening.intro"]
+
+
+def test_back_to_the_first_question_and_no_further(engine: Engine) -> None:
+    snapshot, _ = walk(engine, ["agree"])
+    first, _ = engine.step(snapshot, Event("back"))
+    assert first == start(engine)[0]
+    before = copy.deepcopy(first)
+    new, outputs = engine.step(first, Event("back"))
+    assert new == before == first
+    assert outputs == [Say("error.nothing_to_go_back",
+                           engine.content.message("error.nothing_to_go_back")),
+                       engine.ask(first)]
+
+
+def test_back_then_a_different_answer_changes_the_suggestions(engine: Engine) -> None:
+    snapshot, outputs = walk(engine, [*TO_DOCTOR, "understood", "yes"])  # pool: yes
+    assert engine.facts(snapshot)["pool"] == "yes"
+    snapshot, outputs = engine.step(snapshot, Event("back"))
+    assert last_ask(outputs).key == "question.pool"
+    for choice in ["no", "yes", "no", "yes"]:
+        snapshot, outputs = engine.step(snapshot, Event.answer(choice, last_ask(outputs).ref))
+    assert snapshot["state"] == "suggesting_activities"
+    assert "activity.pool" not in cards(outputs)
+    assert [a for a in snapshot["answers"] if a[0] == "asking_pool"] == [["asking_pool", "no"]]
+
+
+def test_back_through_the_doctor_prompt(engine: Engine) -> None:
+    snapshot, _ = walk(engine, [*TO_DOCTOR, "understood"])
+    new, outputs = engine.step(snapshot, Event("back"))
+    assert new["state"] == "doctor_prompt"
+    assert "doctor.prompt" in say_keys(outputs)
+    assert cards(outputs) == ["safety.stop_on_pain"]
+    assert last_ask(outputs).key == "doctor.question"
+
+
+# -- the end --
+
+
+@pytest.fixture
+def finished(engine: Engine) -> Snapshot:
+    snapshot, outputs = walk(engine, TO_SUGGESTIONS)
+    assert engine.is_finished(snapshot)
+    assert last_ask(outputs).final
+    assert [c.id for c in last_ask(outputs).choices] == ["restart", "sources"]
+    return snapshot
+
+
+@pytest.mark.parametrize("event", [
+    Event.answer("yes"), Event.answer("agree"), Event.answer("understood"), Event.answer("x"),
+    Event("text"), Event("back")], ids=["yes", "agree", "understood", "x", "text", "back"])
+def test_after_the_end_only_restart_or_sources(engine: Engine, finished: Snapshot,
+                                               event: Event) -> None:
+    before = copy.deepcopy(finished)
+    if event.kind == "answer":
+        event = Event.answer(event.choice or "", ref=engine.ref(finished))
+    new, outputs = engine.step(finished, event)
+    assert new == before == finished
+    assert outputs == [Say("session.finished", engine.content.message("session.finished")),
+                       engine.ask(finished)]
+
+
+def test_sources_after_the_end(engine: Engine, finished: Snapshot) -> None:
+    new, outputs = engine.step(finished, Event.answer("sources", engine.ref(finished)))
+    assert new == finished
+    assert isinstance(outputs[0], SourceList)
+    assert len(outputs[0].sources) == len(engine.content.sources)
+    assert last_ask(outputs).final
+
+
+def test_restart_after_the_end(engine: Engine, finished: Snapshot) -> None:
+    new, outputs = engine.step(finished, Event.answer("restart", engine.ref(finished)))
+    assert new == {**start(engine)[0], "run": finished["run"] + 1}
+    assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
+    assert last_ask(outputs).key == "welcome.question"
+    assert last_ask(outputs).ref == "1.0.0"
+
+
+def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
+    snapshot, _ = walk(engine, ["agree", "no", "no", "no"])
+    snapshot = {**snapshot, "run": 4}
+    before = copy.deepcopy(snapshot)
+    new, outputs = engine.step(snapshot, Event("restart"))
+    assert snapshot == before
+    assert new == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+                   "answers": [], "run": 5}
+    assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
+    assert last_ask(outputs).ref == "5.0.0"
+
+
+# -- stored snapshots --
+
+
+@pytest.mark.parametrize("stored", [
+    {"v": 0, "dialog": "screening", "state": "asking_saddle",
+     "answers": [["welcome", "agree"], ["asking_bladder", "no"]], "run": 2},
+    {"dialog": "screening", "state": "welcome", "answers": [], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_hips", "answers": [],
+     "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "other", "state": "welcome", "answers": [], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_saddle",
+     "answers": [["welcome", "agree"], ["asking_bladder", "perhaps"]], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_saddle",
+     "answers": [["welcome", "agree"], ["asking_gone", "no"]], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": "no",
+     "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+     "answers": [["welcome"]], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": [],
+     "run": "2"},
+], ids=["old_version", "no_version", "unknown_state", "other_dialog", "unknown_choice",
+        "unknown_answer_state", "answers_not_list", "short_pair", "run_not_int"])
+@pytest.mark.parametrize("event", [Event("start"), Event.answer("no"), Event("back")],
+                         ids=["start", "answer", "back"])
+def test_outdated_snapshot_restarts(engine: Engine, stored: Snapshot, event: Event) -> None:
+    before = copy.deepcopy(stored)
+    new, outputs = engine.step(stored, event)
+    assert stored == before
+    run = stored["run"] + 1 if isinstance(stored["run"], int) else 1
+    assert new == {**start(engine)[0], "run": run}
+    assert say_keys(outputs) == ["session.outdated", "welcome.intro"]
+    assert last_ask(outputs) == engine.ask(new)
+
+
+@pytest.mark.parametrize("stored", [
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": [], "answers": [], "run": 0},
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+     "answers": [[["welcome"], "agree"]], "run": 0},
+    ["not", "a", "snapshot"],
+], ids=["list_state", "list_answer_state", "list_snapshot"])
+def test_corrupt_snapshot_restarts(engine: Engine, stored: object) -> None:
+    new, outputs = engine.step(stored, Event("start"))  # type: ignore[arg-type]
+    assert new["state"] == "welcome"
+    assert say_keys(outputs)[0] == "session.outdated"
+
+
+def test_snapshot_whose_answers_do_not_lead_to_its_state(engine: Engine) -> None:
+    stored = {**engine.new_snapshot(), "state": "asking_pool"}
+    new, outputs = engine.step(stored, Event("start"))
+    assert new["state"] == "welcome"
+    assert say_keys(outputs)[0] == "session.outdated"
+
+
+def test_snapshots_are_small_json(engine: Engine) -> None:
+    sizes = []
+    for snapshot in all_snapshots(engine):
+        text = json.dumps(snapshot)
+        assert json.loads(text) == snapshot
+        sizes.append(len(text.encode("utf-8")))
+    # the fracture branch has the longest state name; leaning "unsure" the longest answer
+    longest, _ = walk(engine, [*TO_DOCTOR[:8], "fracture", "yes", "next",
+                               "understood", "yes", "yes", "yes", "unsure"])
+    assert len(longest["answers"]) == 16
+    assert len(json.dumps(longest).encode()) == max(sizes)
+    assert max(sizes) < 1024
+    # a long-lived user: even a huge restart count fits
+    assert len(json.dumps({**longest, "run": 10**12}).encode()) < 1024
+
+
+def test_a_round_tripped_snapshot_steps_the_same(engine: Engine) -> None:
+    snapshot, _ = walk(engine, [*TO_DOCTOR, "understood", "yes"])
+    stored = json.loads(json.dumps(snapshot))
+    for event in [Event.answer("yes", engine.ref(snapshot)), Event("back"), Event("start"),
+                  Event("restart")]:
+        assert engine.step(stored, event) == engine.step(snapshot, event)
+
+
+# -- one machine for everyone --
+
+
+def test_one_machine_serves_every_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = []
+
+    class CountingMachine(bot.dialog.Machine):  # type: ignore[misc,valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(bot.dialog, "Machine", CountingMachine)
+    engine = load_engine()
+    assert len(built) == 1
+    sessions = [engine.new_snapshot(run=i) for i in range(1000)]
+    finished = 0
+    for step in range(20):
+        for i, snapshot in enumerate(sessions):
+            spec = engine.state_spec(snapshot)
+            if spec.final:
+                continue
+            moves = [c.id for c in spec.choices if c.shows is None]
+            choice = moves[(i // (step + 1)) % len(moves)]
+            sessions[i], _ = engine.step(snapshot, Event.answer(choice, engine.ref(snapshot)))
+            finished += engine.is_finished(sessions[i])
+    assert finished == 1000
+    assert len({json.dumps(s) for s in sessions}) == 1000
+    assert len(built) == 1
+    assert engine._machine is built[0]
+    assert len(engine._machine.models) == 1
+
+
+def test_shared_engine_keeps_one_model(engine: Engine) -> None:
+    for i in range(50):
+        walk(engine, TO_SUGGESTIONS[: i % len(TO_SUGGESTIONS)])
+    assert len(engine._machine.models) == 1

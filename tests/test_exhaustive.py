@@ -1,0 +1,244 @@
+"""Every combination of answers, played through the engine, checked transcript by transcript.
+
+`backbot check` proves the safety rules on the dialog graph; this plays every path for real
+and checks what a person would actually see, with the tests' own list of activity words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from bot.engine import Engine, Event, Snapshot
+from bot.loading import load_bundle
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+from bot.safety import check_dialog
+
+# Counted by hand: 1 stop + 16 red-flag ends of the seven screening questions + 5 diagnoses
+# (fracture: 2 "not cleared" ends and 1 on; others: 3 clearance answers each, so 13 paths
+# reach the doctor prompt), each with 1 decline + 2*2*2*3 = 24 preference combinations.
+EXPECTED_PATHS = 1 + 2 * 7 + 2 + 13 * (1 + 24)
+
+# the tests' own map from question state to the fact it records
+FACT_OF = {"asking_pool": "pool", "asking_bike": "bike", "asking_elliptical": "elliptical",
+           "asking_leaning": "leaning", "asking_diagnosis": "diagnosis",
+           "asking_clearance": "clearance", "asking_fracture_clearance": "clearance"}
+
+
+@dataclass(frozen=True)
+class Step:
+    answer: tuple[str, str] | None  # (state, choice) answered; None for the opening start
+    outputs: tuple[Output, ...]
+
+
+@dataclass(frozen=True)
+class Transcript:
+    steps: tuple[Step, ...]
+    final: Snapshot
+
+    @property
+    def answers(self) -> list[tuple[str, str]]:
+        return [s.answer for s in self.steps if s.answer is not None]
+
+    def facts(self) -> dict[str, str]:
+        return {FACT_OF[state]: choice for state, choice in self.answers if state in FACT_OF}
+
+    def __str__(self) -> str:
+        return " ".join(choice for _, choice in self.answers)
+
+
+def enumerate_transcripts(engine: Engine) -> list[Transcript]:
+    """DFS from Event('start'): at every open question, every choice except info choices."""
+    snapshot, outputs = engine.step(None, Event("start"))
+    todo = [(snapshot, (Step(None, tuple(outputs)),))]
+    done = []
+    while todo:
+        snapshot, steps = todo.pop()
+        ask = steps[-1].outputs[-1]
+        assert isinstance(ask, Ask) and ask.ref == engine.ref(snapshot)
+        if engine.is_finished(snapshot):
+            assert ask.final
+            done.append(Transcript(steps, snapshot))
+            continue
+        assert not ask.final
+        spec = engine.state_spec(snapshot)
+        for choice in ask.choices:
+            if spec.choice(choice.id).shows is not None:  # e.g. privacy: shows, asks again
+                continue
+            new, outputs = engine.step(snapshot, Event.answer(choice.id, ask.ref))
+            assert isinstance(outputs[0], Answered) and outputs[0].label == choice.label
+            assert new["answers"][-1] == [spec.name, choice.id]
+            todo.append((new, (*steps, Step((spec.name, choice.id), tuple(outputs)))))
+    return done
+
+
+def texts(output: Output) -> list[str]:
+    if isinstance(output, Say):
+        return [output.text]
+    if isinstance(output, ShowCard):
+        card = output.card
+        return [card.title, card.body, *(c.source.title for c in card.citations),
+                *(c.section for c in card.citations)]
+    if isinstance(output, Ask):
+        return [output.text, *(c.label for c in output.choices)]
+    if isinstance(output, Answered):
+        return [output.question, output.label]
+    if isinstance(output, SourceList):
+        return [output.header, *(s.title for s in output.sources)]
+    raise TypeError(output)
+
+
+def activity_words_in(steps: tuple[Step, ...] | list[Step],
+                      find_activity: Callable[[str], str | None]) -> list[tuple[str, str]]:
+    found = []
+    for step in steps:
+        for output in step.outputs:
+            for text in texts(output):
+                if word := find_activity(text):
+                    found.append((word, text))
+    return found
+
+
+@pytest.fixture(scope="module")
+def transcripts(engine: Engine) -> list[Transcript]:
+    return enumerate_transcripts(engine)
+
+
+@pytest.fixture(scope="module")
+def acks(engine: Engine) -> set[tuple[str, str]]:
+    found = {(s.name, s.acknowledge) for s in engine.dialog.states.values() if s.acknowledge}
+    assert found == {("doctor_prompt", "understood")}
+    return found
+
+
+@pytest.fixture(scope="module")
+def red_flags(engine: Engine) -> dict[tuple[str, str], str]:
+    flags = {(s.name, choice): level for s in engine.dialog.states.values()
+             for choice, level in s.red_flags.items()}
+    assert len(flags) == 16
+    return flags
+
+
+def test_path_count(transcripts: list[Transcript]) -> None:
+    dialog, content = load_bundle()
+    structure = next(f for f in check_dialog(dialog, content) if f.name == "iii")
+    print(f"exhaustive: {len(transcripts)} complete paths "
+          f"(backbot check (iii): {structure.paths})")
+    assert len(transcripts) == EXPECTED_PATHS == 342
+    assert len(transcripts) == structure.paths
+    assert len({str(t) for t in transcripts}) == len(transcripts)
+    ends = Counter(t.final["state"] for t in transcripts)
+    assert ends == {"suggesting_activities": 13 * 24, "declined_doctor": 13,
+                    "emergency_care": 4, "urgent_care": 8, "nerve_pain_first": 2,
+                    "fracture_first": 2, "stopped": 1}
+
+
+def test_no_activity_before_the_doctor_prompt_is_acknowledged(
+        transcripts: list[Transcript], acks: set[tuple[str, str]], find_activity) -> None:
+    acknowledged = 0
+    for transcript in transcripts:
+        ack_at = next((i for i, s in enumerate(transcript.steps) if s.answer in acks),
+                      len(transcript.steps))
+        before = transcript.steps[:ack_at]
+        assert activity_words_in(before, find_activity) == [], str(transcript)
+        if ack_at < len(transcript.steps):
+            acknowledged += 1
+            # the regex is not vacuous: afterwards, activities are named
+            assert activity_words_in(transcript.steps[ack_at:], find_activity)
+            ask = before[-1].outputs[-1]
+            assert isinstance(ask, Ask) and ask.key == "doctor.question"
+    assert acknowledged == 13 * 24
+
+
+def test_red_flags_end_in_care_and_never_name_an_activity(
+        transcripts: list[Transcript], red_flags: dict[tuple[str, str], str],
+        engine: Engine, find_activity) -> None:
+    flagged = 0
+    for transcript in transcripts:
+        levels = [red_flags[a] for a in transcript.answers if a in red_flags]
+        disposition = engine.state_spec(transcript.final).disposition
+        if not levels:
+            assert disposition in {"activity", "stopped"}, str(transcript)
+            continue
+        flagged += 1
+        assert len(levels) == 1, "a red flag ends the screening"
+        allowed = {"emergency"} if levels[0] == "emergency" else {"emergency", "urgent"}
+        assert disposition in allowed, (str(transcript), disposition)
+        assert activity_words_in(transcript.steps, find_activity) == [], str(transcript)
+        shown = [o.card for s in transcript.steps for o in s.outputs if isinstance(o, ShowCard)]
+        assert not [c.id for c in shown if c.tags & {"activity", "why"}], str(transcript)
+        final = transcript.steps[-1]
+        key = "disposition." + {"emergency_care": "emergency", "urgent_care": "urgent",
+                                "nerve_pain_first": "nerve_pain",
+                                "fracture_first": "fracture"}[transcript.final["state"]]
+        assert key in [o.key for o in final.outputs if isinstance(o, Say)]
+    # yes/unsure to the seven screening questions, no/unsure to fracture clearance
+    assert flagged == 7 * 2 + 2
+
+
+def test_every_end_reminds_of_the_doctor(transcripts: list[Transcript], engine: Engine) -> None:
+    reminder = Say("reminder.doctor", engine.content.message("reminder.doctor"))
+    for transcript in transcripts:
+        outputs = list(transcript.steps[-1].outputs)
+        final_ask = outputs[-1]
+        assert isinstance(final_ask, Ask) and final_ask.final
+        assert [c.id for c in final_ask.choices] == ["restart", "sources"]
+        assert reminder in outputs, str(transcript)
+        keys = [o.key for o in outputs if isinstance(o, Say)]
+        assert keys[-2:] == ["reminder.doctor", "end.follows"], (str(transcript), keys)
+        assert outputs.index(reminder) < len(outputs) - 1
+
+
+def expected_cards(facts: dict[str, str]) -> list[str]:
+    ease_in = (facts.get("diagnosis") in {"pinched_nerve", "slipped_disk", "fracture"}
+               or facts.get("clearance") in {"no", "unsure"})
+    bike, leaning = facts["bike"] == "yes", facts["leaning"]
+    wanted = [
+        ("caution.ease_in", ease_in),
+        ("activity.walking", True),
+        ("activity.pool", facts["pool"] == "yes"),
+        ("activity.bike_recumbent", bike and leaning in {"yes", "unsure"}),
+        ("activity.bike_stationary", bike and leaning == "no"),
+        ("activity.elliptical", facts["elliptical"] == "yes"),
+        ("activity.avoid", True),
+        ("activity.strength_flexibility", True),
+    ]
+    return [card for card, shown in wanted if shown]
+
+
+def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
+    seen: Counter[str] = Counter()
+    for transcript in transcripts:
+        if transcript.final["state"] != "suggesting_activities":
+            continue
+        facts = transcript.facts()
+        shown = [o.card.id for o in transcript.steps[-1].outputs if isinstance(o, ShowCard)]
+        assert shown == expected_cards(facts), (str(transcript), shown)
+        seen.update(shown)
+        # the doctor prompt shows the ease-in caution on the same condition
+        doctor_step = next(s for s in transcript.steps
+                           if s.outputs[-1].key == "doctor.question")  # type: ignore[union-attr]
+        doctor_cards = [o.card.id for o in doctor_step.outputs if isinstance(o, ShowCard)]
+        assert doctor_cards == [c for c in ("caution.ease_in", "safety.stop_on_pain")
+                                if c != "caution.ease_in" or "caution.ease_in" in shown]
+    total = 13 * 24
+    assert seen["activity.walking"] == seen["activity.avoid"] == total
+    assert seen["activity.pool"] == total // 2
+    assert seen["activity.elliptical"] == total // 2
+    assert seen["activity.bike_recumbent"] == total // 2 * 2 // 3
+    assert seen["activity.bike_stationary"] == total // 2 // 3
+    # ease in: pinched/slipped (2 x 3 clearance answers) + fracture cleared (1) + none/unsure
+    # with clearance no/unsure (2 x 2): 11 of the 13 ways to the doctor prompt
+    assert seen["caution.ease_in"] == 11 * 24
+
+
+def test_declining_the_doctor_names_no_activity(transcripts: list[Transcript],
+                                                find_activity) -> None:
+    declined = [t for t in transcripts if t.final["state"] == "declined_doctor"]
+    assert len(declined) == 13
+    for transcript in declined:
+        assert transcript.answers[-1] == ("doctor_prompt", "not_now")
+        assert activity_words_in(transcript.steps, find_activity) == []
