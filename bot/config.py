@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import DataError
 
@@ -102,6 +103,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
     level = env.get("BACKBOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {level}")
+    timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"BACKBOT_TZ {timezone!r} is not a known time zone (try UTC or "
+                          "Europe/London)") from None
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     return Settings(
@@ -110,7 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         db_path=Path(env.get("BACKBOT_DB", "").strip() or default_db_path(env)).expanduser(),
         log_level=level,
         retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
-        timezone=env.get("BACKBOT_TZ", "").strip() or "UTC",
+        timezone=timezone,
         webhook_url=env.get("BACKBOT_WEBHOOK_URL", "").strip() or None,
         webhook_listen=env.get("BACKBOT_WEBHOOK_LISTEN", "").strip() or "0.0.0.0",
         webhook_port=number("BACKBOT_WEBHOOK_PORT", 8443, 1, 65535),

@@ -10,8 +10,10 @@ from bot import schema
 from bot.errors import DataError
 from bot.yamlio import Mapping, load_yaml
 
-# Placeholders a message may use; the engine fills them from the bot's settings.
-MESSAGE_PLACEHOLDERS = frozenset({"retention_days"})
+# Placeholders a message may use: settings are filled in at load, the rest when sent.
+SETTING_PLACEHOLDERS = frozenset({"retention_days"})
+RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
+MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +157,10 @@ def _load_messages(path: Path, params: dict[str, object]) -> dict[str, str]:
         if unknown:
             raise DataError(path, f"message {mid} uses unknown placeholder(s) "
                             f"{', '.join(sorted(unknown))}")
-        if names:
-            messages[mid] = template.format_map({n: params.get(n, "?") for n in names})
+        if names & SETTING_PLACEHOLDERS:
+            messages[mid] = template.format_map(
+                {n: params.get(n, "?") if n in SETTING_PLACEHOLDERS else "{" + n + "}"
+                 for n in names})
     return messages
 
 

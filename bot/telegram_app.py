@@ -16,8 +16,10 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.logs import setup_logging
+from bot.schedules import ScheduleStore
 from bot.store import SessionStore, open_database
 from bot.telegram_bot import BackBot
+from bot.telegram_groups import GroupFeatures
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
@@ -28,9 +30,11 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                       request: BaseRequest | None = None) -> Application:  # type: ignore[type-arg]
     """The Application with every handler; `rate_limiter` and `request` are for tests."""
     backbot = BackBot(engine, store)
+    groups = GroupFeatures(engine.content, ScheduleStore(store.db), settings.timezone)
 
     async def post_init(app: Application) -> None:  # type: ignore[type-arg]
         await backbot.set_commands(app)
+        groups.restore_jobs(app)
         if app.job_queue is not None:
             app.job_queue.run_repeating(purge, interval=PURGE_EVERY_SECONDS, first=60,
                                         name="purge-sessions")
@@ -55,8 +59,10 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     if request is not None:
         builder = builder.request(request)
     app = builder.build()
+    groups.register(app)  # before the private catch-all, so /tip is not taken for free text
     backbot.attach(app)
     app.bot_data["backbot"] = backbot
+    app.bot_data["groups"] = groups
     return app
 
 

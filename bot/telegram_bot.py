@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from telegram import BotCommand, CallbackQuery, Update
@@ -23,6 +23,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.deeplinks import is_group_payload
 from bot.engine import Engine, Event
 from bot.outputs import Output, Say
 from bot.store import SessionStore
@@ -39,7 +40,7 @@ COMMAND_EVENTS = {
     "sources": Event("show", topic="sources"),
     "privacy": Event("show", topic="privacy"),
 }
-MENU = ("start", "help", "back", "restart", "sources", "privacy", "forget")
+MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
 
 
@@ -98,7 +99,10 @@ class BackBot:
         if message is None or user is None or not message.text:
             return
         name = message.text.split()[0][1:].split("@")[0].lower()
-        await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name])
+        notes: list[Output] = []
+        if name == "start" and context.args and is_group_payload(context.args[0]):
+            notes.append(Say("group.from_group", self.content.message("group.from_group")))
+        await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name], notes=notes)
 
     async def on_other_message(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -146,7 +150,7 @@ class BackBot:
     # -- the one path from event to replies --
 
     async def apply(self, user_id: int, chat_id: int, event: Event | None,
-                    query: CallbackQuery | None = None) -> None:
+                    query: CallbackQuery | None = None, notes: Sequence[Output] = ()) -> None:
         """Step the user's session, store it, then reply. `None` re-shows the question."""
         async with self.locks.hold(user_id):
             snapshot = self.store.get(user_id)
@@ -159,7 +163,7 @@ class BackBot:
                 new, outputs = self.engine.step(snapshot, event)
             if new is not snapshot and new is not None:
                 self.store.put(user_id, new)  # durable before anyone sees the reply
-            edited, replies = self.render.replies(outputs)
+            edited, replies = self.render.replies([*notes, *outputs])
             if query is not None:
                 stale = bool(outputs) and isinstance(outputs[0], Say) and outputs[0].key == (
                     "session.stale")

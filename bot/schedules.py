@@ -1,0 +1,63 @@
+"""Daily-tip schedules per chat in SQLite, with a no-repeat rotation through the tips."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS daily_tips (
+    chat_id INTEGER PRIMARY KEY,
+    hhmm    TEXT    NOT NULL,
+    tz      TEXT    NOT NULL,
+    posted  TEXT    NOT NULL DEFAULT '[]'
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    chat_id: int
+    hhmm: str
+    tz: str
+
+
+class ScheduleStore:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(SCHEMA)
+
+    def set(self, chat_id: int, hhmm: str, tz: str) -> None:
+        self.db.execute(
+            "INSERT INTO daily_tips (chat_id, hhmm, tz) VALUES (?, ?, ?) "
+            "ON CONFLICT (chat_id) DO UPDATE SET hhmm = excluded.hhmm, tz = excluded.tz",
+            (chat_id, hhmm, tz))
+
+    def remove(self, chat_id: int) -> bool:
+        return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ?",
+                               (chat_id,)).rowcount > 0
+
+    def get(self, chat_id: int) -> Schedule | None:
+        row = self.db.execute("SELECT chat_id, hhmm, tz FROM daily_tips WHERE chat_id = ?",
+                              (chat_id,)).fetchone()
+        return Schedule(*row) if row else None
+
+    def all(self) -> list[Schedule]:
+        return [Schedule(*row) for row in
+                self.db.execute("SELECT chat_id, hhmm, tz FROM daily_tips ORDER BY chat_id")]
+
+    def next_tip(self, chat_id: int, tip_ids: list[str]) -> str | None:
+        """The first tip this chat has not had yet; after the last one, start over."""
+        row = self.db.execute("SELECT posted FROM daily_tips WHERE chat_id = ?",
+                              (chat_id,)).fetchone()
+        if row is None or not tip_ids:
+            return None
+        posted = set(json.loads(row[0])) & set(tip_ids)
+        if posted >= set(tip_ids):
+            posted = set()
+        tip = next(t for t in tip_ids if t not in posted)
+        posted.add(tip)
+        self.db.execute("UPDATE daily_tips SET posted = ? WHERE chat_id = ?",
+                        (json.dumps(sorted(posted)), chat_id))
+        return tip
