@@ -20,7 +20,8 @@ SNAPSHOT_VERSION = 1
 Snapshot = dict[str, Any]
 
 # Events the engine knows; "show" carries a topic from SHOW_TOPICS.
-EVENT_KINDS = frozenset({"start", "answer", "back", "restart", "text", "show"})
+# "ask" re-shows the current question (e.g. after a button that no longer works).
+EVENT_KINDS = frozenset({"start", "answer", "back", "restart", "text", "show", "ask"})
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
 
 
@@ -80,6 +81,8 @@ class Engine:
             return snapshot, [self._say("session.resumed"), self.ask(snapshot)]
         if kind == "restart":
             return self._restart(snapshot)
+        if kind == "ask":
+            return snapshot, [self.ask(snapshot)]
         if kind == "show" and event.topic in SHOW_TOPICS:
             return snapshot, [*self.show(event.topic), self.ask(snapshot)]
         if kind == "answer" and event.choice is not None:

@@ -59,8 +59,10 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     if request is not None:
         builder = builder.request(request)
     app = builder.build()
-    groups.register(app)  # before the private catch-all, so /tip is not taken for free text
     backbot.attach(app)
+    backbot.register(app)
+    groups.register(app)
+    backbot.register_fallback(app)  # last, so /tip and the like are not taken for free text
     app.bot_data["backbot"] = backbot
     app.bot_data["groups"] = groups
     return app

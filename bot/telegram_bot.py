@@ -77,12 +77,16 @@ class BackBot:
         self.locks = KeyedLocks()
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
+        # Button taps are most updates: their handler is checked first.
+        app.add_handler(CallbackQueryHandler(self.on_callback))
         for name in COMMAND_EVENTS:
             app.add_handler(CommandHandler(name, self.on_command, filters=PRIVATE))
         app.add_handler(CommandHandler("forget", self.on_forget, filters=PRIVATE))
-        app.add_handler(CallbackQueryHandler(self.on_callback))
-        app.add_handler(MessageHandler(PRIVATE, self.on_other_message))
         app.add_error_handler(self.on_error)
+
+    def register_fallback(self, app: Application) -> None:  # type: ignore[type-arg]
+        """Everything else in private chats; added after all other handlers."""
+        app.add_handler(MessageHandler(PRIVATE, self.on_other_message))
 
     async def set_commands(self, app: Application) -> None:  # type: ignore[type-arg]
         commands = [BotCommand(name, self.content.message(f"commands.{name}")) for name in MENU]
@@ -132,7 +136,7 @@ class BackBot:
             return
         if parsed is None:
             await self.answer_query(query, self.content.message("button.expired"))
-            await self.apply(user.id, chat_id, None)
+            await self.apply(user.id, chat_id, Event("ask"))
             return
         if parsed[0] == FORGET:
             await self.answer_query(query)
@@ -149,19 +153,13 @@ class BackBot:
 
     # -- the one path from event to replies --
 
-    async def apply(self, user_id: int, chat_id: int, event: Event | None,
+    async def apply(self, user_id: int, chat_id: int, event: Event,
                     query: CallbackQuery | None = None, notes: Sequence[Output] = ()) -> None:
-        """Step the user's session, store it, then reply. `None` re-shows the question."""
+        """Step the user's session, store it, then reply."""
         async with self.locks.hold(user_id):
             snapshot = self.store.get(user_id)
-            if event is None:
-                outputs: list[Output] = (
-                    [self.engine.ask(snapshot)] if snapshot else self.engine.step(None, Event(
-                        "start"))[1])
-                new = snapshot
-            else:
-                new, outputs = self.engine.step(snapshot, event)
-            if new is not snapshot and new is not None:
+            new, outputs = self.engine.step(snapshot, event)
+            if new is not snapshot:
                 self.store.put(user_id, new)  # durable before anyone sees the reply
             edited, replies = self.render.replies([*notes, *outputs])
             if query is not None:
@@ -219,4 +217,3 @@ class BackBot:
 
     def attach(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app_bot = app.bot
-        self.register(app)

@@ -9,13 +9,14 @@ from functools import partial
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.content import Card, Content, group_citations
-from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
 
 # Telegram allows 4096 characters; shorter parts read better on a phone.
 MAX_MESSAGE_CHARS = 1500
 MAX_CALLBACK_BYTES = 64
 # Text needs only <, > and & escaped; attributes (href) also need quotes.
 escape = partial(html.escape, quote=False)
+KEYBOARD_CACHE_SIZE = 4096
 ANSWER = "a"
 FORGET = "f"
 
@@ -48,6 +49,7 @@ class TelegramRenderer:
     def __init__(self, content: Content) -> None:
         self.content = content
         self._cards: dict[str, str] = {}
+        self._keyboards: dict[tuple[str, tuple[Choice, ...]], InlineKeyboardMarkup] = {}
 
     def replies(self, outputs: list[Output]) -> tuple[str | None, list[Reply]]:
         """The text to put on the answered question (if any) and the messages to send."""
@@ -99,9 +101,17 @@ class TelegramRenderer:
         return cached
 
     def keyboard(self, ask: Ask) -> InlineKeyboardMarkup:
-        return InlineKeyboardMarkup(
-            [[InlineKeyboardButton(c.label, callback_data=answer_data(ask.ref, c.id))]
-             for c in ask.choices])
+        # Most people are at one of a few hundred (question, ref) points: build each once.
+        key = (ask.ref, ask.choices)
+        markup = self._keyboards.get(key)
+        if markup is None:
+            if len(self._keyboards) >= KEYBOARD_CACHE_SIZE:
+                self._keyboards.clear()
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(c.label, callback_data=answer_data(ask.ref, c.id))]
+                 for c in ask.choices])
+            self._keyboards[key] = markup
+        return markup
 
     def forget_keyboard(self) -> InlineKeyboardMarkup:
         return InlineKeyboardMarkup([
