@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from telegram import BotCommand, CallbackQuery, Update
+from telegram import Bot, BotCommand, CallbackQuery, Update
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
@@ -120,9 +120,8 @@ class BackBot:
         chat = update.effective_chat
         if chat is None:
             return
-        await self.send(chat.id, [Reply(self.render.block(Say("forget.confirm", self.content
-                                                               .message("forget.confirm"))),
-                                        self.render.forget_keyboard())], user_id=chat.id)
+        confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
+        await self.send(chat.id, [confirm], user_id=chat.id)
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -177,8 +176,8 @@ class BackBot:
         async with self.locks.hold(user_id):
             if confirmed:
                 self.store.delete(user_id)
-            text = self.content.message("forget.done" if confirmed else "forget.kept")
-            await self.edit(query, self.render.block(Say("forget", text)))
+            await self.edit(query, self.render.message("forget.done" if confirmed
+                                                       else "forget.kept"))
 
     # -- Bot API calls, with Telegram's expected failures handled --
 
@@ -213,7 +212,7 @@ class BackBot:
         except BadRequest as exc:  # not modified, not found: the reply still goes out
             log.debug("message not edited: %s", exc.message)
 
-    app_bot: object  # set by attach(); the Bot of the Application this serves
+    app_bot: Bot  # set by attach(): the Bot of the Application this serves
 
     def attach(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app_bot = app.bot

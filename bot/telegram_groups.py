@@ -80,7 +80,7 @@ class GroupFeatures:
         message = update.effective_message
         if message is None:
             return
-        await message.reply_text(escape(self.content.message("group.start")),
+        await message.reply_text(self.render.message("group.start"),
                                  reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -88,7 +88,7 @@ class GroupFeatures:
         if message is None:
             return
         if not self.tips:
-            await message.reply_text(escape(self.content.message("tip.none")))
+            await message.reply_text(self.render.message("tip.none"))
             return
         in_group = message.chat.type != ChatType.PRIVATE
         markup = self._checkin_button(context, message.chat_id) if in_group else None
@@ -109,7 +109,7 @@ class GroupFeatures:
             return
         # Channel posts come only from the channel's admins; in groups we ask Telegram.
         if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
-            await message.reply_text(escape(self.content.message("dailytip.not_admin")))
+            await message.reply_text(self.render.message("dailytip.not_admin"))
             return
         try:
             parsed = parse_dailytip(message.text.split()[1:], self.default_zone)
@@ -146,8 +146,7 @@ class GroupFeatures:
             log.info("left a chat; its daily tip was removed")
         elif old in GONE_STATUSES and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
             try:
-                await context.bot.send_message(chat.id, escape(self.content.message(
-                    "group.intro")))
+                await context.bot.send_message(chat.id, self.render.message("group.intro"))
             except TelegramError as exc:
                 log.info("could not introduce myself: %s", type(exc).__name__)
 

@@ -70,6 +70,9 @@ class TelegramRenderer:
         self._flush(pending, replies)
         return edited, replies
 
+    def message(self, message_id: str) -> str:
+        return escape(self.content.message(message_id))
+
     def answered(self, output: Answered) -> str:
         return (f"{escape(output.question)}\n\n"
                 f"{escape(self.content.message('answered.label'))} "
