@@ -49,15 +49,23 @@ class ScheduleStore:
 
     def next_tip(self, chat_id: int, tip_ids: list[str]) -> str | None:
         """The first tip this chat has not had yet; after the last one, start over."""
+        posted = self._posted(chat_id, tip_ids)
+        if posted is None or not tip_ids:
+            return None
+        return next(t for t in tip_ids if t not in posted)
+
+    def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str]) -> None:
+        """Called once a tip was delivered, so a failed post is tried again next time."""
+        posted = self._posted(chat_id, tip_ids)
+        if posted is None:
+            return
+        self.db.execute("UPDATE daily_tips SET posted = ? WHERE chat_id = ?",
+                        (json.dumps(sorted(posted | {tip_id})), chat_id))
+
+    def _posted(self, chat_id: int, tip_ids: list[str]) -> set[str] | None:
         row = self.db.execute("SELECT posted FROM daily_tips WHERE chat_id = ?",
                               (chat_id,)).fetchone()
-        if row is None or not tip_ids:
+        if row is None:
             return None
         posted = set(json.loads(row[0])) & set(tip_ids)
-        if posted >= set(tip_ids):
-            posted = set()
-        tip = next(t for t in tip_ids if t not in posted)
-        posted.add(tip)
-        self.db.execute("UPDATE daily_tips SET posted = ? WHERE chat_id = ?",
-                        (json.dumps(sorted(posted)), chat_id))
-        return tip
+        return set() if posted >= set(tip_ids) else posted

@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
 
 
+def telegram_limits() -> AIORateLimiter:
+    """Telegram's limits as steady rates, not bursts: 30 messages a second overall and
+    20 a minute per group (one every 3 s); "retry after" answers are retried."""
+    return AIORateLimiter(overall_max_rate=1, overall_time_period=1 / 30,
+                          group_max_rate=1, group_time_period=3, max_retries=3)
+
+
 def build_application(settings: Settings, engine: Engine, store: SessionStore, *,
                       rate_limiter: BaseRateLimiter | None = None,
                       request: BaseRequest | None = None) -> Application:  # type: ignore[type-arg]
@@ -53,7 +60,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                            link_preview_options=LinkPreviewOptions(is_disabled=True)))
         # Updates run concurrently; BackBot's per-user locks keep each user's in order.
         .concurrent_updates(True)
-        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
+        .rate_limiter(rate_limiter or telegram_limits())
         .post_init(post_init)
     )
     if request is not None:

@@ -33,7 +33,7 @@ from bot.telegram_render import TelegramRenderer, escape
 log = logging.getLogger(__name__)
 
 GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
-TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
 TIP_TAG = "tip"
@@ -64,7 +64,7 @@ class GroupFeatures:
         app.add_handler(CommandHandler("sources", self.on_group_sources, filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
-            filters.UpdateType.CHANNEL_POST & filters.Regex(r"^/dailytip(@\w+)?(\s|$)"),
+            filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(\s|$)"),
             self.on_dailytip))
         app.add_handler(ChatMemberHandler(self.on_my_chat_member,
                                           ChatMemberHandler.MY_CHAT_MEMBER))
@@ -107,6 +107,9 @@ class GroupFeatures:
         chat = update.effective_chat
         if message is None or chat is None or not message.text:
             return
+        _, _, addressee = message.text.split()[0].partition("@")
+        if addressee and addressee.lower() != (context.bot.username or "").lower():
+            return  # a command for another bot in the same channel
         # Channel posts come only from the channel's admins; in groups we ask Telegram.
         if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
             await message.reply_text(self.render.message("dailytip.not_admin"))
@@ -157,12 +160,14 @@ class GroupFeatures:
         if job is None or job.chat_id is None:
             return
         chat_id = job.chat_id
-        tip_id = self.schedules.next_tip(chat_id, [card.id for card in self.tips])
+        tip_ids = [card.id for card in self.tips]
+        tip_id = self.schedules.next_tip(chat_id, tip_ids)
         if tip_id is None:
             return
         try:
             await context.bot.send_message(chat_id, self.tip_text(self.content.cards[tip_id]),
                                            reply_markup=self._checkin_button(context, chat_id))
+            self.schedules.mark_posted(chat_id, tip_id, tip_ids)
         except (Forbidden, BadRequest) as exc:
             # Not allowed to post there any more (removed, muted, chat gone): stop trying.
             self.schedules.remove(chat_id)

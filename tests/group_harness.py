@@ -1,0 +1,200 @@
+"""A small harness for the group and channel tests: the real Application against FakeBotAPI.
+
+`running_bot(api, db_path)` builds the Application exactly as `backbot run` does (through
+`build_application`), starts it with long polling against the fake Bot API on 127.0.0.1 and
+stops it cleanly afterwards. Every wait is bounded; `run()` bounds a whole test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from telegram.ext import AIORateLimiter, Application, ContextTypes, Job
+
+from bot.config import load_settings
+from bot.engine import Engine
+from bot.loading import load_engine
+from bot.store import SessionStore, open_database
+from bot.telegram_app import build_application
+from bot.telegram_groups import GroupFeatures
+
+try:  # works whether or not tests/ is a package
+    from fake_bot_api import Call, FakeBotAPI
+except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests.fake_bot_api import Call, FakeBotAPI
+
+__all__ = ["WAIT", "Call", "FakeBotAPI", "Running", "engine", "eventually", "fake_api", "plain",
+           "run", "running_bot"]
+
+T = TypeVar("T")
+
+WAIT = 5.0  # the longest any single wait may take
+TEST_SECONDS = 20.0  # the longest a whole scenario may take
+SENTINEL_CHAT = -100_999_000_001  # a group used only to know earlier updates were handled
+
+_ENGINE: Engine | None = None
+
+
+def engine() -> Engine:
+    """The shipped engine, loaded once (it is stateless)."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = load_engine()
+    return _ENGINE
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = TEST_SECONDS) -> T:
+    """asyncio.run with a hard bound on the whole scenario."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = WAIT,
+                     what: str = "condition") -> None:
+    """Poll `predicate` on the event loop until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def plain(text: str) -> str:
+    """Message HTML as the reader sees it (tags dropped, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+@dataclass
+class Running:
+    api: FakeBotAPI
+    app: Application  # type: ignore[type-arg]
+    db: sqlite3.Connection
+    db_path: Path
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def groups(self) -> GroupFeatures:
+        return self.app.bot_data["groups"]  # type: ignore[no-any-return]
+
+    # -- state --
+
+    def jobs(self, chat_id: int) -> tuple[Job, ...]:  # type: ignore[type-arg]
+        assert self.app.job_queue is not None
+        return self.app.job_queue.get_jobs_by_name(f"dailytip:{chat_id}")
+
+    def job(self, chat_id: int) -> Job:  # type: ignore[type-arg]
+        jobs = self.jobs(chat_id)
+        assert len(jobs) == 1, f"expected one daily-tip job for {chat_id}, found {len(jobs)}"
+        return jobs[0]
+
+    def rows(self) -> list[tuple[int, str, str]]:
+        return [tuple(row) for row in self.db.execute(  # type: ignore[misc]
+            "SELECT chat_id, hhmm, tz FROM daily_tips ORDER BY chat_id")]
+
+    def sends(self, chat_id: int | str) -> list[Call]:
+        """Every sendMessage the bot attempted into `chat_id` (failed ones too)."""
+        return [c for c in self.api.calls_to("sendMessage") if c.params.get("chat_id") == chat_id]
+
+    # -- talking to the bot --
+
+    async def wait_sent(self, chat_id: int | str, count: int,
+                        timeout: float = WAIT) -> list[dict[str, Any]]:
+        await eventually(lambda: len(self.api.sent_to(chat_id)) >= count, timeout,
+                         f"{count} message(s) in chat {chat_id}")
+        return self.api.sent_to(chat_id)
+
+    async def say(self, chat_id: int, text: str, *, user_id: int | None = None,
+                  chat_type: str = "supergroup") -> dict[str, Any]:
+        """Send `text` and return the one new message the bot sent into that chat."""
+        before = len(self.api.sent_to(chat_id))
+        self.api.send_text(chat_id, text, user_id=user_id, chat_type=chat_type)
+        sent = await self.wait_sent(chat_id, before + 1)
+        return sent[before]
+
+    async def post(self, chat_id: int, text: str) -> dict[str, Any]:
+        """A channel post; returns the bot's reply in the channel."""
+        before = len(self.api.sent_to(chat_id))
+        self.api.channel_post(chat_id, text)
+        sent = await self.wait_sent(chat_id, before + 1)
+        return sent[before]
+
+    async def settle(self, pause: float = 0.2) -> None:
+        """Returns once every update pushed so far has been fetched and handled.
+
+        Updates are fetched in order; a reply in the sentinel group means the earlier ones
+        were dispatched too, and the short pause lets any (wrong) reply of theirs arrive.
+        """
+        await self.say(SENTINEL_CHAT, "/start", user_id=1)
+        await asyncio.sleep(pause)
+
+
+@contextmanager
+def fake_api() -> Iterator[FakeBotAPI]:
+    """A started FakeBotAPI on 127.0.0.1 that copes with bursts of concurrent connections.
+
+    socketserver listens with a backlog of 5; a burst of concurrent sends (each request is
+    its own HTTP/1.0 connection) overflows that, and the kernel then drops or resets
+    connections: httpx.ReadError in the bot, or a one-second SYN retry that skews timings.
+    """
+    with FakeBotAPI() as api:
+        server = api._server  # the fake's own server socket, already listening
+        assert server is not None
+        server.socket.listen(256)
+        yield api
+
+
+def make_settings(api: FakeBotAPI, db_path: Path, extra_env: Mapping[str, str] | None = None):
+    environ = {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
+               "BACKBOT_DB": str(db_path), **(extra_env or {})}
+    return load_settings(environ=environ, env_file=None)
+
+
+@asynccontextmanager
+async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = False,
+                      extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Running]:
+    """The real Application, polling the fake; stopped and its database closed on exit.
+
+    Without `default_limits` the rate limiter does not throttle (tests stay fast); with it,
+    `build_application` picks its own production AIORateLimiter.
+    """
+    settings = make_settings(api, db_path, extra_env)
+    db = open_database(settings.db_path)
+    store = SessionStore(db)
+    if default_limits:
+        app = build_application(settings, engine(), store)
+    else:
+        app = build_application(settings, engine(), store, rate_limiter=AIORateLimiter(
+            overall_max_rate=0, group_max_rate=0, max_retries=2))
+    running = Running(api, app, db, settings.db_path)
+
+    async def record(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if context.error is not None:
+            running.errors.append(context.error)
+
+    app.add_error_handler(record)
+    try:
+        # The order of Application.run_polling: initialize, post_init (the command menu and
+        # the daily tips restored from the database), polling, start.
+        async with app:
+            if app.post_init is not None:
+                await app.post_init(app)
+            assert app.updater is not None
+            await app.updater.start_polling(poll_interval=0, timeout=1)
+            await app.start()
+            try:
+                yield running
+            finally:
+                if app.updater.running:
+                    await app.updater.stop()
+                if app.running:
+                    await app.stop()
+    finally:
+        db.close()

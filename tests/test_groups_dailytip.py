@@ -1,0 +1,447 @@
+"""/dailytip: admins only, validation, the JobQueue job, rotation, restart, removal, channels,
+and a chat that no longer lets the bot post.
+
+The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see group_harness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from telegram.error import NetworkError
+
+try:  # works whether or not tests/ is a package
+    from group_harness import FakeBotAPI, Running, eventually, fake_api, plain, run, running_bot
+    from group_harness import engine as shipped_engine
+except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests.group_harness import (
+        FakeBotAPI,
+        Running,
+        eventually,
+        fake_api,
+        plain,
+        run,
+        running_bot,
+    )
+    from tests.group_harness import engine as shipped_engine
+
+BOT = "backbot_test_bot"
+GROUP = -100_222_000_001
+OTHER_GROUP = -100_222_000_002
+BASIC_GROUP = -222_003
+CHANNEL = -100_333_000_001
+ADMIN, OWNER, MEMBER = 990_001, 990_002, 990_003
+LONDON = ZoneInfo("Europe/London")
+
+CONTENT = shipped_engine().content
+TIPS = CONTENT.cards_tagged("tip")
+
+
+def msg(key: str) -> str:
+    return CONTENT.message(key)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBotAPI]:
+    with fake_api() as server:
+        yield server
+
+
+def card_in(text: str) -> str:
+    """The id of the one tip card in a message."""
+    found = [c.id for c in TIPS if f"<b>{html.escape(c.title, quote=False)}</b>" in text]
+    assert len(found) == 1, text
+    return found[0]
+
+
+def assert_daily_tip(message: dict[str, Any], chat_id: int) -> str:
+    text = message["text"]
+    assert '<a href="http' in text  # a citation link
+    card = CONTENT.cards[card_in(text)]
+    if "activity" in card.tags:
+        doctor = html.escape(msg("tip.doctor_first"), quote=False)
+        assert doctor in text
+        assert text.index(doctor) < text.index(html.escape(card.title, quote=False))
+    [[button]] = message["reply_markup"]["inline_keyboard"]
+    assert button["url"] == f"https://t.me/{BOT}?start=g{chat_id}".replace("-", "_")
+    return card.id
+
+
+def assert_runs_at(bot: Running, chat_id: int, hhmm: str, zone: ZoneInfo) -> dt.datetime:
+    job = bot.job(chat_id)
+    assert job.chat_id == chat_id and not job.removed
+    assert job.next_t is not None
+    local = job.next_t.astimezone(zone)
+    assert local.strftime("%H:%M") == hhmm
+    now = dt.datetime.now(dt.UTC)
+    assert now < job.next_t <= now + dt.timedelta(hours=25)
+    return job.next_t
+
+
+# -- 5. who may set it, and how --
+
+def test_dailytip_refused_for_non_admins(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, 990_004, "restricted")
+            api.set_member_status(GROUP, 990_005, "left")
+            for user in (MEMBER, 990_004, 990_005):  # MEMBER: the fake's default "member"
+                for command in ("/dailytip 08:30 Europe/London", "/dailytip off",
+                                f"/dailytip@{BOT} 09:00"):
+                    reply = await bot.say(GROUP, command, user_id=user)
+                    assert plain(reply["text"]) == msg("dailytip.not_admin")
+            assert bot.rows() == []
+            assert bot.jobs(GROUP) == ()
+            # the admin check asked Telegram about the sender in that very chat
+            asked = {(c.params["chat_id"], c.params["user_id"])
+                     for c in api.calls_to("getChatMember")}
+            assert asked == {(GROUP, MEMBER), (GROUP, 990_004), (GROUP, 990_005)}
+
+            # a member posting as some other channel is not the group's anonymous admin
+            api.push_update({"message": {
+                "message_id": 900, "date": int(time.time()),
+                "chat": {"id": GROUP, "type": "supergroup", "title": "Test group"},
+                "from": {"id": 136817688, "is_bot": True, "first_name": "Channel"},
+                "sender_chat": {"id": -100_444, "type": "channel", "title": "Someone's"},
+                "text": "/dailytip 07:00",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 9}]}})
+            reply = (await bot.wait_sent(GROUP, 10))[9]
+            assert plain(reply["text"]) == msg("dailytip.not_admin")
+            await bot.settle()
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_dailytip_set_by_admins_stores_and_schedules(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            for chat, user, kind in ((GROUP, ADMIN, "supergroup"),
+                                     (BASIC_GROUP, OWNER, "group")):
+                reply = await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=user,
+                                      chat_type=kind)
+                assert plain(reply["text"]) == msg("dailytip.set").format(
+                    time="08:30", zone="Europe/London")
+                assert_runs_at(bot, chat, "08:30", LONDON)
+            assert bot.rows() == sorted([(GROUP, "08:30", "Europe/London"),
+                                         (BASIC_GROUP, "08:30", "Europe/London")])
+
+            # an anonymous admin posts as the group itself
+            api.push_update({"message": {
+                "message_id": 901, "date": int(time.time()),
+                "chat": {"id": OTHER_GROUP, "type": "supergroup", "title": "Other"},
+                "from": {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                         "username": "GroupAnonymousBot"},
+                "sender_chat": {"id": OTHER_GROUP, "type": "supergroup", "title": "Other"},
+                "text": "/dailytip 21:15 Asia/Tokyo",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 9}]}})
+            [reply] = await bot.wait_sent(OTHER_GROUP, 1)
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="21:15",
+                                                                      zone="Asia/Tokyo")
+            assert_runs_at(bot, OTHER_GROUP, "21:15", ZoneInfo("Asia/Tokyo"))
+
+            # changing it replaces the job (never two), and H:MM is normalised to HH:MM
+            reply = await bot.say(GROUP, f"/dailytip@{BOT} 7:05", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="07:05", zone="UTC")
+            assert_runs_at(bot, GROUP, "07:05", ZoneInfo("UTC"))
+            assert (GROUP, "07:05", "UTC") in bot.rows()
+            assert len(bot.rows()) == 3
+            assert bot.errors == []
+
+    run(scenario())
+
+
+BAD_FORMS = [
+    ("/dailytip 25:00", "usage"),
+    ("/dailytip 8.30", "usage"),
+    ("/dailytip 08:60", "usage"),
+    ("/dailytip 0830", "usage"),
+    ("/dailytip 08:30 Mars/Base", "bad_zone"),
+    ("/dailytip 08:30 ../../etc/passwd", "bad_zone"),
+    ("/dailytip 08:30 UTC extra", "usage"),
+    ("/dailytip off now", "usage"),
+    ("/dailytip", "usage"),
+]
+
+
+def test_dailytip_bad_forms_explain_and_change_nothing(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job = bot.rows(), bot.job(GROUP)
+            next_t = assert_runs_at(bot, GROUP, "08:30", LONDON)
+            for command, kind in BAD_FORMS:
+                reply = await bot.say(GROUP, command, user_id=ADMIN)
+                text = plain(reply["text"])
+                assert "\n" not in text, command  # one line
+                if kind == "usage":
+                    assert text == msg("dailytip.usage"), command
+                else:
+                    zone = command.split()[2]
+                    assert text == msg("dailytip.bad_zone").format(zone=zone), command
+                assert bot.rows() == rows, command
+                assert bot.job(GROUP).id == job.id and bot.job(GROUP).next_t == next_t
+
+            reply = await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.off")
+            assert bot.rows() == []
+            assert bot.jobs(GROUP) == ()
+            # off again, with nothing set, is harmless
+            reply = await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.off")
+            await bot.settle()
+            assert len(bot.sends(GROUP)) == len(BAD_FORMS) + 3  # one reply per command
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_dailytip_time_is_ascii_hh_mm(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:3\u0660", user_id=ADMIN)  # ARABIC-INDIC ZERO
+            assert bot.rows() in ([], [(GROUP, "08:30", "UTC")])
+
+    run(scenario())
+
+
+# -- 6. firing: rotation --
+
+def test_daily_tip_job_posts_each_tip_once_per_cycle(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            for chat in (GROUP, OTHER_GROUP):
+                api.set_member_status(chat, ADMIN, "administrator")
+                await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            job = bot.job(GROUP)
+            posted = []
+            for n in range(2 * len(TIPS) + 1):
+                await job.run(bot.app)
+                sent = api.sent_to(GROUP)
+                assert len(sent) == base + n + 1  # exactly one message per run
+                posted.append(assert_daily_tip(sent[-1], GROUP))
+            first, second = posted[:len(TIPS)], posted[len(TIPS):2 * len(TIPS)]
+            assert sorted(first) == sorted(c.id for c in TIPS)  # no repeat within a cycle
+            assert sorted(second) == sorted(c.id for c in TIPS)  # then it starts over
+            assert posted[2 * len(TIPS)] in first
+
+            # each chat has its own rotation
+            await bot.job(OTHER_GROUP).run(bot.app)
+            other = api.sent_to(OTHER_GROUP)
+            assert len(other) == 2 and assert_daily_tip(other[-1], OTHER_GROUP) == first[0]
+            assert bot.job(GROUP).next_t is not None  # running it by hand keeps the schedule
+            assert bot.errors == []
+
+    run(scenario())
+
+
+# -- 7. restart --
+
+def test_daily_tip_survives_a_restart(api: FakeBotAPI, tmp_path: Path) -> None:
+    db_path = tmp_path / "db.sqlite3"
+    state: dict[str, Any] = {}
+
+    async def before() -> None:
+        async with running_bot(api, db_path) as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            await bot.post(CHANNEL, "/dailytip 06:45")
+            state["next_t"] = assert_runs_at(bot, GROUP, "08:30", LONDON)
+            state["posted"] = []
+            for _ in range(3):
+                await bot.job(GROUP).run(bot.app)
+                state["posted"].append(card_in(api.sent_to(GROUP)[-1]["text"]))
+            state["rows"] = bot.rows()
+
+    async def after() -> None:
+        async with running_bot(api, db_path) as bot:
+            assert bot.rows() == state["rows"]
+            assert assert_runs_at(bot, GROUP, "08:30", LONDON) == state["next_t"]
+            assert_runs_at(bot, CHANNEL, "06:45", ZoneInfo("UTC"))
+            # the rotation carries on where it left off
+            for _ in range(len(TIPS) - 3):
+                await bot.job(GROUP).run(bot.app)
+                state["posted"].append(card_in(api.sent_to(GROUP)[-1]["text"]))
+            assert sorted(state["posted"]) == sorted(c.id for c in TIPS)
+            assert bot.errors == []
+
+    run(before())
+    run(after())
+
+
+# -- 8. the bot's own membership --
+
+@pytest.mark.parametrize(("old", "new"), [("member", "left"), ("member", "kicked"),
+                                          ("administrator", "left")])
+def test_removed_from_a_group_drops_its_daily_tip(api: FakeBotAPI, tmp_path: Path,
+                                                  old: str, new: str) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            for chat in (GROUP, OTHER_GROUP):
+                api.set_member_status(chat, ADMIN, "administrator")
+                await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            sent_before = len(api.calls_to("sendMessage"))
+            api.my_chat_member(GROUP, "supergroup", old, new, by_user_id=ADMIN)
+            await eventually(lambda: bot.jobs(GROUP) == () and all(
+                row[0] != GROUP for row in bot.rows()), what="the schedule removed")
+            assert bot.rows() == [(OTHER_GROUP, "08:30", "Europe/London")]
+            assert len(bot.jobs(OTHER_GROUP)) == 1  # other chats keep theirs
+            await bot.settle()
+            assert len(api.calls_to("sendMessage")) == sent_before + 1  # the sentinel only
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_added_to_a_group_introduces_itself_once(api: FakeBotAPI, tmp_path: Path) -> None:
+    questions = [t for k, t in CONTENT.messages.items()
+                 if k.startswith("question.") or k.endswith(".question")]
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.my_chat_member(BASIC_GROUP, "group", "left", "member", by_user_id=ADMIN)
+            api.my_chat_member(GROUP, "supergroup", "kicked", "administrator",
+                               by_user_id=ADMIN)
+            [intro] = await bot.wait_sent(BASIC_GROUP, 1)
+            [intro2] = await bot.wait_sent(GROUP, 1)
+            for message in (intro, intro2):
+                text = plain(message["text"])
+                assert text == msg("group.intro")
+                assert "/start" in text and "/tip" in text
+                assert "reply_markup" not in message
+                assert not any(q in text for q in questions)
+            # promoted while already there; added to a channel; removed: no introduction
+            api.my_chat_member(BASIC_GROUP, "group", "member", "administrator",
+                               by_user_id=ADMIN)
+            api.my_chat_member(CHANNEL, "channel", "left", "administrator", by_user_id=ADMIN)
+            api.my_chat_member(OTHER_GROUP, "supergroup", "member", "left", by_user_id=ADMIN)
+            await bot.settle(pause=0.3)
+            assert len(bot.sends(BASIC_GROUP)) == 1 and len(bot.sends(GROUP)) == 1
+            assert bot.sends(CHANNEL) == [] and bot.sends(OTHER_GROUP) == []
+            assert bot.rows() == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
+# -- 9. channels --
+
+def test_channel_dailytip_without_admin_check(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            reply = await bot.post(CHANNEL, "/dailytip 09:00")
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="09:00", zone="UTC")
+            assert bot.rows() == [(CHANNEL, "09:00", "UTC")]  # BACKBOT_TZ's default
+            assert_runs_at(bot, CHANNEL, "09:00", ZoneInfo("UTC"))
+            assert api.calls_to("getChatMember") == []  # a channel post is an admin's
+
+            reply = await bot.post(CHANNEL, f"/dailytip@{BOT} 10:15 Europe/London")
+            assert bot.rows() == [(CHANNEL, "10:15", "Europe/London")]
+            assert_runs_at(bot, CHANNEL, "10:15", LONDON)
+
+            await bot.job(CHANNEL).run(bot.app)
+            assert_daily_tip(api.sent_to(CHANNEL)[-1], CHANNEL)
+
+            reply = await bot.post(CHANNEL, "/dailytip 8.30")
+            assert plain(reply["text"]) == msg("dailytip.usage")
+            reply = await bot.post(CHANNEL, "/dailytip 09:00 Mars/Base")
+            assert plain(reply["text"]) == msg("dailytip.bad_zone").format(zone="Mars/Base")
+            assert bot.rows() == [(CHANNEL, "10:15", "Europe/London")]
+
+            # other channel posts are not commands for the bot
+            api.channel_post(CHANNEL, "Today's post: /dailytip 11:00")
+            api.channel_post(CHANNEL, "/tip")
+            await bot.settle()
+            assert len(api.sent_to(CHANNEL)) == 5
+
+            reply = await bot.post(CHANNEL, "/dailytip off")
+            assert plain(reply["text"]) == msg("dailytip.off")
+            assert bot.rows() == [] and bot.jobs(CHANNEL) == ()
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_channel_dailytip_uses_backbot_tz(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3",
+                               extra_env={"BACKBOT_TZ": "America/New_York"}) as bot:
+            await bot.post(CHANNEL, "/dailytip 09:00")
+            assert bot.rows() == [(CHANNEL, "09:00", "America/New_York")]
+            assert_runs_at(bot, CHANNEL, "09:00", ZoneInfo("America/New_York"))
+
+    run(scenario())
+
+
+def test_channel_dailytip_for_another_bot_is_ignored(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.channel_post(CHANNEL, "/dailytip@other_bot 09:00")
+            await bot.settle()
+            assert bot.rows() == []
+            assert api.sent_to(CHANNEL) == []
+
+    run(scenario())
+
+
+# -- 10. a chat that no longer lets the bot post --
+
+@pytest.mark.parametrize("failure", ["blocked", "chat not found"])
+def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
+        api: FakeBotAPI, tmp_path: Path, failure: str) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            for chat in (GROUP, OTHER_GROUP):
+                api.set_member_status(chat, ADMIN, "administrator")
+                await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            if failure == "blocked":
+                api.block_user(GROUP)
+            else:
+                api.fail_next("sendMessage", chat_id=GROUP,
+                              description="Bad Request: chat not found")
+            await bot.job(GROUP).run(bot.app)  # no exception escapes
+            [attempt] = [c for c in bot.sends(GROUP) if not c.ok]
+            assert attempt.error_code == (403 if failure == "blocked" else 400)
+            assert all(row[0] != GROUP for row in bot.rows())
+            await eventually(lambda: bot.jobs(GROUP) == (), what="the job removed")
+            assert bot.errors == []
+            # the rest keeps working: another group's tip and a /start elsewhere
+            assert len(bot.jobs(OTHER_GROUP)) == 1
+            await bot.job(OTHER_GROUP).run(bot.app)
+            assert_daily_tip(api.sent_to(OTHER_GROUP)[-1], OTHER_GROUP)
+            reply = await bot.say(BASIC_GROUP, "/start", user_id=MEMBER, chat_type="group")
+            assert plain(reply["text"]) == msg("group.start")
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            api.fail_next("sendMessage", chat_id=GROUP, error_code=500,
+                          description="Internal Server Error")
+            await bot.job(GROUP).run(bot.app)
+            await eventually(lambda: bot.errors, what="the error handler to see the failure")
+            assert all(isinstance(e, NetworkError) for e in bot.errors)
+            assert bot.rows() == [(GROUP, "08:30", "Europe/London")]
+            assert_runs_at(bot, GROUP, "08:30", LONDON)
+            await bot.job(GROUP).run(bot.app)
+            assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
+
+    run(scenario())
