@@ -196,6 +196,8 @@ def _utf16_len(text: str) -> int:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections when a bot sends a burst.
+    request_queue_size = 256
     fake: FakeBotAPI
 
     def handle_error(self, request: Any, client_address: Any) -> None:

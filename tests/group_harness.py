@@ -138,16 +138,8 @@ class Running:
 
 @contextmanager
 def fake_api() -> Iterator[FakeBotAPI]:
-    """A started FakeBotAPI on 127.0.0.1 that copes with bursts of concurrent connections.
-
-    socketserver listens with a backlog of 5; a burst of concurrent sends (each request is
-    its own HTTP/1.0 connection) overflows that, and the kernel then drops or resets
-    connections: httpx.ReadError in the bot, or a one-second SYN retry that skews timings.
-    """
+    """A started FakeBotAPI on 127.0.0.1."""
     with FakeBotAPI() as api:
-        server = api._server  # the fake's own server socket, already listening
-        assert server is not None
-        server.socket.listen(256)
         yield api
 
 
