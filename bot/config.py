@@ -86,7 +86,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 def load_settings(environ: Mapping[str, str] | None = None,
                   env_file: Path | None = Path(".env")) -> Settings:
     """The environment wins over `.env`, so a deployment can override a checked-out file."""
-    env = {**(read_env_file(env_file) if env_file else {}), **(environ or os.environ)}
+    env = {**(read_env_file(env_file) if env_file else {}),
+           **(os.environ if environ is None else environ)}
 
     def number(name: str, default: int, low: int, high: int) -> int:
         raw = env.get(name, "").strip()

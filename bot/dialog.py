@@ -23,7 +23,7 @@ END_ACTIONS = ("restart", "sources")
 CHOICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 
 _TOP_KEYS = {"name", "initial", "states", "transitions"}
-_OUR_TOP_KEYS = {"doctor_reminder", "choice_sets", "predicates", "activity_words"}
+_OUR_TOP_KEYS = {"doctor_reminder", "consent", "choice_sets", "predicates", "activity_words"}
 _STATE_KEYS = {"name"}
 _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
@@ -97,6 +97,7 @@ class Dialog:
     states: dict[str, StateSpec]
     edges: tuple[Edge, ...]
     doctor_reminder: str
+    consent: tuple[str, str] | None  # (state, choice): the answer that agrees to storage
     activity_words: tuple[str, ...]
     machine_config: dict[str, Any]
 
@@ -150,6 +151,7 @@ def load_dialog(path: Path, content: Content) -> Dialog:
     words = raw.get("activity_words", [])
     activity_words = tuple(schema.text_list(words, path, "activity_words", line=raw.line))
     _check_choices_routed(states, edges, path)
+    consent = _consent(raw.get("consent"), states, path, raw.line)
     machine_config = {
         "name": name,
         "initial": initial,
@@ -161,8 +163,21 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         ],
     }
     return Dialog(name=name, path=path, initial=initial, states=states, edges=tuple(edges),
-                  doctor_reminder=reminder, activity_words=activity_words,
+                  doctor_reminder=reminder, consent=consent, activity_words=activity_words,
                   machine_config=machine_config)
+
+
+def _consent(raw: Any, states: dict[str, StateSpec], path: Path,
+             line: int | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    entry = schema.mapping(raw, path, "consent", line=line)
+    schema.keys(entry, path, "consent", {"state", "choice"})
+    spec = states.get(entry["state"])
+    if spec is None or spec.choice(entry["choice"]) is None:
+        raise DataError(path, f"consent names {entry['state']}/{entry['choice']}, which is not "
+                        "a choice of a state", line=entry.line)
+    return entry["state"], entry["choice"]
 
 
 def _choice_sets(raw: Any, path: Path, content: Content) -> dict[str, tuple[ChoiceSpec, ...]]:

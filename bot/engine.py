@@ -65,9 +65,11 @@ class Engine:
 
     def step(self, snapshot: Snapshot | None, event: Event) -> tuple[Snapshot, list[Output]]:
         """Apply one event. Invalid input returns the same snapshot and a kind reply."""
-        if snapshot is None:
+        if snapshot is None:  # nobody stored yet: greet, or apply the event to a fresh start
             fresh = self.new_snapshot()
-            return fresh, self.render(fresh)
+            if event.kind in ("start", "text"):
+                return fresh, self.render(fresh)
+            return self.step(fresh, event)
         problem = self._snapshot_problem(snapshot)
         if problem is not None:
             run = snapshot.get("run") if isinstance(snapshot, dict) else 0
@@ -128,9 +130,15 @@ class Engine:
         return [self._say("help.text" if topic == "help" else "privacy.note")]
 
     def ref(self, snapshot: Snapshot) -> str:
-        """Run, answer count and state index: equal only for the very same question."""
+        """Run, answer count and state index: equal only for the very same question.
+
+        Before the first answer the run is left out: nothing is stored before consent, so
+        the run number of a fresh start is not remembered, and that question is the same
+        in every run anyway.
+        """
         index = self._states[snapshot["state"]].index
-        return f"{snapshot['run']}.{len(snapshot['answers'])}.{index}"
+        answered = len(snapshot["answers"])
+        return f"{snapshot['run'] if answered else 0}.{answered}.{index}"
 
     def facts(self, snapshot: Snapshot) -> dict[str, str]:
         """Answers by their state's `key` (later answers win), for card conditions."""
@@ -140,6 +148,12 @@ class Engine:
             if key is not None:
                 facts[key] = choice
         return facts
+
+    def has_consent(self, snapshot: Snapshot) -> bool:
+        """Whether the person agreed to their answers being kept (always, without a consent
+        step in the dialog)."""
+        consent = self.dialog.consent
+        return consent is None or list(consent) in snapshot["answers"]
 
     def is_finished(self, snapshot: Snapshot) -> bool:
         return self._states[snapshot["state"]].final

@@ -7,13 +7,20 @@ import sys
 
 
 class RedactingFormatter(logging.Formatter):
-    """Replaces secrets in the fully formatted line, tracebacks included."""
+    """Replaces secrets in the fully formatted line, tracebacks included; tracebacks are
+    shown only at DEBUG, so an operator sees one line per problem."""
 
-    def __init__(self, secrets: list[str], fmt: str) -> None:
+    def __init__(self, secrets: list[str], fmt: str, *, tracebacks: bool) -> None:
         super().__init__(fmt)
         self._secrets = [s for s in secrets if s]
+        self._tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
+        if not self._tracebacks and (record.exc_info or record.exc_text):
+            record = logging.makeLogRecord(record.__dict__)
+            error = record.exc_info[1] if record.exc_info else None
+            record.msg = f"{record.getMessage()} ({type(error).__name__})" if error else record.msg
+            record.args, record.exc_info, record.exc_text = None, None, None
         line = super().format(record)
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
@@ -22,8 +29,9 @@ class RedactingFormatter(logging.Formatter):
 
 def setup_logging(level: str, secrets: list[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets, "%(asctime)s %(levelname)s %(name)s: "
-                                                     "%(message)s"))
+    handler.setFormatter(RedactingFormatter(
+        secrets, "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        tracebacks=level == "DEBUG"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -8,11 +8,12 @@ from urllib.parse import urlparse
 
 from telegram import LinkPreviewOptions, Update
 from telegram.constants import ParseMode
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter, Defaults
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.logs import setup_logging
@@ -98,6 +99,12 @@ def run(settings: Settings) -> int:
             )
         else:
             app.run_polling(allowed_updates=Update.ALL_TYPES)
+    except InvalidToken:
+        raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
+                          ) from None
+    except TelegramError as exc:  # e.g. Telegram unreachable at start-up
+        log.error("backbot stopped: %s", type(exc).__name__)
+        return 1
     finally:
         db.close()
     log.info("backbot stopped")

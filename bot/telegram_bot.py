@@ -121,7 +121,8 @@ class BackBot:
         if chat is None:
             return
         confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
-        await self.send(chat.id, [confirm], user_id=chat.id)
+        async with self.dropping_if_blocked(chat.id):
+            await self.send(chat.id, [confirm])
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -158,40 +159,50 @@ class BackBot:
         async with self.locks.hold(user_id):
             snapshot = self.store.get(user_id)
             new, outputs = self.engine.step(snapshot, event)
-            if new is not snapshot:
-                self.store.put(user_id, new)  # durable before anyone sees the reply
+            # Durable before anyone sees the reply; kept only with consent (and every use
+            # refreshes it, so retention counts from the last use).
+            if self.engine.has_consent(new):
+                self.store.put(user_id, new)
+            elif snapshot is not None:
+                self.store.delete(user_id)
             edited, replies = self.render.replies([*notes, *outputs])
-            if query is not None:
-                stale = bool(outputs) and isinstance(outputs[0], Say) and outputs[0].key == (
-                    "session.stale")
-                await self.answer_query(
-                    query, self.content.message("button.moved_on") if stale else None)
-                if edited is not None:
-                    await self.edit(query, edited)
-                elif stale:
-                    await self.edit(query, None)  # drop the old keyboard
-            await self.send(chat_id, replies, user_id=user_id)
+            async with self.dropping_if_blocked(user_id):
+                if query is not None:
+                    stale = bool(outputs) and isinstance(outputs[0], Say) and (
+                        outputs[0].key == "session.stale")
+                    await self.answer_query(
+                        query, self.content.message("button.moved_on") if stale else None)
+                    if edited is not None:
+                        await self.edit(query, edited)
+                    elif stale:
+                        await self.edit(query, None)  # drop the old keyboard
+                await self.send(chat_id, replies)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
             if confirmed:
                 self.store.delete(user_id)
-            await self.edit(query, self.render.message("forget.done" if confirmed
+            async with self.dropping_if_blocked(user_id):
+                await self.edit(query, self.render.message("forget.done" if confirmed
                                                        else "forget.kept"))
 
     # -- Bot API calls, with Telegram's expected failures handled --
 
-    async def send(self, chat_id: int, replies: list[Reply], *, user_id: int) -> None:
-        bot = self.app_bot
+    @asynccontextmanager
+    async def dropping_if_blocked(self, user_id: int) -> AsyncIterator[None]:
+        """Telegram says the user blocked the bot: keep nothing about them."""
         try:
-            if len(replies) > 1:
-                await bot.send_chat_action(chat_id, ChatAction.TYPING)
-            for reply in replies:
-                await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
+            yield
         except Forbidden:
-            # The user blocked the bot: keep nothing about them.
             self.store.delete(user_id)
             log.info("a user blocked the bot; their session was dropped")
+
+    async def send(self, chat_id: int, replies: list[Reply]) -> None:
+        bot = self.app_bot
+        if len(replies) > 1:
+            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+        for reply in replies:
+            await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         try:

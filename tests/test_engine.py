@@ -152,13 +152,13 @@ def _positions(engine: Engine) -> list[tuple[str, Snapshot, str]]:
     """(name, snapshot, a ref of an earlier question) at a few points of the dialog."""
     welcome, first = start(engine)
     old_ref = last_ask(first).ref
-    middle, _ = walk(engine, ["agree", "no", "no"])
+    middle, middle_outputs = walk(engine, ["agree", "no", "no"])
     doctor, _ = walk(engine, TO_DOCTOR)
     pool, _ = walk(engine, [*TO_DOCTOR, "understood"])
     restarted, _ = engine.step(middle, Event("restart"))
     return [("welcome", welcome, "9.9.9"), ("middle", middle, old_ref),
             ("doctor", doctor, old_ref), ("pool", pool, "0.11.13"),
-            ("restarted", restarted, old_ref)]
+            ("restarted", restarted, last_ask(middle_outputs).ref)]
 
 
 @pytest.mark.parametrize(("event", "key"), [
@@ -290,7 +290,10 @@ def test_restart_after_the_end(engine: Engine, finished: Snapshot) -> None:
     assert new == {**start(engine)[0], "run": finished["run"] + 1}
     assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
     assert last_ask(outputs).key == "welcome.question"
-    assert last_ask(outputs).ref == "1.0.0"
+    # the consent question is the same in every run; later questions carry the run
+    assert last_ask(outputs).ref == "0.0.0"
+    _, outputs = engine.step(new, Event.answer("agree", "0.0.0"))
+    assert last_ask(outputs).ref.startswith("1.")
 
 
 def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
@@ -302,7 +305,7 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     assert new == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
                    "answers": [], "run": 5}
     assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
-    assert last_ask(outputs).ref == "5.0.0"
+    assert last_ask(outputs).ref == "0.0.0"  # the consent question: the same in every run
 
 
 # -- stored snapshots --

@@ -1,0 +1,185 @@
+"""`backbot run` as a real process against the fake Bot API: a conversation, SIGKILL and
+resume, SIGTERM, and what it prints without (or with a rejected) token."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from telegram_harness import TO_SUGGESTIONS, FakeBotAPI, callback_data
+
+import bot
+
+REPO_ROOT = Path(bot.__file__).resolve().parents[1]
+STEP = 5.0  # the bot must answer each update within this
+START = 20.0  # importing PTB and starting up may take a while on a slow machine
+CHAT = 4004
+OTHER = 4005
+
+
+def bot_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """A clean environment: no proxies, no real token, nothing from the caller's shell."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+            "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost", **values}
+
+
+class BotProcess:
+    """`python -m bot run`, its stderr going to a file (a pipe could fill and block it)."""
+
+    def __init__(self, api: FakeBotAPI, tmp_path: Path, name: str) -> None:
+        self.api = api
+        self.stderr_path = tmp_path / f"{name}.stderr"
+        self.db_path = tmp_path / "bot.sqlite3"
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token,
+                      TELEGRAM_API_BASE_URL=api.base_url, BACKBOT_DB=str(self.db_path),
+                      BACKBOT_LOG_LEVEL="DEBUG")
+        # deleteWebhook is the last call before the first long poll (whose call is only
+        # recorded once it returns, up to 5 s later).
+        started = len(api.calls_to("deleteWebhook"))
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env,
+                                         cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
+        if not api.wait_for(lambda calls: sum(c.method == "deleteWebhook" for c in calls)
+                            > started or self.proc.poll() is not None, START):
+            raise AssertionError("the bot never started polling")
+        assert self.proc.poll() is None, self.stderr()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def asks(self, chat_id: int) -> int:
+        return sum(1 for c in self.api.calls_to("sendMessage")
+                   if c.ok and c.params.get("chat_id") == chat_id and "reply_markup" in c.params)
+
+    def _until_asked(self, chat_id: int, push: Any) -> None:
+        before = self.asks(chat_id)
+        push()
+        if not self.api.wait_for(lambda _: self.asks(chat_id) > before, STEP):
+            raise AssertionError(f"no reply in chat {chat_id}:\n{self.stderr()[-3000:]}")
+
+    def send(self, chat_id: int, text: str) -> None:
+        self._until_asked(chat_id, lambda: self.api.send_text(chat_id, text))
+
+    def current(self, chat_id: int) -> dict[str, Any]:
+        return next(m for m in reversed(self.api.sent_to(chat_id)) if callback_data(m))
+
+    def tap(self, chat_id: int, message: dict[str, Any], choice: str) -> None:
+        data = next(d for d in callback_data(message) if d.endswith(f"|{choice}"))
+        self._until_asked(chat_id, lambda: self.api.tap(chat_id, message["message_id"], data))
+
+    def choose(self, chat_id: int, *choices: str) -> None:
+        for choice in choices:
+            self.tap(chat_id, self.current(chat_id), choice)
+
+    def settled(self) -> None:
+        """Every update pushed so far has been fetched and confirmed to the API."""
+        assert self.api.wait_for(lambda _: not self.api.pending_updates, STEP)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STEP)
+
+
+def stored(db_path: Path, user_id: int) -> dict[str, Any] | None:
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        row = db.execute("SELECT snapshot FROM sessions WHERE user_id = ?",
+                         (user_id,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+@contextlib.contextmanager
+def running(api: FakeBotAPI, tmp_path: Path, name: str) -> Iterator[BotProcess]:
+    process = BotProcess(api, tmp_path, name)
+    try:
+        yield process
+    finally:
+        process.kill()  # no-op when the test already stopped it
+
+
+def test_backbot_run_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with FakeBotAPI() as api:
+        with running(api, tmp_path, "first") as first:
+            first.send(CHAT, "/start")
+            first.choose(CHAT, *TO_SUGGESTIONS)
+            finished = stored(first.db_path, CHAT)
+            assert finished is not None
+            assert finished["state"] == "suggesting_activities"
+            suggestions = "\n".join(c.params["text"] for c in api.calls_to("sendMessage")
+                                    if c.params.get("chat_id") == CHAT)
+            assert "Recumbent bike" in suggestions
+
+            # A second user stops half-way through, and the process is killed outright.
+            first.send(OTHER, "/start")
+            first.choose(OTHER, "agree", "no", "no")
+            legs = first.current(OTHER)
+            before = stored(first.db_path, OTHER)
+            assert before is not None and before["state"] == "asking_legs"
+            first.settled()
+            first.proc.send_signal(signal.SIGKILL)
+            assert first.proc.wait(timeout=STEP) == -signal.SIGKILL
+
+        with running(api, tmp_path, "second") as second:
+            second.send(OTHER, "/start")
+            texts = [c.params["text"] for c in api.calls_to("sendMessage")
+                     if c.params.get("chat_id") == OTHER]
+            assert texts[-2] == "Welcome back. Here is where we left off."
+            assert texts[-1] == legs["text"]
+            assert callback_data(second.current(OTHER)) == callback_data(legs)
+            assert stored(second.db_path, OTHER) == before
+            # The question's message from before the kill still takes the answer.
+            second.tap(OTHER, legs, "no")
+            after = stored(second.db_path, OTHER)
+            assert after is not None and after["state"] == "asking_trauma"
+            # The finished user is still finished.
+            assert stored(second.db_path, CHAT) == finished
+
+            second.proc.send_signal(signal.SIGTERM)
+            assert second.proc.wait(timeout=10) == 0
+            assert "backbot stopped" in second.stderr()
+
+        secret_part = api.token.split(":", 1)[1]
+        for process in (first, second):
+            log = process.stderr()
+            assert "backbot starting" in log
+            assert " DEBUG " in log  # BACKBOT_LOG_LEVEL reached the process
+            assert api.token not in log
+            assert secret_part not in log
+        assert "Traceback" not in second.stderr()
+
+
+def test_backbot_run_without_token_explains_itself(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=bot_env(tmp_path),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "TELEGRAM_BOT_TOKEN" in lines[0]
+    assert "backbot chat" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None:
+    rejected = "987654:rejected-secret-part"
+    with FakeBotAPI() as api:  # its token differs, so getMe answers 401 Unauthorized
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=rejected,
+                      TELEGRAM_API_BASE_URL=api.base_url,
+                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert api.calls == []  # the fake only records calls made with its own token
+    assert result.returncode != 0
+    assert "rejected-secret-part" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,419 @@
+"""Old and forged buttons, double taps, unexpected messages, Telegram errors and /forget."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from telegram_harness import (
+    BotHarness,
+    assert_telegram_html,
+    bot_session,
+    callback_data,
+    run_bounded,
+)
+
+CHAT = 2002
+LOGGER = "bot.telegram_bot"
+
+
+def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Lines the bot's error handler logged ("update N failed: ...")."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == LOGGER and r.levelno >= logging.ERROR]
+
+
+async def at_bladder_question(h: BotHarness, chat_id: int = CHAT) -> None:
+    await h.send(chat_id, "/start")
+    await h.choose(chat_id, "agree")
+    assert h.state(chat_id) == "asking_bladder"
+
+
+# --------------------------------------------------------------------------- 3. stale/forged
+
+
+def test_stale_button_is_answered_and_current_question_resent(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            welcome = h.current(CHAT)
+            old_data = h.data_for(welcome, "agree")
+            await h.script(CHAT, "agree", "no")  # at the saddle question
+            saddle = h.current(CHAT)
+            before = h.snapshot(CHAT)
+
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, welcome["message_id"], old_data)
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.snapshot(CHAT) == before
+            replies = h.sent_texts(CHAT)[sent:]
+            assert replies == [h.message_text("session.stale"),
+                               h.message_text("question.saddle")]
+            current = h.current(CHAT)
+            assert current["message_id"] != saddle["message_id"]
+            assert callback_data(current) == callback_data(saddle)
+            # The old message still shows the answer given at the time.
+            assert "Your answer:" in h.api.messages[(CHAT, welcome["message_id"])]["text"]
+
+            # A stale button that still had a keyboard loses it.
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, saddle["message_id"], h.data_for(saddle, "yes"))
+            # saddle (the older copy) has the same ref as the current question: it answers.
+            assert h.state(CHAT) == "emergency_care"
+            emergency = h.message_text("disposition.emergency")
+            assert h.sent_texts(CHAT)[sent:][0].startswith(emergency)
+            older = current  # the copy re-sent by the stale tap, now out of date
+            await h.tap(CHAT, older["message_id"], h.data_for(older, "no"))
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert "reply_markup" not in h.api.messages[(CHAT, older["message_id"])]
+            assert h.state(CHAT) == "emergency_care"
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+FORGED = [
+    "garbage",
+    "a|x",
+    "a||",
+    "a|0.1.1|yes|extra",
+    "f|maybe",
+    "|",
+    "x" * 64,
+    "a|" + "9" * 62,  # exactly 64 bytes
+    "a|0.1.1|" + "z" * 57,  # 65 bytes: over Telegram's limit
+    "\u202e<b>&amp;",
+]
+
+
+def test_forged_callback_data_changes_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            before = h.snapshot(CHAT)
+            expired = h.engine.content.message("button.expired")
+            moved_on = h.engine.content.message("button.moved_on")
+            bladder = h.message_text("question.bladder")
+
+            for data in FORGED:
+                sent = len(h.sent_texts(CHAT))
+                answers = len(h.query_answers())
+                await h.tap(CHAT, question["message_id"], data)
+                assert len(h.query_answers()) == answers + 1, data
+                assert h.query_answers()[-1].get("text") in {expired, moved_on}, data
+                assert h.snapshot(CHAT) == before, data
+                assert h.sent_texts(CHAT)[sent:][-1] == bladder, data
+                assert callback_data(h.current(CHAT)) == callback_data(question), data
+
+            # A well-formed answer to a question that never existed: "moved on".
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, question["message_id"], "a|9.9.9|zzz")
+            assert h.query_answers()[-1].get("text") == moved_on
+            assert h.sent_texts(CHAT)[sent:] == [h.message_text("session.stale"), bladder]
+            # The current question with a choice it does not have.
+            ref = h.data_for(question, "yes").split("|")[1]
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, question["message_id"], f"a|{ref}|zzz")
+            assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.unknown_choice"),
+                                                 bladder]
+            assert h.snapshot(CHAT) == before
+            for call in h.calls(CHAT, "sendMessage"):
+                assert_telegram_html(call.params["text"])
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_callback_on_unknown_message_and_from_a_group(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            data = h.data_for(h.current(CHAT), "no")
+
+            # A button on a message the fake never saw (too old, deleted): still handled.
+            answers = len(h.query_answers())
+            await h.tap(CHAT, 99_999, data)
+            assert len(h.query_answers()) == answers + 1
+            assert h.state(CHAT) == "asking_saddle"
+            assert h.sent_texts(CHAT)[-1] == h.message_text("question.saddle")
+            failed_edits = [c for c in h.calls(CHAT, "editMessageText") if not c.ok]
+            assert [c.params["message_id"] for c in failed_edits] == [99_999]
+
+            # The same user tapping a button in a group: answered, the dialog untouched.
+            before = h.snapshot(CHAT)
+            saddle = h.data_for(h.current(CHAT), "yes")
+            await h.tap(-100777, 5, saddle, user_id=CHAT, chat_type="group")
+            assert h.query_answers()[-1].get("text") == h.engine.content.message(
+                "button.expired")
+            assert h.snapshot(CHAT) == before
+            assert h.calls(-100777, "sendMessage") == []
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+# ------------------------------------------------------------------------------ 4. double tap
+
+
+def test_double_tap_applies_one_answer(tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            data = h.data_for(question, "no")
+            before = h.snapshot(CHAT)
+            assert before is not None
+            sent = len(h.sent_texts(CHAT))
+            answers = len(h.query_answers())
+
+            # Both taps are queued before the bot sees either.
+            first = h.api.tap(CHAT, question["message_id"], data)
+            second = h.api.tap(CHAT, question["message_id"], data)
+            await h.processed(first)
+            await h.processed(second)
+
+            after = h.snapshot(CHAT)
+            assert after is not None
+            assert len(after["answers"]) == len(before["answers"]) + 1
+            assert after["state"] == "asking_saddle"
+            toasts = [p.get("text") for p in h.query_answers()[answers:]]
+            assert sorted(toasts, key=str) == [None, "That question has moved on."]
+            answered_edits = [c for c in h.calls(CHAT, "editMessageText")
+                              if c.params["message_id"] == question["message_id"]]
+            assert len(answered_edits) == 1
+            # The next question once as the next question, once more after "moved on".
+            saddle = h.message_text("question.saddle")
+            assert h.sent_texts(CHAT)[sent:] == [saddle, h.message_text("session.stale"),
+                                                 saddle]
+            copies = [c for c in h.calls(CHAT, "sendMessage") if c.params["text"] == saddle]
+            assert len({str(c.params["reply_markup"]) for c in copies}) == 1
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+# -------------------------------------------------------------------- 5. unexpected messages
+
+ODD_TEXTS = [
+    "hello",
+    "x" * 5000,
+    "\u200f\u202e\u0645\u0631\u062d\u0628\u0627 \U0001f468\u200d\U0001f469\u200d\U0001f467"
+    " z\u200dw\u200cj \ufeff\u2066",
+    "<b>hi</b> &amp; <script>alert(1)</script>",
+    "/notacommand",
+]
+
+
+def test_free_text_stickers_photos_get_the_buttons_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            before = h.snapshot(CHAT)
+            expected = [h.message_text("error.use_buttons"),
+                        h.message_text("question.bladder")]
+            assert expected[0].startswith("Please answer with one of the buttons")
+
+            pushes = [lambda t=t: h.api.send_text(CHAT, t) for t in ODD_TEXTS]
+            pushes += [lambda: h.api.send_sticker(CHAT), lambda: h.api.send_photo(CHAT)]
+            for push in pushes:
+                sent = len(h.sent_texts(CHAT))
+                await h.processed(push())
+                assert h.sent_texts(CHAT)[sent:] == expected
+                assert callback_data(h.current(CHAT)) == callback_data(question)
+                assert h.snapshot(CHAT) == before
+
+            # An edited message gets no reply at all.
+            await h.processed(h.api.send_text(CHAT, "first"))
+            calls = len([c for c in h.api.calls if c.method != "getUpdates"])
+            await h.processed(h.api.edit_text(CHAT, 1, "edited: <b>"))
+            await h.processed(h.api.edit_text(CHAT, 1, "/start"))
+            assert len([c for c in h.api.calls if c.method != "getUpdates"]) == calls
+            assert h.snapshot(CHAT) == before
+
+            for call in h.calls(CHAT, "sendMessage", "editMessageText"):
+                assert "<script" not in call.params["text"]
+                assert "<b>hi" not in call.params["text"]
+                assert_telegram_html(call.params["text"])
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+# ----------------------------------------------------------------------- 6. Telegram errors
+
+
+def test_blocked_user_is_forgotten(tmp_path: Path,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            assert h.rows(CHAT) == 1
+            h.api.block_user(CHAT)
+            await h.send(CHAT, "/start")
+            assert h.rows(CHAT) == 0
+            assert any(c.error_code == 403 for c in h.calls(CHAT, "sendMessage",
+                                                            "sendChatAction"))
+            # A brand-new user who blocks straight away leaves nothing behind either.
+            h.api.block_user(CHAT + 1)
+            await h.send(CHAT + 1, "/start")
+            assert h.rows(CHAT + 1) == 0
+            # The bot keeps serving others.
+            await h.send(CHAT + 2, "/start")
+            assert h.sent_texts(CHAT + 2)[-1] == h.message_text("welcome.question")
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_blocked_user_tapping_a_button_is_forgotten(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> tuple[int, list[str]]:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            h.api.block_user(CHAT)
+            await h.choose(CHAT, "no")
+            return h.rows(CHAT), failures(caplog)
+
+    rows, failed = run_bounded(scenario())
+    assert failed == []
+    assert rows == 0
+
+
+def test_not_modified_edit_does_not_stop_the_dialog(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            h.api.fail_next("editMessageText", description="Bad Request: message is not modified")
+            replies = await h.step(CHAT, "no")
+            assert replies == [h.message_text("question.saddle")]
+            assert [c.ok for c in h.calls(CHAT, "editMessageText")][-1] is False
+            assert h.state(CHAT) == "asking_saddle"
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+# PTB's own rate limiter reads RetryAfter.retry_after, which PTB 22.2+ marks deprecated.
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+def test_flood_control_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            h.api.fail_next("sendMessage", retry_after=1)
+            replies = await h.step(CHAT, "no")
+            assert replies == [h.message_text("question.saddle")]
+            saddle = [c for c in h.calls(CHAT, "sendMessage")
+                      if c.params["text"] == replies[0]]
+            assert [(c.ok, c.error_code) for c in saddle] == [(False, 429), (True, None)]
+            assert saddle[1].time - saddle[0].time >= 1.0
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize(("code", "description", "error"), [
+    (500, "Internal Server Error", "NetworkError"),
+    (502, "Bad Gateway", "NetworkError"),
+])
+def test_server_errors_are_logged_and_the_bot_keeps_running(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, code: int, description: str,
+        error: str) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            h.api.fail_next("sendMessage", error_code=code, description=description)
+            message = h.current(CHAT)
+            update_id = await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            assert failures(caplog) == [f"update {update_id} failed: {error}"]
+            assert h.state(CHAT) == "asking_saddle"  # stored before the reply went out
+
+            replies = await h.say(CHAT, "/start")
+            assert replies == [h.message_text("session.resumed"),
+                               h.message_text("question.saddle")]
+            assert len(failures(caplog)) == 1
+
+    run_bounded(scenario())
+
+
+# ------------------------------------------------------------------------------- 8. /forget
+
+
+def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            content = h.engine.content
+
+            replies = await h.say(CHAT, "/forget")
+            assert replies == [h.message_text("forget.confirm")]
+            confirm = h.current(CHAT)
+            assert callback_data(confirm) == ["f|yes", "f|no"]
+            labels = [b["text"] for row in confirm["reply_markup"]["inline_keyboard"]
+                      for b in row]
+            assert set(labels) == {content.message("forget.yes"), content.message("forget.no")}
+
+            answers = len(h.query_answers())
+            await h.tap(CHAT, confirm["message_id"], "f|no")
+            assert len(h.query_answers()) == answers + 1
+            assert h.rows(CHAT) == 1
+            kept = h.api.messages[(CHAT, confirm["message_id"])]
+            assert kept["text"] == h.message_text("forget.kept")
+            assert "reply_markup" not in kept
+
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert len(h.query_answers()) == answers + 2
+            assert h.rows(CHAT) == 0
+            done = h.api.messages[(CHAT, confirm["message_id"])]
+            assert done["text"] == h.message_text("forget.done")
+            assert "reply_markup" not in done
+
+            # Afterwards the bot starts from scratch, with no "welcome back".
+            replies = await h.say(CHAT, "/start")
+            assert h.message_text("session.resumed") not in replies
+            assert replies[-1] == h.message_text("welcome.question")
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())

@@ -1,0 +1,195 @@
+"""The bot token stays secret; settings come from .env and the environment; the DB is private."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from telegram_harness import FakeBotAPI, bot_session, make_settings, no_proxy, run_bounded
+
+from bot.config import TELEGRAM_API, ConfigError, load_settings
+from bot.errors import DataError
+from bot.logs import setup_logging
+from bot.store import SessionStore, open_database
+
+CHAT = 3003
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """setup_logging rewires the root logger; put everything back afterwards."""
+    root = logging.getLogger()
+    names = ("httpx", "httpcore")
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names})
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+# ---------------------------------------------------------------------------- 10. the token
+
+
+def test_token_never_reaches_the_logs(tmp_path: Path, restore_logging: None) -> None:
+    buffer = io.StringIO()
+
+    async def scenario(api: FakeBotAPI) -> None:
+        async with bot_session(tmp_path, api=api) as h:
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            # An error whose text carries the token (as some Telegram errors do).
+            api.fail_next("sendMessage", error_code=500,
+                          description=f"Internal Server Error for bot{api.token}")
+            await h.choose(CHAT, "no")  # the reply is lost; /start shows the question again
+            await h.send(CHAT, "/start")
+            api.fail_next("editMessageText", description=f"Bad Request: {api.token}")
+            await h.choose(CHAT, "no")
+            replies = await h.say(CHAT, "/start")
+            assert replies[-1] == h.message_text("question.legs")
+
+    with FakeBotAPI() as api:
+        setup_logging("DEBUG", [api.token])
+        root = logging.getLogger()
+        assert len(root.handlers) == 1
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(buffer)
+        run_bounded(scenario(api))
+        logging.getLogger("bot.test").warning("the token is %s", api.token)
+
+    output = buffer.getvalue()
+    secret_part = api.token.split(":", 1)[1]
+    assert "failed: NetworkError" in output  # the error handler's line was captured
+    assert " DEBUG " in output and "Traceback" in output  # so were debug details
+    assert "[redacted]" in output
+    assert api.token not in output
+    assert secret_part not in output
+
+
+def test_settings_never_show_the_token(tmp_path: Path) -> None:
+    with FakeBotAPI() as api:
+        settings = make_settings(api, tmp_path / "db.sqlite3",
+                                 BACKBOT_WEBHOOK_SECRET="hook-secret-value")
+    secret_part = api.token.split(":", 1)[1]
+    for text in (repr(settings), str(settings), f"{settings}", repr(settings.token)):
+        assert api.token not in text
+        assert secret_part not in text
+        assert "hook-secret-value" not in text
+    assert settings.require_token() == api.token
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.reveal() == "hook-secret-value"
+
+
+# ------------------------------------------------------------------------------ 12. config
+
+
+def test_env_file_and_environment(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# deployment settings\n"
+        "\n"
+        'export TELEGRAM_BOT_TOKEN="111:from-file"\n'
+        "BACKBOT_RETENTION_DAYS=7\n"
+        "BACKBOT_LOG_LEVEL='debug'\n"
+        f"BACKBOT_DB={tmp_path / 'file.sqlite3'}\n"
+        "BACKBOT_TZ=Europe/London\n",
+        encoding="utf-8")
+
+    from_file = load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+    assert from_file.require_token() == "111:from-file"
+    assert from_file.retention_days == 7
+    assert from_file.log_level == "DEBUG"
+    assert from_file.db_path == tmp_path / "file.sqlite3"
+    assert from_file.timezone == "Europe/London"
+    assert from_file.api_base_url == TELEGRAM_API
+    assert from_file.webhook_url is None
+
+    overridden = load_settings(environ={"TELEGRAM_BOT_TOKEN": "222:from-env",
+                                        "BACKBOT_RETENTION_DAYS": "90",
+                                        "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"},
+                               env_file=dotenv)
+    assert overridden.require_token() == "222:from-env"
+    assert overridden.retention_days == 90
+    assert overridden.api_base_url == "http://127.0.0.1:9/bot"
+    assert overridden.log_level == "DEBUG"  # still from the file
+
+    missing = load_settings(environ={"HOME": str(tmp_path)}, env_file=tmp_path / "none.env")
+    assert missing.token is None
+    with pytest.raises(ConfigError, match="backbot chat"):
+        missing.require_token()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("abc", "BACKBOT_RETENTION_DAYS must be a whole number, not 'abc'"),
+    ("0", "BACKBOT_RETENTION_DAYS must be between 1 and 3650"),
+    ("3651", "BACKBOT_RETENTION_DAYS must be between 1 and 3650"),
+    ("7.5", "BACKBOT_RETENTION_DAYS must be a whole number"),
+])
+def test_bad_retention_days(tmp_path: Path, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"BACKBOT_RETENTION_DAYS": raw}, env_file=None)
+    assert str(raised.value).startswith(message)
+    # From the .env file too.
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"BACKBOT_RETENTION_DAYS={raw}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="BACKBOT_RETENTION_DAYS"):
+        load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+
+
+def test_bad_env_file_line_names_the_line(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("OK=1\nthis is not a setting\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+    assert "2" in str(raised.value)
+
+
+def test_explicit_empty_environment_is_respected(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "999:process-environment")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("TELEGRAM_BOT_TOKEN=111:from-file\n", encoding="utf-8")
+    settings = load_settings(environ={}, env_file=dotenv)
+    assert settings.require_token() == "111:from-file"
+
+
+def test_database_is_created_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "nested" / "backbot.sqlite3"
+    db = open_database(path)
+    try:
+        SessionStore(db).put(1, {"state": "welcome"})
+    finally:
+        db.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with bot_session(tmp_path, db_name="data/bot.sqlite3") as h:
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            await h.send(CHAT, "my secret free text")
+            await h.choose(CHAT, "no")
+            path = h.db_path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{path}{suffix}")
+                if side.exists():
+                    assert stat.S_IMODE(side.stat().st_mode) & 0o077 == 0, side
+            dump = b"".join(Path(f"{path}{s}").read_bytes() for s in ("", "-wal")
+                            if os.path.exists(f"{path}{s}"))
+            assert b"my secret free text" not in dump
+            assert b"Ana" not in dump  # the user's first name is never stored
+
+    with no_proxy():
+        run_bounded(scenario())
