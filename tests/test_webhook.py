@@ -1,0 +1,86 @@
+"""`backbot run` in webhook mode: registers the webhook with a secret, serves on the
+configured address and port, and refuses calls without Telegram's secret header."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from telegram_harness import FakeBotAPI
+from test_telegram_process import bot_env
+
+SECRET = "webhook-secret-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, update: dict, secret: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, json.dumps(update).encode(), headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def start_update(update_id: int, chat_id: int) -> dict:
+    return {"update_id": update_id, "message": {
+        "message_id": 1, "date": int(time.time()), "text": "/start",
+        "chat": {"id": chat_id, "type": "private", "first_name": "Ana"},
+        "from": {"id": chat_id, "is_bot": False, "first_name": "Ana"},
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
+
+
+def test_webhook_mode(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram-hook"
+    with FakeBotAPI() as api:
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"), BACKBOT_WEBHOOK_URL=url,
+                      BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port),
+                      BACKBOT_WEBHOOK_SECRET=SECRET)
+        with open(tmp_path / "stderr.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                    stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            assert api.wait_for_calls("setWebhook", 1, timeout=30)
+            registered = api.calls_to("setWebhook")[0].params
+            assert registered["url"] == url
+            assert registered["secret_token"] == SECRET
+            assert not api.calls_to("getUpdates")  # no long polling in webhook mode
+            # The server may come up just after setWebhook: retry the first post briefly.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    refused = post(url, start_update(1, 77), secret=None)
+                    break
+                except (ConnectionError, urllib.error.URLError):
+                    assert time.monotonic() < deadline, "webhook server never came up"
+                    time.sleep(0.1)
+            assert refused == 403
+            assert post(url, start_update(2, 78), secret="wrong") == 403
+            assert post(url, start_update(3, 79), secret=SECRET) == 200
+            assert api.wait_for(lambda calls: any(
+                c.method == "sendMessage" and c.params.get("chat_id") == 79 for c in calls), 10)
+            assert not any(c.params.get("chat_id") in (77, 78) for c in api.calls_to("sendMessage"))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert api.token not in stderr
+    assert SECRET not in stderr
+    assert "Traceback" not in stderr
