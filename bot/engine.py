@@ -69,6 +69,11 @@ class Engine:
             fresh = self.new_snapshot()
             if event.kind in ("start", "text"):
                 return fresh, self.render(fresh)
+            if event.kind == "answer" and event.choice in END_ACTIONS:
+                # an end screen reached before consent (nothing was stored): still works
+                if event.choice == "restart":
+                    return self._restart(fresh)
+                return fresh, [*self.show("sources"), self.ask(fresh)]
             return self.step(fresh, event)
         problem = self._snapshot_problem(snapshot)
         if problem is not None:
@@ -154,6 +159,18 @@ class Engine:
         step in the dialog)."""
         consent = self.dialog.consent
         return consent is None or list(consent) in snapshot["answers"]
+
+    def tip_allowance(self, snapshot: Snapshot | None) -> str:
+        """Which tips suit this person now: "none" after a red-flag disposition,
+        "any" once the doctor prompt was acknowledged, else "general" (no activity)."""
+        if snapshot is None or self._snapshot_problem(snapshot) is not None:
+            return "general"
+        spec = self._states[snapshot["state"]]
+        if spec.final and spec.disposition in ("emergency", "urgent"):
+            return "none"
+        acknowledged = any(self._states[state].acknowledge == choice
+                           for state, choice in snapshot["answers"])
+        return "any" if acknowledged else "general"
 
     def is_finished(self, snapshot: Snapshot) -> bool:
         return self._states[snapshot["state"]].final

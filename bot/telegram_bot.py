@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from telegram import Bot, BotCommand, CallbackQuery, Update
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -25,6 +26,7 @@ from telegram.ext import (
 
 from bot.deeplinks import is_group_payload
 from bot.engine import Engine, Event
+from bot.loading import TIP_TAG
 from bot.outputs import Output, Say
 from bot.store import SessionStore
 from bot.telegram_render import FORGET, Reply, TelegramRenderer, parse_callback
@@ -82,6 +84,7 @@ class BackBot:
         for name in COMMAND_EVENTS:
             app.add_handler(CommandHandler(name, self.on_command, filters=PRIVATE))
         app.add_handler(CommandHandler("forget", self.on_forget, filters=PRIVATE))
+        app.add_handler(CommandHandler("tip", self.on_tip, filters=PRIVATE))
         app.add_error_handler(self.on_error)
 
     def register_fallback(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -124,6 +127,21 @@ class BackBot:
         async with self.dropping_if_blocked(chat.id):
             await self.send(chat.id, [confirm])
 
+    async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A tip that fits where this person is: none after a red flag, and none naming an
+        activity before they acknowledged the doctor prompt."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None:
+            return
+        allowance = self.engine.tip_allowance(self.store.get(user.id))
+        tips = [card for card in self.content.cards_tagged(TIP_TAG)
+                if allowance == "any" or "activity" not in card.tags]
+        text = (self.render.message("tip.after_red_flag") if allowance == "none"
+                else self.render.tip(random.choice(tips)) if tips
+                else self.render.message("tip.none"))
+        async with self.dropping_if_blocked(user.id):
+            await self.send(chat.id, [Reply(text)])
+
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None:
@@ -132,7 +150,7 @@ class BackBot:
         chat_id = query.message.chat.id if query.message is not None else user.id
         parsed = parse_callback(query.data)
         if chat_id != user.id:  # a button in a group: the dialog only runs in private
-            await self.answer_query(query, self.content.message("button.expired"))
+            await self.answer_query(query, self.content.message("button.not_here"))
             return
         if parsed is None:
             await self.answer_query(query, self.content.message("button.expired"))
@@ -205,23 +223,26 @@ class BackBot:
             await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
+        """Stops the button's spinner; if that fails, the reply still goes out."""
         try:
             await query.answer(text)
-        except BadRequest as exc:  # too old to answer: nothing to do
-            log.debug("callback not answered: %s", exc.message)
+        except TelegramError as exc:  # too old, timed out, rate-limited: cosmetic
+            log.info("callback not answered: %s", type(exc).__name__)
 
     async def edit(self, query: CallbackQuery, text: str | None) -> None:
         """Show the chosen answer on the question (or drop a stale keyboard)."""
         message = query.message
-        if message is None or not hasattr(message, "edit_text"):
+        if message is None or not message.is_accessible:
             return  # the message is gone or too old to edit
         try:
             if text is None:
                 await query.edit_message_reply_markup(None)
             else:
                 await query.edit_message_text(text)
-        except BadRequest as exc:  # not modified, not found: the reply still goes out
-            log.debug("message not edited: %s", exc.message)
+        except Forbidden:
+            raise  # blocked: handled by dropping_if_blocked
+        except TelegramError as exc:  # not modified, gone, timed out: the reply still goes out
+            log.info("message not edited: %s", type(exc).__name__)
 
     app_bot: Bot  # set by attach(): the Bot of the Application this serves
 

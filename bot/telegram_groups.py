@@ -60,7 +60,7 @@ class GroupFeatures:
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         app.add_handler(CommandHandler(["start", "check"], self.on_group_start, filters=GROUPS))
-        app.add_handler(CommandHandler("tip", self.on_tip, filters=filters.UpdateType.MESSAGE))
+        app.add_handler(CommandHandler("tip", self.on_tip, filters=GROUPS))
         app.add_handler(CommandHandler("sources", self.on_group_sources, filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
@@ -90,9 +90,8 @@ class GroupFeatures:
         if not self.tips:
             await message.reply_text(self.render.message("tip.none"))
             return
-        in_group = message.chat.type != ChatType.PRIVATE
-        markup = self._checkin_button(context, message.chat_id) if in_group else None
-        await message.reply_text(self.tip_text(random.choice(self.tips)), reply_markup=markup)
+        await message.reply_text(self.render.tip(random.choice(self.tips)),
+                                 reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_group_sources(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -165,7 +164,7 @@ class GroupFeatures:
         if tip_id is None:
             return
         try:
-            await context.bot.send_message(chat_id, self.tip_text(self.content.cards[tip_id]),
+            await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
                                            reply_markup=self._checkin_button(context, chat_id))
             self.schedules.mark_posted(chat_id, tip_id, tip_ids)
         except (Forbidden, BadRequest) as exc:
@@ -192,13 +191,6 @@ class GroupFeatures:
             job.schedule_removal()
 
     # -- helpers --
-
-    def tip_text(self, card: Card) -> str:
-        """A tip card; one that names an activity says "ask your doctor" first."""
-        text = self.render.card(card)
-        if "activity" in card.tags:
-            text = f"<b>{escape(self.content.message('tip.doctor_first'))}</b>\n\n{text}"
-        return text
 
     def _checkin_button(self, context: ContextTypes.DEFAULT_TYPE,
                         chat_id: int) -> InlineKeyboardMarkup:

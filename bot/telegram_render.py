@@ -103,6 +103,13 @@ class TelegramRenderer:
             self._cards[card.id] = cached
         return cached
 
+    def tip(self, card: Card) -> str:
+        """A tip card; one that names an activity says "ask your doctor" first."""
+        text = self.card(card)
+        if "activity" in card.tags:
+            text = f"<b>{self.message('tip.doctor_first')}</b>\n\n{text}"
+        return text
+
     def keyboard(self, ask: Ask) -> InlineKeyboardMarkup:
         # Most people are at one of a few hundred (question, ref) points: build each once.
         key = (ask.ref, ask.choices)

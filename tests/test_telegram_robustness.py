@@ -157,7 +157,7 @@ def test_callback_on_unknown_message_and_from_a_group(
             saddle = h.data_for(h.current(CHAT), "yes")
             await h.tap(-100777, 5, saddle, user_id=CHAT, chat_type="group")
             assert h.query_answers()[-1].get("text") == h.engine.content.message(
-                "button.expired")
+                "button.not_here")
             assert h.snapshot(CHAT) == before
             assert h.calls(-100777, "sendMessage") == []
 
