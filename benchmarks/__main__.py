@@ -130,13 +130,18 @@ def floor_app(calls: dict[int, list]) -> tuple[Application, RecordingRequest]:  
 
 
 async def timed_run(app: Application, updates: list[dict]) -> list[float]:  # type: ignore[type-arg]
+    """Both applications run as `backbot run` does (post_init, jobs started)."""
     times = []
     clock = time.perf_counter
     async with app:
+        if app.post_init is not None:
+            await app.post_init(app)
+        await app.start()
         for raw in updates:
             t0 = clock()
             await app.process_update(Update.de_json(raw, app.bot))
             times.append(clock() - t0)
+        await app.stop()
     return times
 
 

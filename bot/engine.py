@@ -19,14 +19,14 @@ from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
 SNAPSHOT_VERSION = 1
 Snapshot = dict[str, Any]
 
-# Events the engine knows; "show" carries a topic from SHOW_TOPICS.
-# "ask" re-shows the current question (e.g. after a button that no longer works).
-EVENT_KINDS = frozenset({"start", "answer", "back", "restart", "text", "show", "ask"})
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """start, answer (choice, ref), back, restart, text (free text or media), show (topic
+    from SHOW_TOPICS), ask (show the current question again); anything else is unknown."""
+
     kind: str
     choice: str | None = None
     ref: str | None = None  # the Ask.ref the answer was given to, when the front end knows it

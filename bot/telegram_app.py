@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from urllib.parse import urlparse
@@ -18,12 +19,13 @@ from bot.engine import Engine
 from bot.loading import load_engine
 from bot.logs import setup_logging
 from bot.schedules import ScheduleStore
-from bot.store import SessionStore, open_database
+from bot.store import SessionStore, checkpoint, open_database
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
+CHECKPOINT_EVERY_SECONDS = 5
 
 
 def telegram_limits() -> AIORateLimiter:
@@ -46,12 +48,17 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         if app.job_queue is not None:
             app.job_queue.run_repeating(purge, interval=PURGE_EVERY_SECONDS, first=60,
                                         name="purge-sessions")
+            app.job_queue.run_repeating(checkpoint_wal, interval=CHECKPOINT_EVERY_SECONDS,
+                                        first=CHECKPOINT_EVERY_SECONDS, name="checkpoint")
 
     async def purge(context: Ctx.DEFAULT_TYPE) -> None:
         removed = store.purge(settings.retention_days)
         if removed:
             log.info("purged %d sessions idle for over %d days", removed,
                      settings.retention_days)
+
+    async def checkpoint_wal(context: Ctx.DEFAULT_TYPE) -> None:
+        await asyncio.to_thread(checkpoint, settings.db_path)
 
     builder = (
         ApplicationBuilder()
