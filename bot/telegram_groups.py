@@ -26,6 +26,7 @@ from telegram.ext import (
 
 from bot.content import Card, Content
 from bot.deeplinks import checkin_url
+from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import ScheduleStore
 from bot.telegram_render import TelegramRenderer, escape
@@ -36,7 +37,6 @@ GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
-TIP_TAG = "tip"
 
 
 def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
