@@ -13,12 +13,11 @@ PRAGMA integrity_check is ok.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.test_crash import run_crash
+from benchmarks.process_runs import report, run_crash
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,13 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.keep or Path(tmp)
         result = run_crash(args.conversations, kills, workdir, seed=args.seed,
                            timeout=timeout)
-    print(result.summary())
-    for problem in result.problems[:50]:
-        print("  problem:", problem)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.figures(), indent=2) + "\n", encoding="utf-8")
-    return 1 if result.problems else 0
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

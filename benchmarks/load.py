@@ -10,12 +10,11 @@ ten minutes: the figure measures the bot under that limit, and any problem is li
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.test_load import run_load
+from benchmarks.process_runs import report, run_load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,13 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="backbot-load-") as tmp:
         workdir = args.keep or Path(tmp)
         result = run_load(args.users, workdir, seed=args.seed, timeout=timeout)
-    print(result.summary())
-    for problem in result.problems[:50]:
-        print("  problem:", problem)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.figures(), indent=2) + "\n", encoding="utf-8")
-    return 1 if result.problems else 0
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -36,44 +36,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from process_harness import (
+    ACTIVITY,
+    ANSWERED_MARK,
+    BotProcess,
+    Dialog,
+    FakeBotAPI,
+    MessageWatch,
+    SlowConfirmAPI,
+    Tap,
+    is_end_keyboard,
+    parse_ref,
+    pick_choice,
+    run_threads,
+    tap,
+    wait_quiet,
+)
 
 from bot.engine import Event
 from bot.loading import load_engine
-
-try:  # works whether or not tests/ is a package
-    from process_harness import (
-        ACTIVITY,
-        ANSWERED_MARK,
-        BotProcess,
-        Dialog,
-        FakeBotAPI,
-        MessageWatch,
-        SlowConfirmAPI,
-        Tap,
-        is_end_keyboard,
-        parse_ref,
-        pick_choice,
-        run_threads,
-        tap,
-        wait_quiet,
-    )
-except ImportError:  # pragma: no cover - depends on how sys.path is set up
-    from tests.process_harness import (
-        ACTIVITY,
-        ANSWERED_MARK,
-        BotProcess,
-        Dialog,
-        FakeBotAPI,
-        MessageWatch,
-        SlowConfirmAPI,
-        Tap,
-        is_end_keyboard,
-        parse_ref,
-        pick_choice,
-        run_threads,
-        tap,
-        wait_quiet,
-    )
 
 CI_CONVERSATIONS = int(os.environ.get("BACKBOT_CRASH_CONVERSATIONS", 10))
 CI_KILLS = int(os.environ.get("BACKBOT_CRASH_KILLS", 10))

@@ -29,37 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-try:  # works whether or not tests/ is a package
-    from process_harness import (
-        ACTIVITY,
-        ANSWERED_MARK,
-        BotProcess,
-        Dialog,
-        FakeBotAPI,
-        MessageWatch,
-        Tap,
-        is_end_keyboard,
-        pick_choice,
-        run_threads,
-        tap,
-        wait_quiet,
-    )
-except ImportError:  # pragma: no cover - depends on how sys.path is set up
-    from tests.process_harness import (
-        ACTIVITY,
-        ANSWERED_MARK,
-        BotProcess,
-        Dialog,
-        FakeBotAPI,
-        MessageWatch,
-        Tap,
-        is_end_keyboard,
-        pick_choice,
-        run_threads,
-        tap,
-        wait_quiet,
-    )
+from process_harness import (
+    ACTIVITY,
+    ANSWERED_MARK,
+    BotProcess,
+    Dialog,
+    FakeBotAPI,
+    MessageWatch,
+    Tap,
+    is_end_keyboard,
+    pick_choice,
+    run_threads,
+    tap,
+    wait_quiet,
+)
 
 CI_USERS = 50
 LOAD_USERS = int(os.environ.get("BACKBOT_LOAD_USERS", CI_USERS))
