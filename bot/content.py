@@ -14,6 +14,22 @@ from bot.yamlio import Mapping, load_yaml
 SETTING_PLACEHOLDERS = frozenset({"retention_days"})
 RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
+# Message ids the code itself uses (a test keeps this list complete): checked at load, so
+# a missing one stops start-up with a clear error instead of failing mid-conversation.
+CODE_MESSAGES = frozenset({
+    "answered.label", "button.expired", "button.moved_on", "button.not_here",
+    "card.sources_label", "chat.bye", "chat.forget", "chat.hint", "chat.use_numbers",
+    "commands.back", "commands.forget", "commands.help", "commands.privacy",
+    "commands.restart", "commands.sources", "commands.start", "commands.tip",
+    "dailytip.bad_zone", "dailytip.not_admin", "dailytip.off", "dailytip.set",
+    "dailytip.usage", "end.follows", "end.question", "end.restart", "end.sources",
+    "error.nothing_to_go_back", "error.unknown_choice", "error.unknown_event",
+    "error.use_buttons", "forget.confirm", "forget.done", "forget.kept", "forget.no",
+    "forget.yes", "group.from_group", "group.intro", "group.start", "group.start_button",
+    "help.text", "privacy.note", "session.finished", "session.outdated", "session.restarted",
+    "session.resumed", "session.stale", "session.went_back", "sources.header",
+    "tip.after_red_flag", "tip.doctor_first", "tip.none",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,10 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
     sources = _load_sources(directory / "sources.yaml")
     cards = _load_cards(directory / "advice.yaml", sources)
     messages = _load_messages(directory / "messages.yaml", params or {})
+    missing = sorted(CODE_MESSAGES - messages.keys())
+    if missing:
+        raise DataError(directory / "messages.yaml", f"missing message(s) the code uses: "
+                        f"{', '.join(missing)}")
     return Content(sources=sources, cards=cards, messages=messages)
 
 
@@ -136,35 +156,45 @@ def _citations(item: Mapping, path: Path, cid: str, sources: dict[str, Source]) 
     for entry in raw:
         cite = schema.mapping(entry, path, f"card {cid} citation", line=item.line)
         schema.keys(cite, path, f"card {cid} citation", {"source", "section"})
-        source = sources.get(cite["source"])
+        sid = schema.text(cite["source"], path, f"card {cid} citation source", line=cite.line)
+        section = schema.text(cite["section"], path, f"card {cid} citation section",
+                              line=cite.line)
+        source = sources.get(sid)
         if source is None:
-            raise DataError(path, f"card {cid} cites unknown source {cite['source']!r}",
-                            line=cite.line)
-        if cite["section"] not in source.sections:
-            raise DataError(path, f"card {cid} cites section {cite['section']!r} that source "
+            raise DataError(path, f"card {cid} cites unknown source {sid!r}", line=cite.line)
+        if section not in source.sections:
+            raise DataError(path, f"card {cid} cites section {section!r} that source "
                             f"{source.id} does not list", line=cite.line)
-        citations.append(Citation(source=source, section=cite["section"]))
+        citations.append(Citation(source=source, section=section))
     return tuple(citations)
 
 
 def _load_messages(path: Path, params: dict[str, object]) -> dict[str, str]:
     data = schema.mapping(load_yaml(path), path, "the file", line=1)
     messages: dict[str, str] = {}
-    _flatten(data, "", path, messages)
+    lines: dict[str, int] = {}
+    _flatten(data, "", path, messages, lines)
     for mid, template in messages.items():
-        names = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+        try:
+            names = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+        except ValueError as exc:  # a lone { or }: write {{ or }} for a literal brace
+            raise DataError(path, f"message {mid}: {exc} (write {{{{ or }}}} for a brace)",
+                            line=lines[mid]) from None
         unknown = names - MESSAGE_PLACEHOLDERS
         if unknown:
             raise DataError(path, f"message {mid} uses unknown placeholder(s) "
-                            f"{', '.join(sorted(unknown))}")
+                            f"{', '.join(sorted(unknown))}", line=lines[mid])
         if names & SETTING_PLACEHOLDERS:
             messages[mid] = template.format_map(
                 {n: params.get(n, "?") if n in SETTING_PLACEHOLDERS else "{" + n + "}"
                  for n in names})
+        elif not names:
+            messages[mid] = template.format()  # {{ and }} become literal braces
     return messages
 
 
-def _flatten(node: Mapping, prefix: str, path: Path, out: dict[str, str]) -> None:
+def _flatten(node: Mapping, prefix: str, path: Path, out: dict[str, str],
+             lines: dict[str, int]) -> None:
     for key, value in node.items():
         if not isinstance(key, str):
             raise DataError(path, f"message key {key!r} under {prefix or 'the top'} must be text "
@@ -172,6 +202,7 @@ def _flatten(node: Mapping, prefix: str, path: Path, out: dict[str, str]) -> Non
         mid = f"{prefix}{key}"
         schema.ident(mid, path, "message id", line=node.line)
         if isinstance(value, Mapping):
-            _flatten(value, mid + ".", path, out)
+            _flatten(value, mid + ".", path, out, lines)
         else:
             out[mid] = schema.text(value, path, f"message {mid}", line=node.line).strip()
+            lines[mid] = node.line

@@ -137,20 +137,22 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         raise DataError(path, "states must be a non-empty list", line=raw.line)
     states: dict[str, StateSpec] = {}
     for index, item in enumerate(raw["states"]):
-        spec = _state(item, index, path, content, choice_sets, predicates)
+        spec = _state(item, index, path, content, choice_sets, predicates, raw.line)
         if spec.name in states:
             raise DataError(path, f"duplicate state {spec.name!r}", line=spec.line)
         states[spec.name] = spec
-    initial = raw["initial"]
+    initial = schema.ident(raw["initial"], path, "initial", line=raw.line)
     if initial not in states:
         raise DataError(path, f"initial state {initial!r} is not defined", line=raw.line)
-    edges = _edges(raw["transitions"], path, states)
+    _check_conditions(states, path)
+    edges = _edges(raw["transitions"], path, states, raw.line)
     reminder = schema.ident(raw.get("doctor_reminder"), path, "doctor_reminder", line=raw.line)
     if reminder not in content.messages:
         raise DataError(path, f"doctor_reminder {reminder!r} is not a message", line=raw.line)
     words = raw.get("activity_words", [])
     activity_words = tuple(schema.text_list(words, path, "activity_words", line=raw.line))
     _check_choices_routed(states, edges, path)
+    _check_restart(states, edges, path)
     consent = _consent(raw.get("consent"), states, path, raw.line)
     machine_config = {
         "name": name,
@@ -173,11 +175,13 @@ def _consent(raw: Any, states: dict[str, StateSpec], path: Path,
         return None
     entry = schema.mapping(raw, path, "consent", line=line)
     schema.keys(entry, path, "consent", {"state", "choice"})
-    spec = states.get(entry["state"])
-    if spec is None or spec.choice(entry["choice"]) is None:
-        raise DataError(path, f"consent names {entry['state']}/{entry['choice']}, which is not "
-                        "a choice of a state", line=entry.line)
-    return entry["state"], entry["choice"]
+    state = schema.text(entry["state"], path, "consent state", line=entry.line)
+    choice = schema.text(entry["choice"], path, "consent choice", line=entry.line)
+    spec = states.get(state)
+    if spec is None or spec.choice(choice) is None:
+        raise DataError(path, f"consent names {state}/{choice}, which is not a choice of a "
+                        "state", line=entry.line)
+    return state, choice
 
 
 def _choice_sets(raw: Any, path: Path, content: Content) -> dict[str, tuple[ChoiceSpec, ...]]:
@@ -200,11 +204,15 @@ def _choices(raw: Any, path: Path, content: Content, line: int | None,
                             f"{' or '.join(END_ACTIONS)}", line=entry.line, state=state)
         if any(c.id == cid for c in choices):
             raise DataError(path, f"duplicate choice id {cid!r}", line=entry.line, state=state)
-        for ref in (entry["label"], entry.get("shows")):
+        label = schema.text(entry["label"], path, f"choice {cid} label", line=entry.line)
+        shows = entry.get("shows")
+        if shows is not None:
+            shows = schema.text(shows, path, f"choice {cid} shows", line=entry.line)
+        for ref in (label, shows):
             if ref is not None and ref not in content.messages:
                 raise DataError(path, f"unknown message id {ref!r}", line=entry.line,
                                 state=state)
-        choices.append(ChoiceSpec(id=cid, label=entry["label"], shows=entry.get("shows")))
+        choices.append(ChoiceSpec(id=cid, label=label, shows=shows))
     return tuple(choices)
 
 
@@ -232,14 +240,20 @@ def _predicate(raw: Any, name: str, path: Path, line: int | None) -> Predicate:
 
 def _state(raw: Any, index: int, path: Path, content: Content,
            choice_sets: dict[str, tuple[ChoiceSpec, ...]],
-           predicates: dict[str, Predicate]) -> StateSpec:
-    item = schema.mapping(raw, path, "a state")
+           predicates: dict[str, Predicate], line: int) -> StateSpec:
+    item = schema.mapping(raw, path, "a state", line=line)
     schema.keys(item, path, "a state", _STATE_KEYS, _MACHINE_STATE_KEYS | _OUR_STATE_KEYS)
     name = schema.ident(item["name"], path, "state name", line=item.line)
     final = item.get("final", False) is True
 
     def fail(what: str) -> DataError:
         return DataError(path, what, line=item.line, state=name)
+
+    def optional_text(key: str) -> str | None:
+        value = item.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise fail(f"{key} must be text")
+        return value
 
     raw_choices = item.get("choices")
     if isinstance(raw_choices, str):
@@ -250,7 +264,7 @@ def _state(raw: Any, index: int, path: Path, content: Content,
         choices = ()
     else:
         choices = _choices(raw_choices, path, content, item.line, name)
-    ask = item.get("ask")
+    ask = optional_text("ask")
     if final and (choices or ask):
         raise fail("an end state asks nothing; it offers restart and sources by itself")
     if not final and not (choices and ask):
@@ -260,22 +274,27 @@ def _state(raw: Any, index: int, path: Path, content: Content,
     show = tuple(_show_item(entry, path, content, predicates, fail)
                  for entry in item.get("show") or [])
     red_flags = item.get("red_flags") or {}
+    if not isinstance(red_flags, dict):
+        raise fail("red_flags maps choice ids to a level, e.g. {\"yes\": emergency}")
     for cid, level in red_flags.items():
         if isinstance(cid, bool):
             raise fail("red_flags keys are choice ids (quote yes/no/on/off in YAML)")
         if all(c.id != cid for c in choices):
             raise fail(f"red_flags names {cid!r}, which is not a choice here")
-        if level not in RED_FLAG_LEVELS:
+        if not isinstance(level, str) or level not in RED_FLAG_LEVELS:
             raise fail(f"red flag level {level!r} is not one of {sorted(RED_FLAG_LEVELS)}")
-    tags = frozenset(item.get("tags") or [])
+    raw_tags = item.get("tags") or []
+    if not isinstance(raw_tags, list) or not all(isinstance(t, str) for t in raw_tags):
+        raise fail("tags must be a list of names")
+    tags = frozenset(raw_tags)
     if tags - STATE_TAGS:
         raise fail(f"unknown tag(s) {', '.join(sorted(tags - STATE_TAGS))}")
-    acknowledge = item.get("acknowledge")
+    acknowledge = optional_text("acknowledge")
     if ("doctor_prompt" in tags) != (acknowledge is not None):
         raise fail("a doctor_prompt state names its `acknowledge` choice, and only it does")
     if acknowledge is not None and all(c.id != acknowledge for c in choices):
         raise fail(f"acknowledge names {acknowledge!r}, which is not a choice here")
-    disposition = item.get("disposition")
+    disposition = optional_text("disposition")
     if final != (disposition is not None):
         raise fail("every end state, and only an end state, has a disposition")
     if disposition is not None and disposition not in DISPOSITIONS:
@@ -283,7 +302,9 @@ def _state(raw: Any, index: int, path: Path, content: Content,
     follows = tuple(_follows(item.get("follows") or [], content, fail))
     if final and not follows:
         raise fail("an end state names the source(s) it follows")
-    key = item.get("key")
+    key = optional_text("key")
+    if key is not None and not schema.ID_PATTERN.match(key):
+        raise fail(f"key {key!r} must look like lower_case")
     return StateSpec(name=name, index=index, line=item.line, final=final, key=key,
                      show=show, ask=ask, choices=choices, red_flags=dict(red_flags),
                      acknowledge=acknowledge, tags=tags, disposition=disposition,
@@ -292,12 +313,16 @@ def _state(raw: Any, index: int, path: Path, content: Content,
 
 def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Predicate],
                fail: Any) -> ShowItem:
-    entry = schema.mapping(raw, path, "a show entry")
+    if not isinstance(raw, Mapping):
+        raise fail("a show entry must be a mapping")
+    entry = raw
     kinds = {"message", "card"} & entry.keys()
     if len(kinds) != 1 or entry.keys() - {"message", "card", "when"}:
         raise fail("a show entry is {message: id} or {card: id}, with an optional `when`")
     kind = kinds.pop()
     ref = entry[kind]
+    if not isinstance(ref, str):
+        raise fail(f"a show entry's {kind} must be an id")
     if kind == "card" and ref not in content.cards:
         raise fail(f"unknown card id {ref!r}")
     if kind == "message" and ref not in content.messages:
@@ -317,7 +342,8 @@ def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Pre
 def _follows(raw: Any, content: Content, fail: Any) -> list[tuple[str, str]]:
     out = []
     for entry in raw:
-        if not isinstance(entry, dict) or set(entry) != {"source", "section"}:
+        if (not isinstance(entry, dict) or set(entry) != {"source", "section"}
+                or not all(isinstance(v, str) for v in entry.values())):
             raise fail("follows entries are {source, section}")
         source = content.sources.get(entry["source"])
         if source is None:
@@ -328,14 +354,16 @@ def _follows(raw: Any, content: Content, fail: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _edges(raw: Any, path: Path, states: dict[str, StateSpec]) -> list[Edge]:
+def _edges(raw: Any, path: Path, states: dict[str, StateSpec], line: int) -> list[Edge]:
     if not isinstance(raw, list) or not raw:
-        raise DataError(path, "transitions must be a non-empty list")
+        raise DataError(path, "transitions must be a non-empty list", line=line)
     edges = []
     for item in raw:
-        entry = schema.mapping(item, path, "a transition")
+        entry = schema.mapping(item, path, "a transition", line=line)
         schema.keys(entry, path, "a transition", _TRANSITION_KEYS, {"conditions"})
-        trigger, source, dest = entry["trigger"], entry["source"], entry["dest"]
+        trigger, source, dest = (schema.text(entry[k], path, f"a transition's {k}",
+                                             line=entry.line) for k in ("trigger", "source",
+                                                                        "dest"))
         if trigger not in TRIGGERS:
             raise DataError(path, f"unknown trigger {trigger!r} (known: "
                             f"{', '.join(sorted(TRIGGERS))})", line=entry.line)
@@ -387,3 +415,35 @@ def _check_choices_routed(states: dict[str, StateSpec], edges: list[Edge], path:
                 problem = "has no transition" if count == 0 else "has several transitions"
                 raise DataError(path, f"choice {choice.id!r} {problem}", line=spec.line,
                                 state=spec.name)
+
+
+def _check_restart(states: dict[str, StateSpec], edges: list[Edge], path: Path) -> None:
+    """The engine restarts from any state, so every state needs a restart transition."""
+    covered = {e.source for e in edges if e.trigger == "restart"}
+    if "*" in covered:
+        return
+    for spec in states.values():
+        if spec.name not in covered:
+            raise DataError(path, "no restart transition (add one from \"*\")",
+                            line=spec.line, state=spec.name)
+
+
+def _check_conditions(states: dict[str, StateSpec], path: Path) -> None:
+    """A `when` condition names answer keys and their choice ids; a typo would silently
+    hide a card, so both must exist."""
+    answers: dict[str, set[str]] = {}
+    for spec in states.values():
+        if spec.key is not None:
+            answers.setdefault(spec.key, set()).update(c.id for c in spec.choices)
+    for spec in states.values():
+        for item in spec.show:
+            for clause in item.when.clauses if item.when else ():
+                for key, allowed in clause:
+                    if key not in answers:
+                        raise DataError(path, f"condition on {item.ref} uses unknown answer "
+                                        f"key {key!r}", line=spec.line, state=spec.name)
+                    unknown = sorted(allowed - answers[key])
+                    if unknown:
+                        raise DataError(path, f"condition on {item.ref}: {', '.join(unknown)} "
+                                        f"is not a choice of {key}", line=spec.line,
+                                        state=spec.name)

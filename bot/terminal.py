@@ -20,6 +20,13 @@ COMMANDS = {
     "/start": Event("start"),
 }
 QUIT = {"/quit", "/exit", "/q"}
+FORGET = "/forget"
+# Engine messages that talk about buttons, in the words that fit a terminal.
+TERMINAL_WORDING = {
+    "error.use_buttons": "chat.use_numbers",
+    "error.unknown_choice": "chat.use_numbers",
+    "error.unknown_event": "chat.use_numbers",
+}
 
 
 def render(outputs: list[Output], content: Content) -> str:
@@ -29,7 +36,8 @@ def render(outputs: list[Output], content: Content) -> str:
 
 def render_one(output: Output, content: Content) -> str:
     if isinstance(output, Say):
-        return _wrap(output.text)
+        wording = TERMINAL_WORDING.get(output.key)
+        return _wrap(content.message(wording) if wording else output.text)
     if isinstance(output, ShowCard):
         card = output.card
         cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
@@ -58,10 +66,28 @@ def to_event(line: str, ask: Ask | None) -> Event:
     if ask is not None:
         if word.isdigit() and 1 <= int(word) <= len(ask.choices):
             return Event.answer(ask.choices[int(word) - 1].id, ref=ask.ref)
-        for choice in ask.choices:
-            if word.casefold() == choice.label.casefold():
-                return Event.answer(choice.id, ref=ask.ref)
+        choice = match_label(word, ask)
+        if choice is not None:
+            return Event.answer(choice, ref=ask.ref)
     return Event("text")
+
+
+def match_label(typed: str, ask: Ask) -> str | None:
+    """The choice whose label is what was typed, or else the only one whose words start
+    with the typed words ("slipped" for "Slipped (herniated) disk")."""
+    typed_words = _words(typed)
+    if not typed_words:
+        return None
+    for choice in ask.choices:
+        if _words(choice.label) == typed_words:
+            return choice.id
+    found = [choice.id for choice in ask.choices
+             if all(any(w.startswith(t) for w in _words(choice.label)) for t in typed_words)]
+    return found[0] if len(found) == 1 else None
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() else " " for c in text.casefold()).split()
 
 
 def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
@@ -83,6 +109,9 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             return 0
         if echo:
             print(line.strip(), file=stdout)
+        if line.strip().lower() == FORGET:
+            outputs = [Say("chat.forget", content.message("chat.forget")), *([ask] if ask else [])]
+            continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 
 

@@ -47,7 +47,7 @@ def data_copy(tmp_path: Path) -> DataCopy:
 # `activity_words` so a word dropped there is still caught here.
 ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "bike", "cycl", "elliptical",
                   "run", "jog", "jump", "aerobic", "backstroke", "crawl", "recumbent",
-                  "stationary bike")
+                  "stationary bike", "strength", "flexib", "stretch")
 _ACTIVITY = re.compile(r"\b(" + "|".join(map(re.escape, ACTIVITY_WORDS)) + ")", re.IGNORECASE)
 
 

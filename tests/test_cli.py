@@ -98,8 +98,18 @@ def test_chat_back(tmp_path: Path, messages: dict[str, str]) -> None:
 
 def test_chat_free_text_and_bad_numbers(tmp_path: Path, messages: dict[str, str]) -> None:
     out, _ = chat(["hello", "7", "0", "1"], tmp_path)
-    assert out.count(messages["error.use_buttons"]) == 3
+    # the terminal's own wording: there are no buttons here
+    assert out.count(messages["chat.use_numbers"]) == 3
+    assert messages["error.use_buttons"] not in out
     assert messages["question.bladder"] in out
+
+
+def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
+                                                messages: dict[str, str]) -> None:
+    out, _ = chat(["1", "/forget", "2"], tmp_path)
+    assert messages["chat.forget"] in out
+    # the question is asked again and the next answer still applies
+    assert out.index(messages["question.saddle"]) > out.index(messages["chat.forget"])
 
 
 def test_to_event_by_number_label_and_command() -> None:
@@ -109,6 +119,19 @@ def test_to_event_by_number_label_and_command() -> None:
     assert to_event("yes", ask) == Event.answer("yes", ref="0.3.4")
     assert to_event("3", ask) == Event("text")
     assert to_event("maybe", ask) == Event("text")
+    assert to_event("sure", ask) == Event.answer("unsure", ref="0.3.4")  # a word of a label
+
+
+def test_to_event_by_a_unique_word_of_a_label() -> None:
+    ask = Ask("q", "Q?", (Choice("pinched_nerve", "Pinched nerve"),
+                          Choice("slipped_disk", "Slipped (herniated) disk"),
+                          Choice("no_diagnosis", "No diagnosis"),
+                          Choice("no", "No")), "1.8.8")
+    assert to_event("slipped", ask) == Event.answer("slipped_disk", ref="1.8.8")
+    assert to_event("herniated disk", ask) == Event.answer("slipped_disk", ref="1.8.8")
+    assert to_event("no", ask) == Event.answer("no", ref="1.8.8")  # exact label first
+    assert to_event("n", ask) == Event("text")  # pinched nerve, no diagnosis, no: ambiguous
+    assert to_event("disk nerve", ask) == Event("text")  # no label has both
     assert to_event("/BACK", ask) == Event("back")
     assert to_event("/sources", None) == Event("show", topic="sources")
 

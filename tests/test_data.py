@@ -225,7 +225,7 @@ def test_non_activity_cards_name_no_activity(bundle: tuple[Dialog, Content],
     _, content = bundle
     checked = 0
     for card in content.cards.values():
-        quiet = bool(card.tags & {"why", "caution", "plan"}) or (
+        quiet = bool(card.tags & {"why", "caution"}) or (
             "tip" in card.tags and "activity" not in card.tags)
         if not quiet:
             continue

@@ -122,11 +122,12 @@ def red_flags(engine: Engine) -> dict[tuple[str, str], str]:
     return flags
 
 
-def test_path_count(transcripts: list[Transcript]) -> None:
+def test_path_count(transcripts: list[Transcript], capsys: pytest.CaptureFixture[str]) -> None:
     dialog, content = load_bundle()
     structure = next(f for f in check_dialog(dialog, content) if f.name == "iii")
-    print(f"exhaustive: {len(transcripts)} complete paths "
-          f"(backbot check (iii): {structure.paths})")
+    with capsys.disabled():  # reported in every run's output
+        print(f"\nexhaustive: {len(transcripts)} complete paths "
+              f"(backbot check (iii): {structure.paths})")
     assert len(transcripts) == EXPECTED_PATHS == 342
     assert len(transcripts) == structure.paths
     assert len({str(t) for t in transcripts}) == len(transcripts)
