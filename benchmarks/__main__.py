@@ -216,7 +216,7 @@ def fill_sessions(db_path: Path, count: int) -> None:
                            "run": 0}, separators=(",", ":"))
     now = int(time.time())
     store.db.execute("BEGIN")
-    store.db.executemany("INSERT INTO sessions VALUES (?, ?, ?)",
+    store.db.executemany("INSERT INTO sessions (user_id, snapshot, updated_at) VALUES (?, ?, ?)",
                          ((uid, snapshot, now) for uid in range(1, count + 1)))
     store.db.execute("COMMIT")
     store.db.close()

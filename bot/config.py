@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import DataError
 
 TELEGRAM_API = "https://api.telegram.org/bot"
+WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
 
 
 class ConfigError(Exception):
@@ -112,6 +115,15 @@ def load_settings(environ: Mapping[str, str] | None = None,
                           "Europe/London)") from None
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
+    if secret and not WEBHOOK_SECRET.match(secret):
+        raise ConfigError("BACKBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")
+    webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
+    if webhook_url:
+        parts = urlparse(webhook_url)
+        # Telegram's own Bot API needs https; a self-hosted one may call plain http
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ConfigError("BACKBOT_WEBHOOK_URL must be a full address such as "
+                              "https://bot.example.org/telegram")
     return Settings(
         token=Secret(token) if token else None,
         api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,
@@ -119,7 +131,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         log_level=level,
         retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
         timezone=timezone,
-        webhook_url=env.get("BACKBOT_WEBHOOK_URL", "").strip() or None,
+        webhook_url=webhook_url,
         webhook_listen=env.get("BACKBOT_WEBHOOK_LISTEN", "").strip() or "0.0.0.0",
         webhook_port=number("BACKBOT_WEBHOOK_PORT", 8443, 1, 65535),
         webhook_secret=Secret(secret) if secret else None,

@@ -14,6 +14,8 @@ from bot.yamlio import Mapping, load_yaml
 SETTING_PLACEHOLDERS = frozenset({"retention_days"})
 RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
+# Longest card body or message: a phone screen's worth, and far below Telegram's 4096.
+MAX_TEXT_CHARS = 1000
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
@@ -136,10 +138,14 @@ def _load_cards(path: Path, sources: dict[str, Source]) -> dict[str, Card]:
         cid = schema.ident(item["id"], path, "card id", line=item.line)
         if cid in cards:
             raise DataError(path, f"duplicate card id {cid!r}", line=item.line)
+        body = schema.text(item["body"], path, f"card {cid} body", line=item.line)
+        if len(body) > MAX_TEXT_CHARS:
+            raise DataError(path, f"card {cid} body is over {MAX_TEXT_CHARS} characters",
+                            line=item.line)
         cards[cid] = Card(
             id=cid,
             title=schema.text(item["title"], path, f"card {cid} title", line=item.line),
-            body=schema.text(item["body"], path, f"card {cid} body", line=item.line),
+            body=body,
             citations=_citations(item, path, cid, sources),
             tags=frozenset(schema.text_list(item["tags"], path, f"card {cid} tags",
                                             line=item.line)),
@@ -205,4 +211,7 @@ def _flatten(node: Mapping, prefix: str, path: Path, out: dict[str, str],
             _flatten(value, mid + ".", path, out, lines)
         else:
             out[mid] = schema.text(value, path, f"message {mid}", line=node.line).strip()
+            if len(out[mid]) > MAX_TEXT_CHARS:
+                raise DataError(path, f"message {mid} is over {MAX_TEXT_CHARS} characters",
+                                line=node.line)
             lines[mid] = node.line

@@ -31,10 +31,13 @@ class Event:
     choice: str | None = None
     ref: str | None = None  # the Ask.ref the answer was given to, when the front end knows it
     topic: str | None = None
+    # A number unique to this event (Telegram's update id). The first answer of a check-in
+    # makes it the run, so buttons of an earlier check-in never match a later one's refs.
+    nonce: int | None = None
 
     @classmethod
-    def answer(cls, choice: str, ref: str | None = None) -> Event:
-        return cls("answer", choice=choice, ref=ref)
+    def answer(cls, choice: str, ref: str | None = None, nonce: int | None = None) -> Event:
+        return cls("answer", choice=choice, ref=ref, nonce=nonce)
 
 
 class _Cursor:
@@ -202,7 +205,10 @@ class Engine:
         if not self._machine.events["answer"].trigger(cursor, choice=choice_id):
             # The loader proves every choice is routed; this guards a hand-built Dialog.
             return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
-        new = {**snapshot, "state": cursor.state,
+        run = snapshot["run"]
+        if not snapshot["answers"] and event.nonce is not None and event.nonce != run:
+            run = event.nonce
+        new = {**snapshot, "state": cursor.state, "run": run,
                "answers": [*snapshot["answers"], [spec.name, choice_id]]}
         answered = Answered(self.content.message(spec.ask or ""),
                             self.content.message(choice.label))

@@ -6,15 +6,21 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 AUTOCHECKPOINT_PAGES = 10_000  # about 40 MB of WAL
+# Update ids applied last for a user: after a crash Telegram delivers the unconfirmed ones
+# again, and these make sure none is applied twice. Ids are not ordered over time (after a
+# quiet week Telegram picks them at random), so a few are kept rather than a high mark.
+SEEN_UPDATES = 16
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     user_id    INTEGER PRIMARY KEY,
     snapshot   TEXT    NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    seen       TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions (updated_at);
 """
@@ -55,24 +61,34 @@ class SessionStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+        if "seen" not in columns:  # a database from before update ids were kept
+            db.execute("ALTER TABLE sessions ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
 
     def get(self, user_id: int) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT snapshot FROM sessions WHERE user_id = ?",
+        return self.get_with_seen(user_id)[0]
+
+    def get_with_seen(self, user_id: int) -> tuple[dict[str, Any] | None, list[int]]:
+        """The stored snapshot (None if there is none) and the update ids applied last."""
+        row = self.db.execute("SELECT snapshot, seen FROM sessions WHERE user_id = ?",
                               (user_id,)).fetchone()
         if row is None:
-            return None
+            return None, []
+        seen = [int(part) for part in row[1].split(",") if part.lstrip("-").isdigit()]
         try:
             value = json.loads(row[0])
         except ValueError:
-            return {}  # unreadable: the engine restarts it with a clear message
-        return value if isinstance(value, dict) else {}
+            return {}, seen  # unreadable: the engine restarts it with a clear message
+        return (value if isinstance(value, dict) else {}), seen
 
-    def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None) -> None:
+    def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None,
+            seen: Sequence[int] = ()) -> None:
         self.db.execute(
-            "INSERT INTO sessions (user_id, snapshot, updated_at) VALUES (?, ?, ?) "
+            "INSERT INTO sessions (user_id, snapshot, updated_at, seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot, "
-            "updated_at = excluded.updated_at",
-            (user_id, json.dumps(snapshot, separators=(",", ":")), int(now or time.time())),
+            "updated_at = excluded.updated_at, seen = excluded.seen",
+            (user_id, json.dumps(snapshot, separators=(",", ":")), int(now or time.time()),
+             ",".join(map(str, seen[-SEEN_UPDATES:]))),
         )
 
     def delete(self, user_id: int) -> int:

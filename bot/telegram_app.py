@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 from urllib.parse import urlparse
 
 from telegram import LinkPreviewOptions, Update
@@ -90,7 +91,13 @@ def run(settings: Settings) -> int:
               else secrets.token_urlsafe(32))
     setup_logging(settings.log_level, [token, secret])
     engine = load_engine(retention_days=settings.retention_days)
-    db = open_database(settings.db_path)
+    try:
+        db = open_database(settings.db_path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = (f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError)
+                  and exc.filename else exc.strerror if isinstance(exc, OSError) else exc)
+        raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
+                          f"{reason}") from None
     store = SessionStore(db)
     app = build_application(settings, engine, store)
     log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")

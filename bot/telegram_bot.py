@@ -12,12 +12,13 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from telegram import Bot, BotCommand, CallbackQuery, Update
-from telegram.constants import ChatAction
+from telegram import Bot, BotCommand, CallbackQuery, ChatMember, Update
+from telegram.constants import ChatAction, ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -44,6 +45,9 @@ COMMAND_EVENTS = {
 }
 MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
+# The private-chat membership handler runs in a handler group of its own, so it and the
+# group features' membership handler both see every my_chat_member update.
+MEMBERSHIP_GROUP = 1
 
 
 class KeyedLocks:
@@ -85,6 +89,7 @@ class BackBot:
             app.add_handler(CommandHandler(name, self.on_command, filters=PRIVATE))
         app.add_handler(CommandHandler("forget", self.on_forget, filters=PRIVATE))
         app.add_handler(CommandHandler("tip", self.on_tip, filters=PRIVATE))
+        app.add_handler(ChatMemberHandler(self.on_my_chat_member), group=MEMBERSHIP_GROUP)
         app.add_error_handler(self.on_error)
 
     def register_fallback(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -109,7 +114,8 @@ class BackBot:
         notes: list[Output] = []
         if name == "start" and context.args and is_group_payload(context.args[0]):
             notes.append(Say("group.from_group", self.content.message("group.from_group")))
-        await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name], notes=notes)
+        await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name], notes=notes,
+                         update_id=update.update_id)
 
     async def on_other_message(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -117,7 +123,7 @@ class BackBot:
         user, chat = update.effective_user, update.effective_chat
         if user is None or chat is None:
             return
-        await self.apply(user.id, chat.id, Event("text"))
+        await self.apply(user.id, chat.id, Event("text"), update_id=update.update_id)
 
     async def on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
@@ -161,7 +167,19 @@ class BackBot:
             await self.forget(user.id, query, confirmed=parsed[1] == "yes")
             return
         _, ref, choice = parsed
-        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref), query=query)
+        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref, nonce=update.update_id),
+                         query=query, update_id=update.update_id)
+
+    async def on_my_chat_member(self, update: Update,
+                                context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The person blocked the bot (Telegram tells us so): keep nothing about them."""
+        change = update.my_chat_member
+        if change is None or change.chat.type != ChatType.PRIVATE:
+            return
+        if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
+            async with self.locks.hold(change.chat.id):
+                self.store.delete(change.chat.id)
+            log.info("a user blocked the bot; their session was dropped")
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Only the update id and error type: never the token, never anyone's answers.
@@ -172,15 +190,21 @@ class BackBot:
     # -- the one path from event to replies --
 
     async def apply(self, user_id: int, chat_id: int, event: Event,
-                    query: CallbackQuery | None = None, notes: Sequence[Output] = ()) -> None:
+                    query: CallbackQuery | None = None, notes: Sequence[Output] = (),
+                    update_id: int | None = None) -> None:
         """Step the user's session, store it, then reply."""
         async with self.locks.hold(user_id):
-            snapshot = self.store.get(user_id)
+            snapshot, seen = self.store.get_with_seen(user_id)
+            if update_id is not None and update_id in seen:
+                # Delivered again after a crash: it was applied, so only show where we are.
+                event, notes = Event("ask"), ()
             new, outputs = self.engine.step(snapshot, event)
             # Durable before anyone sees the reply; kept only with consent (and every use
             # refreshes it, so retention counts from the last use).
             if self.engine.has_consent(new):
-                self.store.put(user_id, new)
+                if update_id is not None and update_id not in seen:
+                    seen = [*seen, update_id]
+                self.store.put(user_id, new, seen=seen)
             elif snapshot is not None:
                 self.store.delete(user_id)
             edited, replies = self.render.replies([*notes, *outputs])
@@ -218,7 +242,12 @@ class BackBot:
     async def send(self, chat_id: int, replies: list[Reply]) -> None:
         bot = self.app_bot
         if len(replies) > 1:
-            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            try:
+                await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            except Forbidden:
+                raise  # blocked: handled by dropping_if_blocked
+            except TelegramError as exc:  # "typing..." is cosmetic; the replies still go out
+                log.info("typing action not sent: %s", type(exc).__name__)
         for reply in replies:
             await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
 

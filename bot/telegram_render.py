@@ -134,5 +134,21 @@ class TelegramRenderer:
     @staticmethod
     def _flush(pending: list[str], replies: list[Reply]) -> None:
         if pending:
-            replies.append(Reply("\n\n".join(pending)))
+            replies.extend(Reply(part) for part in split_lines("\n\n".join(pending)))
             pending.clear()
+
+
+def split_lines(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Parts of at most `limit` characters, cut only between lines (tags never span
+    lines here). The loader caps each text, so a single line always fits Telegram."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if current and len(current) + 1 + len(line) > limit:
+            parts.append(current.strip("\n"))
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current.strip():
+        parts.append(current.strip("\n"))
+    return parts

@@ -242,7 +242,7 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
             problems.append(f"conversation {chat}: stored state {snapshot.get('state')!r}, "
                             f"last shown {conv.end_state!r}")
         # Replay: every stored answer applies in turn and leads to the stored state.
-        replay = engine.new_snapshot()
+        replay = engine.new_snapshot(run=snapshot.get("run", 0))  # the run is a nonce
         for state, choice in answers:
             if replay["state"] != state:
                 problems.append(f"conversation {chat}: stored answer {state}/{choice} does "
@@ -267,7 +267,8 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
                                 "acknowledged twice")
             run, position, _ = parse_ref(t.ref)
             stored = answers[position] if position < len(answers) else None
-            if run != snapshot.get("run") or stored != (t.state, t.choice):
+            # the first question's ref carries no run (nothing is stored before consent)
+            if (position and run != snapshot.get("run")) or stored != (t.state, t.choice):
                 problems.append(f"conversation {chat}: acknowledged {t.state}/{t.choice} "
                                 f"(ref {t.ref}) but stored #{position} is {stored}")
         # Safety over every message, kills or not.

@@ -69,6 +69,10 @@ MUTATIONS: dict[str, tuple[str, Callable[[Data], object], str]] = {
     "message the code uses removed": ("m", lambda m: m["error"].pop("use_buttons"),
                                       "missing message(s) the code uses: error.use_buttons"),
     "end button label removed": ("m", lambda m: m["end"].pop("restart"), "end.restart"),
+    "a message too long for a phone": ("m", lambda m: m["help"].update(text="word " * 300),
+                                       "message help.text is over 1000 characters"),
+    "a card too long for a phone": ("a", lambda a: a["cards"][0].update(body="word " * 300),
+                                    "body is over 1000 characters"),
 }
 FILES = {"d": "dialog", "a": "advice.yaml", "m": "messages.yaml"}
 

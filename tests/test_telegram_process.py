@@ -180,6 +180,8 @@ def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None
         result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=30, check=False)
         assert api.calls == []  # the fake only records calls made with its own token
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "rejected-secret-part" not in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")

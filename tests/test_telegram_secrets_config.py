@@ -193,3 +193,35 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
 
     with no_proxy():
         run_bounded(scenario())
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("BACKBOT_WEBHOOK_SECRET", "has spaces!", "BACKBOT_WEBHOOK_SECRET must be 1-256"),
+    ("BACKBOT_WEBHOOK_SECRET", "x" * 257, "BACKBOT_WEBHOOK_SECRET must be 1-256"),
+    ("BACKBOT_WEBHOOK_URL", "bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+    ("BACKBOT_WEBHOOK_URL", "ftp://bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+])
+def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={name: raw}, env_file=None)
+    assert str(raised.value).startswith(message)
+    assert raw not in str(raised.value)  # a secret is never echoed back
+
+
+def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
+    """A folder where the file should be, or a file that is not SQLite: one clear line."""
+    import subprocess
+    import sys
+
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("not a database\n", encoding="utf-8")
+    for db_path, reason in ((not_sqlite / "x.sqlite3", f"File exists ({not_sqlite})"),
+                            (not_sqlite, "file is not a database")):
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+               "TELEGRAM_BOT_TOKEN": "111:not-a-real-token", "BACKBOT_DB": str(db_path),
+               "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip() == (f"backbot: cannot open the database "
+                                         f"BACKBOT_DB={db_path}: {reason}")

@@ -1,0 +1,32 @@
+"""Rendering for Telegram: long replies are cut into phone-sized, well-formed messages."""
+
+from __future__ import annotations
+
+from telegram_harness import assert_telegram_html
+
+from bot.content import Source
+from bot.engine import Engine
+from bot.outputs import Say, SourceList
+from bot.telegram_render import MAX_MESSAGE_CHARS, TelegramRenderer, split_lines
+
+
+def test_split_lines_cuts_only_between_lines() -> None:
+    lines = [f"line {n} " + "x" * 90 for n in range(40)]
+    parts = split_lines("\n".join(lines), limit=500)
+    assert len(parts) > 1
+    assert all(len(part) <= 500 for part in parts)
+    assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing reordered
+    assert split_lines("short") == ["short"]
+
+
+def test_a_long_source_list_becomes_several_valid_messages(engine: Engine) -> None:
+    render = TelegramRenderer(engine.content)
+    sources = tuple(Source(f"s{n}", f"Title <{n}> & more " + "t" * 80, "Publisher",
+                           f"https://example.org/{n}?a=1&b=2", ("Intro",)) for n in range(40))
+    _, replies = render.replies([Say("x", "Intro text"), SourceList("Sources:", sources)])
+    assert len(replies) > 1
+    for reply in replies:
+        assert len(reply.text) <= MAX_MESSAGE_CHARS
+        assert_telegram_html(reply.text)  # no tag cut in half
+    joined = "\n".join(r.text for r in replies)
+    assert all(f"https://example.org/{n}?a=1&amp;b=2" in joined for n in range(40))

@@ -1,0 +1,119 @@
+"""Session lifecycle over Telegram: blocking the bot, updates delivered twice after a crash,
+buttons of an earlier check-in, and cosmetic calls that fail."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import pytest
+from telegram_harness import BotHarness, bot_session, run_bounded
+
+CHAT = 3003
+LOGGER = "bot.telegram_bot"
+
+
+def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == LOGGER and r.levelno >= logging.ERROR]
+
+
+async def deliver_again(h: BotHarness, update: dict) -> None:
+    """Telegram hands out an update a second time (its offset was never confirmed)."""
+    h._done.pop(update["update_id"], None)
+    h.api.push_update(copy.deepcopy(update))
+    await h.processed(update["update_id"])
+
+
+def test_blocking_the_bot_erases_the_session(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Telegram reports a block as my_chat_member "kicked"; the person never writes again,
+    so that update alone must erase what is stored."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "no")
+            await h.send(CHAT + 1, "/start")
+            await h.script(CHAT + 1, "agree")
+            assert h.rows(CHAT) == 1
+            update_id = h.api.my_chat_member(CHAT, "private", "member", "kicked", CHAT)
+            await h.processed(update_id)
+            assert h.rows(CHAT) == 0
+            assert h.rows(CHAT + 1) == 1  # nobody else's session is touched
+            assert h.calls(CHAT, "sendMessage")[-1].params["text"] == h.message_text(
+                "question.saddle")  # and nothing is sent to someone who blocked the bot
+
+    run_bounded(scenario())
+    assert "a user blocked the bot; their session was dropped" in caplog.messages
+    assert failures(caplog) == []
+
+
+def test_a_command_delivered_twice_applies_once(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "no", "no")  # at the legs question
+            assert h.state(CHAT) == "asking_legs"
+            message = {**h.api._user_message(CHAT, None), "text": "/back",
+                       "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}
+            update = {"update_id": 900_001, "message": message}
+            h.api.push_update(copy.deepcopy(update))
+            await h.processed(update["update_id"])
+            assert h.state(CHAT) == "asking_saddle"
+            sent = len(h.sent_texts(CHAT))
+            await deliver_again(h, update)
+            assert h.state(CHAT) == "asking_saddle"  # not back twice
+            assert len(h.snapshot(CHAT)["answers"]) == 2
+            # the person still sees where they are
+            assert h.sent_texts(CHAT)[sent:] == [h.message_text("question.saddle")]
+
+    run_bounded(scenario())
+    assert failures(caplog) == []
+
+
+def test_buttons_of_an_earlier_check_in_are_stale(tmp_path: Path) -> None:
+    """After /restart and a new consent, an old message's buttons at the same point of the
+    dialog must not answer the new check-in."""
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "no")
+            old = h.current(CHAT)  # the saddle question of the first check-in
+            await h.send(CHAT, "/restart")
+            await h.script(CHAT, "agree", "no")
+            new = h.current(CHAT)
+            assert new["message_id"] != old["message_id"]
+            assert h.data_for(new, "yes") != h.data_for(old, "yes")
+            before = h.snapshot(CHAT)
+            await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
+            assert h.snapshot(CHAT) == before  # no emergency answer slipped in
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            await h.choose(CHAT, "no")  # the current buttons still work
+            assert h.state(CHAT) == "asking_legs"
+
+    run_bounded(scenario())
+
+
+def test_a_failed_typing_action_still_sends_the_replies(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            h.api.fail_next("sendChatAction", error_code=400,
+                            description="Bad Request: injected failure")
+            replies = await h.step(CHAT, "agree")
+            assert h.calls(CHAT, "sendChatAction")[-1].error_code == 400
+            assert replies[-1] == h.message_text("question.bladder")
+            assert h.state(CHAT) == "asking_bladder"
+
+    run_bounded(scenario())
+    assert failures(caplog) == []
