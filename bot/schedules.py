@@ -38,6 +38,17 @@ class ScheduleStore:
         return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ?",
                                (chat_id,)).rowcount > 0
 
+    def move(self, old_chat_id: int, new_chat_id: int) -> Schedule | None:
+        """A group upgraded to a supergroup gets a new id: its schedule and rotation follow.
+
+        Returns the moved schedule, or None when there was nothing to move. A schedule
+        already set under the new id is newer (an admin set it there) and wins.
+        """
+        moved = self.db.execute("UPDATE OR IGNORE daily_tips SET chat_id = ? WHERE chat_id = ?",
+                                (new_chat_id, old_chat_id)).rowcount > 0
+        self.remove(old_chat_id)  # left behind only when the new id already had one
+        return self.get(new_chat_id) if moved else None
+
     def get(self, chat_id: int) -> Schedule | None:
         row = self.db.execute("SELECT chat_id, hhmm, tz FROM daily_tips WHERE chat_id = ?",
                               (chat_id,)).fetchone()

@@ -22,7 +22,7 @@ from bot.logs import setup_logging
 from bot.schedules import ScheduleStore
 from bot.store import SessionStore, checkpoint, open_database
 from bot.telegram_bot import BackBot
-from bot.telegram_groups import GroupFeatures
+from bot.telegram_groups import GroupFeatures, GroupRateLimiter
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
@@ -32,8 +32,8 @@ CHECKPOINT_EVERY_SECONDS = 5
 def telegram_limits() -> AIORateLimiter:
     """Telegram's limits as steady rates, not bursts: 30 messages a second overall and
     20 a minute per group (one every 3 s); "retry after" answers are retried."""
-    return AIORateLimiter(overall_max_rate=1, overall_time_period=1 / 30,
-                          group_max_rate=1, group_time_period=3, max_retries=3)
+    return GroupRateLimiter(overall_max_rate=1, overall_time_period=1 / 30,
+                            group_max_rate=1, group_time_period=3, max_retries=3)
 
 
 def build_application(settings: Settings, engine: Engine, store: SessionStore, *,

@@ -10,12 +10,16 @@ import datetime as dt
 import logging
 import random
 import re
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     ChatMemberHandler,
     CommandHandler,
@@ -28,26 +32,104 @@ from bot.content import Card, Content
 from bot.deeplinks import checkin_url
 from bot.loading import TIP_TAG
 from bot.outputs import SourceList
-from bot.schedules import ScheduleStore
+from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_render import TelegramRenderer, escape
 
 log = logging.getLogger(__name__)
 
-GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
+# A channel's post that Telegram copies into its linked discussion group arrives there as a
+# group message; a "/dailytip" or "/tip" in it was meant for the channel, not for us.
+GROUPS = (filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
+          & ~filters.IS_AUTOMATIC_FORWARD)
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+# IANA names are short ASCII paths ("America/Argentina/Buenos_Aires" is 30 characters).
+# Checked before ZoneInfo, which recurses on long names until a RecursionError.
+ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
+MAX_ZONE_LENGTH = 64
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
+# Bad Request answers that mean the bot may not post in the chat any more. Any other one
+# (too long, can't parse entities, ...) is about one message, not about the chat.
+MAY_NOT_POST = ("chat not found", "bot was kicked", "not enough rights to send",
+                "have no rights", "group chat was deactivated", "bot is not a member",
+                "need administrator rights", "chat_write_forbidden", "peer_id_invalid")
+# APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
+# once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
+MISFIRE_GRACE_SECONDS = 15 * 60
+# Tips due in the same minute start at a per-chat second within it, so a popular time
+# does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
+SPREAD_SECONDS = 60
+
+
+class BadZone(ValueError):
+    def __init__(self, zone: str) -> None:
+        super().__init__(zone)
+        self.zone = zone
+
+
+def known_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone called `name`, or None for anything else."""
+    if len(name) > MAX_ZONE_LENGTH or not ZONE.match(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, or a non-zone file
+        return None
 
 
 def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
-    """("HH:MM", zone) to set, "off" to stop, None when malformed; raises on a bad zone."""
+    """("HH:MM", zone) to set, "off" to stop, None when malformed; BadZone for a bad zone."""
     if args == ["off"]:
         return "off"
     if not 1 <= len(args) <= 2 or not (match := TIME.match(args[0])):
         return None
     zone = args[1] if len(args) == 2 else default_zone
-    ZoneInfo(zone)  # ZoneInfoNotFoundError / ValueError for unknown or malformed names
+    if known_zone(zone) is None:
+        raise BadZone(zone)
     return f"{int(match[1]):02d}:{match[2]}", zone
+
+
+def may_not_post(exc: TelegramError) -> bool:
+    """Telegram says the bot can no longer post in that chat (removed, muted, chat gone)."""
+    if isinstance(exc, Forbidden):
+        return True
+    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in MAY_NOT_POST)
+
+
+class GroupRateLimiter(AIORateLimiter):
+    """AIORateLimiter whose per-group budget (20 a minute) is spent on posts only.
+
+    AIORateLimiter puts every request whose `chat_id` names a group under that group's
+    limit, reads included: the admin check (getChatMember) before a /dailytip answer would
+    take the answer's slot and hold the answer back a whole slot. Reads (get*) post
+    nothing, so they skip the limits; a "retry after" answer is still retried.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if endpoint.startswith("get"):
+            # `data` only tells the limiter which limits apply; `args` is what is sent.
+            data = {key: value for key, value in data.items() if key != "chat_id"}
+        return await super().process_request(callback, args, kwargs, endpoint, data,
+                                             rate_limit_args)
+
+
+class NotPrivateChatMemberHandler(ChatMemberHandler):  # type: ignore[type-arg]
+    """The bot's own membership in groups, supergroups and channels only. A private chat's
+    (a user blocking the bot) is left to BackBot: in one handler group only the first
+    matching handler runs, and ChatMemberHandler takes no filters."""
+
+    def check_update(self, update: object) -> bool:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        return (chat is not None and chat.type != ChatType.PRIVATE
+                and bool(super().check_update(update)))
 
 
 class GroupFeatures:
@@ -66,8 +148,9 @@ class GroupFeatures:
         app.add_handler(MessageHandler(
             filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(\s|$)"),
             self.on_dailytip))
-        app.add_handler(ChatMemberHandler(self.on_my_chat_member,
-                                          ChatMemberHandler.MY_CHAT_MEMBER))
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
+        app.add_handler(NotPrivateChatMemberHandler(self.on_my_chat_member,
+                                                   ChatMemberHandler.MY_CHAT_MEMBER))
 
     def restore_jobs(self, app: Application) -> None:  # type: ignore[type-arg]
         """Rebuild every daily tip from the database, so a restart loses none."""
@@ -80,25 +163,29 @@ class GroupFeatures:
         message = update.effective_message
         if message is None:
             return
-        await message.reply_text(self.render.message("group.start"),
-                                 reply_markup=self._checkin_button(context, message.chat_id))
+        async with self._posting(context, message.chat_id):
+            await message.reply_text(self.render.message("group.start"),
+                                     reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
-        if not self.tips:
-            await message.reply_text(self.render.message("tip.none"))
-            return
-        await message.reply_text(self.render.tip(random.choice(self.tips)),
-                                 reply_markup=self._checkin_button(context, message.chat_id))
+        async with self._posting(context, message.chat_id):
+            if not self.tips:
+                await message.reply_text(self.render.message("tip.none"))
+                return
+            await message.reply_text(self.render.tip(random.choice(self.tips)),
+                                     reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_group_sources(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        if message is not None:
-            block = self.render.block(SourceList(self.content.message("sources.header"),
-                                                 tuple(self.content.sources.values())))
+        if message is None:
+            return
+        block = self.render.block(SourceList(self.content.message("sources.header"),
+                                             tuple(self.content.sources.values())))
+        async with self._posting(context, message.chat_id):
             await message.reply_text(block)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -106,34 +193,27 @@ class GroupFeatures:
         chat = update.effective_chat
         if message is None or chat is None or not message.text:
             return
-        _, _, addressee = message.text.split()[0].partition("@")
+        command, *args = message.text.split()
+        _, _, addressee = command.partition("@")
         if addressee and addressee.lower() != (context.bot.username or "").lower():
             return  # a command for another bot in the same channel
-        # Channel posts come only from the channel's admins; in groups we ask Telegram.
-        if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
-            await message.reply_text(self.render.message("dailytip.not_admin"))
+        async with self._posting(context, chat.id):
+            # Channel posts come only from the channel's admins; in groups we ask Telegram.
+            if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
+                await message.reply_text(self.render.message("dailytip.not_admin"))
+                return
+            await message.reply_text(escape(self._configure(context.application, chat.id,
+                                                            args)))
+
+    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A group upgraded to a supergroup: Telegram sends one service message in each."""
+        message = update.effective_message
+        if message is None:
             return
-        try:
-            parsed = parse_dailytip(message.text.split()[1:], self.default_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = message.text.split()[2]
-            await self._reply(message, self.content.message("dailytip.bad_zone").format(
-                zone=zone[:64]))
-            return
-        if parsed is None:
-            await self._reply(message, self.content.message("dailytip.usage"))
-            return
-        app = context.application
-        if parsed == "off":
-            self.schedules.remove(chat.id)
-            self._unschedule(app, chat.id)
-            await self._reply(message, self.content.message("dailytip.off"))
-            return
-        hhmm, zone = parsed
-        self.schedules.set(chat.id, hhmm, zone)
-        self._schedule_job(app, chat.id, hhmm, zone)
-        await self._reply(message, self.content.message("dailytip.set").format(time=hhmm,
-                                                                                zone=zone))
+        if message.migrate_to_chat_id:
+            self.migrate(context.application, message.chat_id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            self.migrate(context.application, message.migrate_from_chat_id, message.chat_id)
 
     async def on_my_chat_member(self, update: Update,
                                 context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -143,9 +223,10 @@ class GroupFeatures:
         chat = change.chat
         old, new = change.old_chat_member.status, change.new_chat_member.status
         if new in GONE_STATUSES:
-            self.schedules.remove(chat.id)
+            removed = self.schedules.remove(chat.id)
             self._unschedule(context.application, chat.id)
-            log.info("left a chat; its daily tip was removed")
+            if removed:
+                log.info("left a %s; its daily tip was removed", chat.type)
         elif old in GONE_STATUSES and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
             try:
                 await context.bot.send_message(chat.id, self.render.message("group.intro"))
@@ -156,32 +237,58 @@ class GroupFeatures:
 
     async def post_daily_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
-        if job is None or job.chat_id is None:
-            return
-        chat_id = job.chat_id
+        if job is not None and job.chat_id is not None:
+            await self._post_tip(context, job.chat_id)
+
+    async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
+                        migrated: bool = False) -> None:
         tip_ids = [card.id for card in self.tips]
         tip_id = self.schedules.next_tip(chat_id, tip_ids)
         if tip_id is None:
             return
+        app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
                                            reply_markup=self._checkin_button(context, chat_id))
-            self.schedules.mark_posted(chat_id, tip_id, tip_ids)
+        except ChatMigrated as exc:
+            # Today's tip goes to the supergroup, once (a second migration would be a loop).
+            if self.migrate(app, chat_id, exc.new_chat_id) is not None and not migrated:
+                await self._post_tip(context, exc.new_chat_id, migrated=True)
+            return
         except (Forbidden, BadRequest) as exc:
-            # Not allowed to post there any more (removed, muted, chat gone): stop trying.
-            self.schedules.remove(chat_id)
-            job.schedule_removal()
-            log.warning("daily tip dropped for a chat: %s", type(exc).__name__)
+            if may_not_post(exc):
+                self._stop_posting(app, chat_id, exc)
+                return
+            # Telegram refused this text (too long, bad markup): a content bug to fix. The
+            # schedule stays, and the rotation moves on so one bad card can't block it.
+            log.error("daily tip %s refused: %s", tip_id, exc.message)
+        self.schedules.mark_posted(chat_id, tip_id, tip_ids)
+
+    def migrate(self, app: Application, old_chat_id: int,  # type: ignore[type-arg]
+                new_chat_id: int) -> Schedule | None:
+        """Move a chat's daily tip (schedule, rotation, job) to the chat's new id."""
+        moved = self.schedules.move(old_chat_id, new_chat_id)
+        self._unschedule(app, old_chat_id)
+        if moved is not None:
+            self._schedule_job(app, moved.chat_id, moved.hhmm, moved.tz)
+            log.info("a group became a supergroup; its daily tip moved with it")
+        return moved
 
     def _schedule_job(self, app: Application, chat_id: int, hhmm: str,  # type: ignore[type-arg]
                       zone: str) -> None:
         self._unschedule(app, chat_id)
+        tzinfo = known_zone(zone)
+        if tzinfo is None:  # stored once valid; the system's zone data no longer has it
+            log.error("a daily tip's time zone is unknown here; that tip will not run")
+            return
         if app.job_queue is None:
             return
         hour, minute = map(int, hhmm.split(":"))
-        app.job_queue.run_daily(self.post_daily_tip,
-                                time=dt.time(hour, minute, tzinfo=ZoneInfo(zone)),
-                                chat_id=chat_id, name=f"dailytip:{chat_id}")
+        app.job_queue.run_daily(
+            self.post_daily_tip,
+            time=dt.time(hour, minute, chat_id % SPREAD_SECONDS, tzinfo=tzinfo),
+            chat_id=chat_id, name=f"dailytip:{chat_id}",
+            job_kwargs={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True})
 
     @staticmethod
     def _unschedule(app: Application, chat_id: int) -> None:  # type: ignore[type-arg]
@@ -191,6 +298,45 @@ class GroupFeatures:
             job.schedule_removal()
 
     # -- helpers --
+
+    def _configure(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+                   args: list[str]) -> str:
+        """Apply an admin's /dailytip arguments; the answer to give them."""
+        try:
+            parsed = parse_dailytip(args, self.default_zone)
+        except BadZone as exc:
+            return self.content.message("dailytip.bad_zone").format(zone=exc.zone[:64])
+        if parsed is None:
+            return self.content.message("dailytip.usage")
+        if parsed == "off":
+            self.schedules.remove(chat_id)
+            self._unschedule(app, chat_id)
+            return self.content.message("dailytip.off")
+        hhmm, zone = parsed
+        self.schedules.set(chat_id, hhmm, zone)
+        self._schedule_job(app, chat_id, hhmm, zone)
+        return self.content.message("dailytip.set").format(time=hhmm, zone=zone)
+
+    @asynccontextmanager
+    async def _posting(self, context: ContextTypes.DEFAULT_TYPE,
+                       chat_id: int) -> AsyncIterator[None]:
+        """A reply in a group or channel. If Telegram says the bot may not post there any
+        more, the chat's daily tip goes too (logged, not raised); other errors propagate."""
+        try:
+            yield
+        except ChatMigrated as exc:
+            self.migrate(context.application, chat_id, exc.new_chat_id)
+        except (Forbidden, BadRequest) as exc:
+            if not may_not_post(exc):
+                raise
+            self._stop_posting(context.application, chat_id, exc)
+
+    def _stop_posting(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+                      exc: TelegramError) -> None:
+        removed = self.schedules.remove(chat_id)
+        self._unschedule(app, chat_id)
+        log.warning("may not post in a chat (%s)%s", type(exc).__name__,
+                    "; its daily tip was removed" if removed else "")
 
     def _checkin_button(self, context: ContextTypes.DEFAULT_TYPE,
                         chat_id: int) -> InlineKeyboardMarkup:
@@ -210,7 +356,3 @@ class GroupFeatures:
             log.info("admin check failed: %s", type(exc).__name__)
             return False
         return member.status in ADMIN_STATUSES
-
-    @staticmethod
-    async def _reply(message: object, text: str) -> None:
-        await message.reply_text(escape(text))  # type: ignore[attr-defined]

@@ -8,7 +8,9 @@ stops it cleanly afterwards. Every wait is bounded; `run()` bounds a whole test.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
+import json
 import re
 import sqlite3
 import time
@@ -17,8 +19,10 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from telegram.ext import AIORateLimiter, Application, ContextTypes, Job
+from telegram.ext import AIORateLimiter, Application, BaseRateLimiter, ContextTypes, Job
+from telegram.request import HTTPXRequest, RequestData
 
 from bot.config import load_settings
 from bot.engine import Engine
@@ -32,14 +36,17 @@ try:  # works whether or not tests/ is a package
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
     from tests.fake_bot_api import Call, FakeBotAPI
 
-__all__ = ["WAIT", "Call", "FakeBotAPI", "Running", "engine", "eventually", "fake_api", "plain",
-           "run", "running_bot"]
+__all__ = ["BOT", "UPGRADED", "WAIT", "Call", "FakeBotAPI", "MigratingRequest", "Running",
+           "assert_daily_tip", "assert_runs_at", "card_in", "engine", "eventually", "fake_api",
+           "plain", "run", "running_bot"]
 
 T = TypeVar("T")
 
+BOT = "backbot_test_bot"  # FakeBotAPI's bot username
 WAIT = 5.0  # the longest any single wait may take
 TEST_SECONDS = 20.0  # the longest a whole scenario may take
 SENTINEL_CHAT = -100_999_000_001  # a group used only to know earlier updates were handled
+UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"
 
 _ENGINE: Engine | None = None
 
@@ -70,6 +77,30 @@ async def eventually(predicate: Callable[[], object], timeout: float = WAIT,
 def plain(text: str) -> str:
     """Message HTML as the reader sees it (tags dropped, entities decoded)."""
     return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def card_in(text: str) -> str:
+    """The id of the one tip card in a message."""
+    tips = engine().content.cards_tagged("tip")
+    found = [c.id for c in tips if f"<b>{html.escape(c.title, quote=False)}</b>" in text]
+    assert len(found) == 1, text
+    return found[0]
+
+
+def assert_daily_tip(message: dict[str, Any], chat_id: int) -> str:
+    """A tip card with its citation, the doctor line first if it names an activity, and the
+    check-in link of `chat_id`; returns the card's id."""
+    content = engine().content
+    text = message["text"]
+    assert '<a href="http' in text  # a citation link
+    card = content.cards[card_in(text)]
+    if "activity" in card.tags:
+        doctor = html.escape(content.message("tip.doctor_first"), quote=False)
+        assert doctor in text
+        assert text.index(doctor) < text.index(html.escape(card.title, quote=False))
+    [[button]] = message["reply_markup"]["inline_keyboard"]
+    assert button["url"] == f"https://t.me/{BOT}?start=g{chat_id}".replace("-", "_")
+    return card.id
 
 
 @dataclass
@@ -136,6 +167,42 @@ class Running:
         await asyncio.sleep(pause)
 
 
+class MigratingRequest(HTTPXRequest):
+    """The production HTTP transport, plus what FakeBotAPI.fail_next can't send: the
+    `parameters.migrate_to_chat_id` Telegram adds when a group became a supergroup.
+
+    `migrations[old] = new`, then `api.fail_next("sendMessage", chat_id=old,
+    description=UPGRADED)`: the fake records the failed call, and this adds the new id to
+    its answer, which PTB raises as ChatMigrated.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(connection_pool_size=256)  # what ApplicationBuilder would build
+        self.migrations: dict[int, int] = {}
+
+    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
+                         **timeouts: Any) -> tuple[int, bytes]:
+        code, payload = await super().do_request(url, method, request_data, **timeouts)
+        chat_id = (request_data.json_parameters if request_data else {}).get("chat_id")
+        answer = json.loads(payload) if code == 400 else {}
+        if answer.get("description") == UPGRADED and chat_id is not None:
+            answer["parameters"] = {"migrate_to_chat_id": self.migrations[int(chat_id)]}
+            payload = json.dumps(answer).encode()
+        return code, payload
+
+
+def assert_runs_at(bot: Running, chat_id: int, hhmm: str, zone: ZoneInfo) -> dt.datetime:
+    """`chat_id` has one live daily-tip job, next due at `hhmm` in `zone`, within a day."""
+    job = bot.job(chat_id)
+    assert job.chat_id == chat_id and not job.removed
+    assert job.next_t is not None
+    local = job.next_t.astimezone(zone)
+    assert local.strftime("%H:%M") == hhmm
+    now = dt.datetime.now(dt.UTC)
+    assert now < job.next_t <= now + dt.timedelta(hours=25)
+    return job.next_t
+
+
 @contextmanager
 def fake_api() -> Iterator[FakeBotAPI]:
     """A started FakeBotAPI on 127.0.0.1."""
@@ -151,20 +218,22 @@ def make_settings(api: FakeBotAPI, db_path: Path, extra_env: Mapping[str, str] |
 
 @asynccontextmanager
 async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = False,
+                      rate_limiter: BaseRateLimiter | None = None,  # type: ignore[type-arg]
+                      request: HTTPXRequest | None = None,
                       extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Running]:
     """The real Application, polling the fake; stopped and its database closed on exit.
 
-    Without `default_limits` the rate limiter does not throttle (tests stay fast); with it,
-    `build_application` picks its own production AIORateLimiter.
+    Without `default_limits` or `rate_limiter` the rate limiter does not throttle (tests
+    stay fast); with `default_limits`, `build_application` picks its production limiter.
+    `request` replaces the HTTP transport of the bot's calls (not of getUpdates).
     """
     settings = make_settings(api, db_path, extra_env)
     db = open_database(settings.db_path)
     store = SessionStore(db)
-    if default_limits:
-        app = build_application(settings, engine(), store)
-    else:
-        app = build_application(settings, engine(), store, rate_limiter=AIORateLimiter(
-            overall_max_rate=0, group_max_rate=0, max_retries=2))
+    if not default_limits and rate_limiter is None:
+        rate_limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=2)
+    app = build_application(settings, engine(), store, rate_limiter=rate_limiter,
+                            request=request)
     running = Running(api, app, db, settings.db_path)
 
     async def record(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

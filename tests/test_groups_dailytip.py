@@ -1,5 +1,5 @@
-"""/dailytip: admins only, validation, the JobQueue job, rotation, restart, removal, channels,
-and a chat that no longer lets the bot post.
+"""/dailytip: admins only, validation, the JobQueue job (spread, late runs), rotation, restart,
+removal, channels, and a chat that no longer lets the bot post (or refuses one tip).
 
 The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see group_harness.
 """
@@ -7,8 +7,9 @@ The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see grou
 from __future__ import annotations
 
 import datetime as dt
-import html
+import logging
 import time
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,29 @@ from zoneinfo import ZoneInfo
 import pytest
 from telegram.error import NetworkError
 
+from bot.schedules import ScheduleStore
+from bot.store import open_database
+from bot.telegram_groups import known_zone
+
 try:  # works whether or not tests/ is a package
-    from group_harness import FakeBotAPI, Running, eventually, fake_api, plain, run, running_bot
+    from group_harness import (
+        FakeBotAPI,
+        assert_daily_tip,
+        assert_runs_at,
+        card_in,
+        eventually,
+        fake_api,
+        plain,
+        run,
+        running_bot,
+    )
     from group_harness import engine as shipped_engine
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
     from tests.group_harness import (
         FakeBotAPI,
-        Running,
+        assert_daily_tip,
+        assert_runs_at,
+        card_in,
         eventually,
         fake_api,
         plain,
@@ -52,37 +69,6 @@ def msg(key: str) -> str:
 def api() -> Iterator[FakeBotAPI]:
     with fake_api() as server:
         yield server
-
-
-def card_in(text: str) -> str:
-    """The id of the one tip card in a message."""
-    found = [c.id for c in TIPS if f"<b>{html.escape(c.title, quote=False)}</b>" in text]
-    assert len(found) == 1, text
-    return found[0]
-
-
-def assert_daily_tip(message: dict[str, Any], chat_id: int) -> str:
-    text = message["text"]
-    assert '<a href="http' in text  # a citation link
-    card = CONTENT.cards[card_in(text)]
-    if "activity" in card.tags:
-        doctor = html.escape(msg("tip.doctor_first"), quote=False)
-        assert doctor in text
-        assert text.index(doctor) < text.index(html.escape(card.title, quote=False))
-    [[button]] = message["reply_markup"]["inline_keyboard"]
-    assert button["url"] == f"https://t.me/{BOT}?start=g{chat_id}".replace("-", "_")
-    return card.id
-
-
-def assert_runs_at(bot: Running, chat_id: int, hhmm: str, zone: ZoneInfo) -> dt.datetime:
-    job = bot.job(chat_id)
-    assert job.chat_id == chat_id and not job.removed
-    assert job.next_t is not None
-    local = job.next_t.astimezone(zone)
-    assert local.strftime("%H:%M") == hhmm
-    now = dt.datetime.now(dt.UTC)
-    assert now < job.next_t <= now + dt.timedelta(hours=25)
-    return job.next_t
 
 
 # -- 5. who may set it, and how --
@@ -168,6 +154,10 @@ BAD_FORMS = [
     ("/dailytip 0830", "usage"),
     ("/dailytip 08:30 Mars/Base", "bad_zone"),
     ("/dailytip 08:30 ../../etc/passwd", "bad_zone"),
+    ("/dailytip 08:30 Europe", "bad_zone"),  # a directory of zones, not a zone
+    ("/dailytip 08:30 leapseconds", "bad_zone"),  # a file in the zone directory, not a zone
+    ("/dailytip 08:30 " + "ab/" * 1300 + "c", "bad_zone"),  # ZoneInfo: RecursionError
+    ("/dailytip 08:30 " + "a" * 4001, "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 UTC extra", "usage"),
     ("/dailytip off now", "usage"),
     ("/dailytip", "usage"),
@@ -188,7 +178,7 @@ def test_dailytip_bad_forms_explain_and_change_nothing(api: FakeBotAPI, tmp_path
                 if kind == "usage":
                     assert text == msg("dailytip.usage"), command
                 else:
-                    zone = command.split()[2]
+                    zone = command.split()[2][:64]  # a long name is shown cut short
                     assert text == msg("dailytip.bad_zone").format(zone=zone), command
                 assert bot.rows() == rows, command
                 assert bot.job(GROUP).id == job.id and bot.job(GROUP).next_t == next_t
@@ -211,10 +201,23 @@ def test_dailytip_time_is_ascii_hh_mm(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
-            await bot.say(GROUP, "/dailytip 08:3\u0660", user_id=ADMIN)  # ARABIC-INDIC ZERO
-            assert bot.rows() in ([], [(GROUP, "08:30", "UTC")])
+            # ARABIC-INDIC ZERO, FULLWIDTH DIGIT EIGHT, FULLWIDTH COLON: digits to \d, not to us
+            for command in ("/dailytip 08:3\u0660", "/dailytip \uff18:30", "/dailytip 08\uff1a30"):
+                reply = await bot.say(GROUP, command, user_id=ADMIN)
+                assert plain(reply["text"]) == msg("dailytip.usage"), command
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            assert bot.errors == []
 
     run(scenario())
+
+
+def test_every_iana_zone_is_known_and_nothing_else_is() -> None:
+    zones = zoneinfo.available_timezones()
+    assert "Europe/London" in zones and "America/Argentina/Buenos_Aires" in zones
+    assert [zone for zone in zones if known_zone(zone) is None] == []
+    for name in ("ab/" * 1300 + "c", "a" * 4001, "a" * 65, "Europe/../Europe/London",
+                 "/etc/passwd", "Europe", "zone.tab", "leapseconds", "", "Europe/London\n"):
+        assert known_zone(name) is None, name[:40]  # and no RecursionError
 
 
 # -- 6. firing: rotation --
@@ -243,6 +246,37 @@ def test_daily_tip_job_posts_each_tip_once_per_cycle(api: FakeBotAPI, tmp_path: 
             other = api.sent_to(OTHER_GROUP)
             assert len(other) == 2 and assert_daily_tip(other[-1], OTHER_GROUP) == first[0]
             assert bot.job(GROUP).next_t is not None  # running it by hand keeps the schedule
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_daily_tips_spread_over_their_minute_and_run_late_rather_than_never(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    chats = [-100_555_000_000 - n for n in range(60)]
+    db = open_database(tmp_path / "db.sqlite3")
+    for chat in chats:  # 60 chats, all at the same minute
+        ScheduleStore(db).set(chat, "08:30", "Europe/London")
+    db.close()
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            starts = [assert_runs_at(bot, chat, "08:30", LONDON) for chat in chats]
+            # each chat at its own second of 08:30, not all 60 at 08:30:00
+            assert len({start.second for start in starts}) == len(chats)
+            for chat in chats:
+                scheduled = bot.job(chat).job  # the APScheduler job under PTB's Job
+                assert scheduled.misfire_grace_time >= 5 * 60 and scheduled.coalesce is True
+
+            # The loop was busy when the tip was due (2 minutes ago): it still goes out.
+            chat = chats[0]
+            late = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+            bot.job(chat).job.modify(next_run_time=late)  # wakes the scheduler
+            [tip] = await bot.wait_sent(chat, 1)
+            assert_daily_tip(tip, chat)
+            assert_runs_at(bot, chat, "08:30", LONDON)  # and it is due again at 08:30
+            assert [c for c in api.calls_to("sendMessage") if c.params["chat_id"] in chats
+                    ] == bot.sends(chat)  # only that one chat's tip
             assert bot.errors == []
 
     run(scenario())
@@ -399,22 +433,31 @@ def test_channel_dailytip_for_another_bot_is_ignored(api: FakeBotAPI, tmp_path: 
 
 # -- 10. a chat that no longer lets the bot post --
 
-@pytest.mark.parametrize("failure", ["blocked", "chat not found"])
+# What Telegram answers when the bot may no longer post in a chat.
+MAY_NOT_POST = [
+    (403, "Forbidden: bot was blocked by the user"),
+    (403, "Forbidden: bot was kicked from the supergroup chat"),
+    (403, "Forbidden: bot is not a member of the channel chat"),
+    (400, "Bad Request: chat not found"),
+    (400, "Bad Request: not enough rights to send text messages to the chat"),
+    (400, "Bad Request: have no rights to send a message"),
+    (400, "Bad Request: group chat was deactivated"),
+]
+
+
+@pytest.mark.parametrize(("code", "description"), MAY_NOT_POST)
 def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
-        api: FakeBotAPI, tmp_path: Path, failure: str) -> None:
+        api: FakeBotAPI, tmp_path: Path, code: int, description: str) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             for chat in (GROUP, OTHER_GROUP):
                 api.set_member_status(chat, ADMIN, "administrator")
                 await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
-            if failure == "blocked":
-                api.block_user(GROUP)
-            else:
-                api.fail_next("sendMessage", chat_id=GROUP,
-                              description="Bad Request: chat not found")
+            api.fail_next("sendMessage", chat_id=GROUP, error_code=code,
+                          description=description)
             await bot.job(GROUP).run(bot.app)  # no exception escapes
             [attempt] = [c for c in bot.sends(GROUP) if not c.ok]
-            assert attempt.error_code == (403 if failure == "blocked" else 400)
+            assert attempt.error_code == code
             assert all(row[0] != GROUP for row in bot.rows())
             await eventually(lambda: bot.jobs(GROUP) == (), what="the job removed")
             assert bot.errors == []
@@ -424,6 +467,43 @@ def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
             assert_daily_tip(api.sent_to(OTHER_GROUP)[-1], OTHER_GROUP)
             reply = await bot.say(BASIC_GROUP, "/start", user_id=MEMBER, chat_type="group")
             assert plain(reply["text"]) == msg("group.start")
+            assert bot.errors == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("description", [
+    "Bad Request: message is too long",
+    "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 3",
+])
+def test_a_refused_tip_text_keeps_the_schedule_and_skips_that_tip(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        description: str) -> None:
+    """A Bad Request about the message itself is a content bug, not a chat that is gone."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job_id = bot.rows(), bot.job(GROUP).id
+            api.fail_next("sendMessage", chat_id=GROUP, description=description)
+            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
+                await bot.job(GROUP).run(bot.app)
+            [refused] = [c for c in bot.sends(GROUP) if not c.ok]
+            assert refused.error_code == 400
+            refused_tip = card_in(refused.params["text"])
+            # kept: the row, the job, its time
+            assert bot.rows() == rows and bot.job(GROUP).id == job_id
+            assert_runs_at(bot, GROUP, "08:30", LONDON)
+            # logged with the card to fix, and not raised
+            assert any(r.levelno == logging.ERROR and refused_tip in r.getMessage()
+                       for r in caplog.records)
+            assert bot.errors == []
+            # the rotation moves on: the rest of the cycle, without the refused card
+            posted = []
+            for _ in range(len(TIPS) - 1):
+                await bot.job(GROUP).run(bot.app)
+                posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
+            assert sorted([refused_tip, *posted]) == sorted(c.id for c in TIPS)
             assert bot.errors == []
 
     run(scenario())

@@ -33,8 +33,8 @@ Invariants, after every step:
   * the stored session equals the model's, for every user, and nothing else is stored
     (no group update, no stranger's tap writes a row);
   * the error handlers get exactly the error the injected fault explains where the code
-    lets it through (TimedOut, NetworkError, an exhausted RetryAfter, Forbidden from a
-    group reply), and nothing otherwise; the rate limiter waits retry_after + 0.1 s for
+    lets it through (TimedOut, NetworkError, an exhausted RetryAfter), and nothing
+    otherwise; the rate limiter waits retry_after + 0.1 s for
     each retry;
   * every tap is answered once, first, with the right toast ("moved on" for a stale
     button, "no longer works" for a forged or foreign one); a foreign tap does nothing
@@ -68,7 +68,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import takewhile
 from typing import Any
 
@@ -186,15 +186,17 @@ def buttons(markup: Any) -> list[dict[str, Any]]:
 def escaped(calls: Iterable[Call]) -> type[Exception] | None:
     """The error the code lets reach the error handlers, given the calls that failed.
 
-    The bot handles: any error from answering a query or editing the answered question
-    (cosmetic: the reply still goes out; Forbidden there drops the session), Forbidden
-    from sending in a private chat (the session is dropped), any error of the group admin
-    check (getChatMember), and RetryAfter while the rate limiter has retries left.
+    The bot handles: any error from answering a query, editing the answered question or
+    the typing action (cosmetic: the reply still goes out; Forbidden there drops the
+    session), Forbidden from sending in a private chat (the session is dropped) or in a
+    group (its daily tip is dropped), any error of the group admin check (getChatMember),
+    and RetryAfter while the rate limiter has retries left.
     Everything else escapes.
     """
     run, previous = 0, None
     for call in calls:
-        if call.method in EDIT_METHODS or call.method == "answerCallbackQuery":
+        if call.method in EDIT_METHODS or call.method == "answerCallbackQuery" or (
+                call.method == "sendChatAction" and call.fault != "forbidden"):
             run, previous = 0, None
             continue
         if call.fault == "retry_after" and call.retry_after:
@@ -218,6 +220,8 @@ def escaped(calls: Iterable[Call]) -> type[Exception] | None:
         if call.fault == "forbidden":
             if call.method in SEND_METHODS | EDIT_METHODS and (call.chat_id or 0) > 0:
                 continue  # the user blocked the bot: BackBot drops their session
+            if call.method == "sendMessage" and (call.chat_id or 0) < 0:
+                continue  # a reply in the group: GroupFeatures drops its daily tip
             return Forbidden
         raise AssertionError(f"unexpected fault {call.fault!r} on {call.method}")
     return None
@@ -456,13 +460,15 @@ class TelegramMachine(RuleBasedStateMachine):
         assert all(c.chat_id in (None, user) for c in calls), "a private update went elsewhere"
         toasts = []
         applied = self.model[user]
-        for chunk in self.per_update(chunks, raws):
+        for raw, chunk in zip(raws, self.per_update(chunks, raws), strict=True):
             before = self.model[user]
             leading = list(takewhile(lambda c: c.method == "answerCallbackQuery", chunk))
             if expired and escaped(leading) is not None:
                 applied, outputs = before, []  # on_callback answers before it applies
             else:
-                applied, outputs = step(before, event)
+                # a tap carries its update id: the first answer of a check-in makes it the run
+                nonce = raw["update_id"] if event.kind == "answer" else None
+                applied, outputs = step(before, replace(event, nonce=nonce))
             stale = bool(outputs) and isinstance(outputs[0], Say) and (
                 outputs[0].key == "session.stale")
             toasts.append(EXPIRED if expired else MOVED_ON if stale else None)
@@ -677,9 +683,10 @@ class TelegramMachine(RuleBasedStateMachine):
     def double_tap(self, who: int, pick: int, together: bool) -> None:
         user = self.with_keyboard(who)
         message_id, data = self.latest(user)
-        raw = self.callback(user, data[pick % len(data)], user, message_id)
+        # two taps are two updates, each with its own id
+        raws = [self.callback(user, data[pick % len(data)], user, message_id) for _ in "12"]
         together = together and not self.request.has_faults
-        self.private_tap(user, [raw, raw], data[pick % len(data)], together=together)
+        self.private_tap(user, raws, data[pick % len(data)], together=together)
 
     @rule(who=WHO, source=st.integers(0, 2), forged=st.one_of(st.none(), FORGED),
           pick=PICK)

@@ -1,0 +1,319 @@
+"""Chats that change under the bot: a group upgraded to a supergroup, a chat where the bot
+may no longer post, a channel's posts copied into its discussion group, and the bot's own
+membership in a private chat (which is not this module's business).
+
+The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see group_harness.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from telegram import Update
+from telegram.error import BadRequest
+
+try:  # works whether or not tests/ is a package
+    from group_harness import (
+        BOT,
+        UPGRADED,
+        FakeBotAPI,
+        MigratingRequest,
+        assert_daily_tip,
+        assert_runs_at,
+        card_in,
+        eventually,
+        fake_api,
+        plain,
+        run,
+        running_bot,
+    )
+    from group_harness import engine as shipped_engine
+except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests.group_harness import (
+        BOT,
+        UPGRADED,
+        FakeBotAPI,
+        MigratingRequest,
+        assert_daily_tip,
+        assert_runs_at,
+        card_in,
+        eventually,
+        fake_api,
+        plain,
+        run,
+        running_bot,
+    )
+    from tests.group_harness import engine as shipped_engine
+
+GROUP = -100_777_000_001
+OTHER_GROUP = -100_777_000_002
+BASIC_GROUP = -777_003  # a basic group, about to become...
+SUPERGROUP = -100_777_000_003  # ...this supergroup
+CHANNEL = -100_888_000_001  # linked to GROUP as its discussion group
+ADMIN, OWNER, MEMBER = 990_101, 990_102, 990_103
+TELEGRAM = 777_000  # the sender of automatic forwards
+LONDON, TOKYO = ZoneInfo("Europe/London"), ZoneInfo("Asia/Tokyo")
+
+CONTENT = shipped_engine().content
+TIPS = CONTENT.cards_tagged("tip")
+
+
+def msg(key: str) -> str:
+    return CONTENT.message(key)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBotAPI]:
+    with fake_api() as server:
+        yield server
+
+
+def migrate_to(old: int, new: int) -> dict[str, Any]:
+    """The service message Telegram leaves in the old group."""
+    return {"message": {
+        "message_id": 9001, "date": int(time.time()),
+        "chat": {"id": old, "type": "group", "title": "Test group"},
+        "from": {"id": OWNER, "is_bot": False, "first_name": "Ana"},
+        "migrate_to_chat_id": new}}
+
+
+def migrate_from(old: int, new: int) -> dict[str, Any]:
+    """The service message that opens the new supergroup."""
+    supergroup = {"id": new, "type": "supergroup", "title": "Test group"}
+    return {"message": {
+        "message_id": 1, "date": int(time.time()), "chat": supergroup,
+        "from": {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                 "username": "GroupAnonymousBot"},
+        "sender_chat": supergroup, "migrate_from_chat_id": old}}
+
+
+# -- a group upgraded to a supergroup --
+
+def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> None:
+    """Telegram answers a post to the old id with ChatMigrated: the schedule, its rotation
+    and its job move to the new id, and today's tip goes there."""
+    request = MigratingRequest()
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                api.set_member_status(BASIC_GROUP, OWNER, "creator")
+                await bot.say(BASIC_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
+                              chat_type="group")
+                for _ in range(2):
+                    await bot.job(BASIC_GROUP).run(bot.app)
+                before = [card_in(m["text"]) for m in api.sent_to(BASIC_GROUP)[1:]]
+                assert len(before) == 2
+
+                request.migrations[BASIC_GROUP] = SUPERGROUP
+                api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
+                await bot.job(BASIC_GROUP).run(bot.app)
+                [refused] = [c for c in bot.sends(BASIC_GROUP) if not c.ok]
+                assert refused.error_code == 400
+                assert bot.rows() == [(SUPERGROUP, "08:30", "Europe/London")]
+                await eventually(lambda: bot.jobs(BASIC_GROUP) == (), what="the old job gone")
+                assert_runs_at(bot, SUPERGROUP, "08:30", LONDON)
+                # today's tip, the next one in the rotation, with the supergroup's own link
+                [today] = api.sent_to(SUPERGROUP)
+                assert assert_daily_tip(today, SUPERGROUP) not in before
+                # and the cycle carries on there without a repeat
+                for _ in range(len(TIPS) - 3):
+                    await bot.job(SUPERGROUP).run(bot.app)
+                after = [card_in(m["text"]) for m in api.sent_to(SUPERGROUP)]
+                assert sorted(before + after) == sorted(c.id for c in TIPS)
+                assert bot.errors == [] and api.errors == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("arrivals", [("to", "from"), ("from", "to"), ("from",), ("to",)])
+def test_migration_messages_move_the_daily_tip_silently(
+        api: FakeBotAPI, tmp_path: Path, arrivals: tuple[str, ...]) -> None:
+    """Either service message is enough, in either order, and the second changes nothing."""
+    updates = {"to": migrate_to(BASIC_GROUP, SUPERGROUP),
+               "from": migrate_from(BASIC_GROUP, SUPERGROUP)}
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            await bot.say(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
+                          chat_type="group")
+            await bot.job(BASIC_GROUP).run(bot.app)  # some rotation state to carry over
+            first = card_in(api.sent_to(BASIC_GROUP)[-1]["text"])
+            sent_before = len(api.calls_to("sendMessage"))
+
+            api.push_update(updates[arrivals[0]])
+            await eventually(lambda: bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")],
+                             what="the schedule moved")
+            for arrival in arrivals[1:]:
+                api.push_update(updates[arrival])
+            await bot.settle()
+            assert bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")]
+            assert bot.jobs(BASIC_GROUP) == ()
+            assert_runs_at(bot, SUPERGROUP, "07:15", TOKYO)
+            assert len(api.calls_to("sendMessage")) == sent_before + 1  # the sentinel only
+
+            await bot.job(SUPERGROUP).run(bot.app)
+            assert assert_daily_tip(api.sent_to(SUPERGROUP)[-1], SUPERGROUP) != first
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_schedule_already_set_in_the_supergroup_wins(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            api.set_member_status(SUPERGROUP, OWNER, "creator")
+            await bot.say(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
+                          chat_type="group")
+            await bot.say(SUPERGROUP, "/dailytip 09:45 Europe/London", user_id=OWNER)
+            job_id = bot.job(SUPERGROUP).id
+            api.push_update(migrate_to(BASIC_GROUP, SUPERGROUP))
+            await eventually(lambda: bot.jobs(BASIC_GROUP) == (), what="the old job gone")
+            assert bot.rows() == [(SUPERGROUP, "09:45", "Europe/London")]
+            assert bot.job(SUPERGROUP).id == job_id
+            assert bot.errors == []
+
+    run(scenario())
+
+
+# -- a chat where the bot may no longer post --
+
+@pytest.mark.parametrize("command", ["/tip", f"/tip@{BOT}", "/start", "/sources"])
+def test_forbidden_reply_in_a_group_drops_its_daily_tip(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        command: str) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            for chat in (GROUP, OTHER_GROUP):
+                api.set_member_status(chat, ADMIN, "administrator")
+                await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            api.fail_next("sendMessage", chat_id=GROUP, error_code=403,
+                          description="Forbidden: bot was kicked from the supergroup chat")
+            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
+                api.send_text(GROUP, command, user_id=MEMBER, chat_type="supergroup")
+                await eventually(lambda: bot.jobs(GROUP) == () and all(
+                    row[0] != GROUP for row in bot.rows()), what="the schedule dropped")
+                await bot.settle()
+            [refused] = [c for c in bot.sends(GROUP) if not c.ok]
+            assert refused.error_code == 403
+            assert any(r.levelno == logging.WARNING and "Forbidden" in r.getMessage()
+                       for r in caplog.records)
+            assert bot.errors == []  # handled: nothing reached the error handler
+            # the other group is untouched and the bot still answers there
+            assert bot.rows() == [(OTHER_GROUP, "08:30", "Europe/London")]
+            assert len(bot.jobs(OTHER_GROUP)) == 1
+            reply = await bot.say(OTHER_GROUP, "/tip", user_id=MEMBER)
+            assert_daily_tip(reply, OTHER_GROUP)
+
+    run(scenario())
+
+
+def test_other_errors_on_a_group_reply_keep_the_daily_tip(api: FakeBotAPI,
+                                                         tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows = bot.rows()
+            api.fail_next("sendMessage", chat_id=GROUP,
+                          description="Bad Request: message is too long")
+            api.send_text(GROUP, "/tip", user_id=MEMBER, chat_type="supergroup")
+            await eventually(lambda: bot.errors, what="the error handler to see it")
+            assert [type(e) for e in bot.errors] == [BadRequest]
+            assert bot.rows() == rows
+            assert_runs_at(bot, GROUP, "08:30", ZoneInfo("Europe/London"))
+
+    run(scenario())
+
+
+# -- a channel's posts copied into its linked discussion group --
+
+def automatic_forward(text: str, message_id: int) -> dict[str, Any]:
+    channel = {"id": CHANNEL, "type": "channel", "title": "Rehab channel"}
+    return {"message": {
+        "message_id": message_id, "date": int(time.time()),
+        "chat": {"id": GROUP, "type": "supergroup", "title": "Rehab channel chat"},
+        "from": {"id": TELEGRAM, "is_bot": False, "first_name": "Telegram"},
+        "sender_chat": channel, "is_automatic_forward": True,
+        "forward_origin": {"type": "channel", "chat": channel, "message_id": message_id,
+                           "date": int(time.time())},
+        "text": text,
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]}}
+
+
+def test_channel_posts_forwarded_into_the_discussion_group_are_ignored(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    forwarded = ["/dailytip 09:00", f"/dailytip@{BOT} 10:00 UTC", "/dailytip off",
+                 "/dailytip 25:99", "/tip", "/start", "/check", "/sources"]
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job_id, checks = bot.rows(), bot.job(GROUP).id, api.calls_to("getChatMember")
+            for n, text in enumerate(forwarded):
+                api.push_update(automatic_forward(text, 500 + n))
+            await bot.settle(pause=0.3)
+            assert len(bot.sends(GROUP)) == 1  # only the admin's own /dailytip was answered
+            assert api.calls_to("getChatMember") == checks  # nobody's rights were asked
+            assert bot.rows() == rows and bot.job(GROUP).id == job_id
+            # the same commands typed by a member in that group are answered as usual
+            reply = await bot.say(GROUP, "/tip", user_id=MEMBER)
+            assert_daily_tip(reply, GROUP)
+            assert bot.errors == []
+
+    run(scenario())
+
+
+# -- the bot's own membership in a private chat --
+
+def my_chat_member(chat: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    bot_user = {"id": 123456, "is_bot": True, "first_name": "backbot", "username": BOT}
+    return {"update_id": 1, "my_chat_member": {
+        "chat": chat, "from": {"id": MEMBER, "is_bot": False, "first_name": "Ana"},
+        "date": int(time.time()),
+        "old_chat_member": {"user": bot_user, "status": old},
+        "new_chat_member": {"user": bot_user, "status": new, "until_date": 0}}}
+
+
+def test_private_membership_changes_are_left_to_other_handlers(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A user blocking the bot is BackBot's to handle: the groups' handler must not match it
+    (in one handler group only the first matching handler runs), nor log a daily tip."""
+    user = 880_777
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            [handler] = [h for group in bot.app.handlers.values() for h in group
+                         if getattr(h, "callback", None) == bot.groups.on_my_chat_member]
+            private = {"id": user, "type": "private", "first_name": "Ana"}
+            for chat, kicked in ((private, "kicked"),
+                                 ({"id": GROUP, "type": "supergroup", "title": "G"}, "left"),
+                                 ({"id": CHANNEL, "type": "channel", "title": "C"}, "left")):
+                update = Update.de_json(my_chat_member(chat, "member", kicked), bot.app.bot)
+                assert handler.check_update(update) is (chat["type"] != "private"), chat
+
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
+                api.my_chat_member(user, "private", "member", "kicked", by_user_id=user)
+                await bot.settle()
+                private_logs = [r.getMessage() for r in caplog.records]
+                api.my_chat_member(GROUP, "supergroup", "member", "left", by_user_id=ADMIN)
+                await eventually(lambda: bot.rows() == [] and bot.jobs(GROUP) == (),
+                                 what="the group's schedule removed")
+            assert not any("daily tip" in line for line in private_logs), private_logs
+            assert any("daily tip" in r.getMessage() for r in caplog.records)
+            assert plain(api.sent_to(GROUP)[0]["text"]) == msg("dailytip.set").format(
+                time="08:30", zone="Europe/London")
+            assert bot.errors == []
+
+    run(scenario())
