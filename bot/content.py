@@ -23,6 +23,7 @@ CODE_MESSAGES = frozenset({
     "card.sources_label", "chat.bye", "chat.forget", "chat.hint", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
+    "commands.check", "commands.dailytip",
     "dailytip.bad_zone", "dailytip.not_admin", "dailytip.off", "dailytip.set",
     "dailytip.usage", "end.follows", "end.question", "end.restart", "end.sources",
     "error.nothing_to_go_back", "error.unknown_choice", "error.unknown_event",

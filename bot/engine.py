@@ -1,8 +1,9 @@
 """The pure dialog engine: step(snapshot, event) -> (snapshot, outputs).
 
 A snapshot is a small JSON-able dict: {"v", "dialog", "state", "answers", "run"}, where
-`answers` lists [state, choice] pairs in order and `run` counts restarts. The engine keeps
-no per-user objects: one transitions Machine per dialog serves every snapshot.
+`answers` lists [state, choice] pairs in order and `run` numbers the check-in (a restart
+counts it up; over Telegram the first answer sets it to when its question was sent). The
+engine keeps no per-user objects: one transitions Machine per dialog serves every snapshot.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ class Event:
     choice: str | None = None
     ref: str | None = None  # the Ask.ref the answer was given to, when the front end knows it
     topic: str | None = None
-    # A number unique to this event (Telegram's update id). The first answer of a check-in
-    # makes it the run, so buttons of an earlier check-in never match a later one's refs.
-    nonce: int | None = None
+    # When the message holding the tapped button was sent (Unix seconds), if known. The
+    # consent answer stores it as the run, so a button sent before this check-in began
+    # (an earlier check-in's) is told apart from the current one's.
+    sent_at: int | None = None
 
     @classmethod
-    def answer(cls, choice: str, ref: str | None = None, nonce: int | None = None) -> Event:
-        return cls("answer", choice=choice, ref=ref, nonce=nonce)
+    def answer(cls, choice: str, ref: str | None = None, sent_at: int | None = None) -> Event:
+        return cls("answer", choice=choice, ref=ref, sent_at=sent_at)
 
 
 class _Cursor:
@@ -59,6 +61,8 @@ class Engine:
         )
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
         self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
+        self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
+                         for name, spec in self._states.items()}
 
     # -- public API --
 
@@ -128,8 +132,7 @@ class Engine:
             return Ask("end.question", self.content.message("end.question"), self._end_choices,
                        ref, final=True)
         assert spec.ask is not None
-        choices = tuple(Choice(c.id, self.content.message(c.label)) for c in spec.choices)
-        return Ask(spec.ask, self.content.message(spec.ask), choices, ref)
+        return Ask(spec.ask, self.content.message(spec.ask), self._choices[spec.name], ref)
 
     def show(self, topic: str) -> list[Output]:
         if topic == "sources":
@@ -138,15 +141,18 @@ class Engine:
         return [self._say("help.text" if topic == "help" else "privacy.note")]
 
     def ref(self, snapshot: Snapshot) -> str:
-        """Run, answer count and state index: equal only for the very same question.
+        """Answer count and state index: equal only for the same question at the same point
+        of a check-in (so a second tap on an answered question is stale). The same for
+        everyone there, so a front end can build each keyboard once; an earlier check-in's
+        buttons are told apart by when they were sent (`Event.sent_at`)."""
+        return f"{len(snapshot['answers'])}.{self._states[snapshot['state']].index}"
 
-        Before the first answer the run is left out: nothing is stored before consent, so
-        the run number of a fresh start is not remembered, and that question is the same
-        in every run anyway.
-        """
-        index = self._states[snapshot["state"]].index
-        answered = len(snapshot["answers"])
-        return f"{snapshot['run'] if answered else 0}.{answered}.{index}"
+    def _stale(self, snapshot: Snapshot, event: Event) -> bool:
+        if event.ref is not None and event.ref != self.ref(snapshot):
+            return True
+        # Sent before this check-in's first question was answered: an earlier check-in's.
+        return (event.sent_at is not None and bool(snapshot["answers"])
+                and event.sent_at < snapshot["run"])
 
     def facts(self, snapshot: Snapshot) -> dict[str, str]:
         """Answers by their state's `key` (later answers win), for card conditions."""
@@ -187,7 +193,7 @@ class Engine:
                 event: Event) -> tuple[Snapshot, list[Output]]:
         choice_id = event.choice
         assert choice_id is not None
-        if event.ref is not None and event.ref != self.ref(snapshot):
+        if self._stale(snapshot, event):
             return snapshot, [self._say("session.stale"), self.ask(snapshot)]
         if spec.final:
             if choice_id == "restart":
@@ -206,8 +212,8 @@ class Engine:
             # The loader proves every choice is routed; this guards a hand-built Dialog.
             return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
         run = snapshot["run"]
-        if not snapshot["answers"] and event.nonce is not None and event.nonce != run:
-            run = event.nonce
+        if not snapshot["answers"] and event.sent_at is not None:
+            run = event.sent_at  # when this check-in's first question was sent
         new = {**snapshot, "state": cursor.state, "run": run,
                "answers": [*snapshot["answers"], [spec.name, choice_id]]}
         answered = Answered(self.content.message(spec.ask or ""),

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ AUTOCHECKPOINT_PAGES = 10_000  # about 40 MB of WAL
 # again, and these make sure none is applied twice. Ids are not ordered over time (after a
 # quiet week Telegram picks them at random), so a few are kept rather than a high mark.
 SEEN_UPDATES = 16
+# Retention counts from the last use to within this: refreshing `updated_at` (and its
+# index) on every tap would double the cost of each write for no one's benefit.
+TOUCH_EVERY_SECONDS = 3600
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     user_id    INTEGER PRIMARY KEY,
@@ -57,6 +61,16 @@ def checkpoint(path: Path | str) -> None:
         db.close()
 
 
+@dataclass(slots=True)
+class Stored:
+    """One user's row as read: the snapshot (None: no row), the update ids applied last,
+    and when the row was last refreshed."""
+
+    snapshot: dict[str, Any] | None = None
+    seen: list[int] = field(default_factory=list)
+    updated_at: int | None = None
+
+
 class SessionStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -66,20 +80,29 @@ class SessionStore:
             db.execute("ALTER TABLE sessions ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
 
     def get(self, user_id: int) -> dict[str, Any] | None:
-        return self.get_with_seen(user_id)[0]
+        return self.load(user_id).snapshot
 
-    def get_with_seen(self, user_id: int) -> tuple[dict[str, Any] | None, list[int]]:
-        """The stored snapshot (None if there is none) and the update ids applied last."""
-        row = self.db.execute("SELECT snapshot, seen FROM sessions WHERE user_id = ?",
-                              (user_id,)).fetchone()
+    def load(self, user_id: int) -> Stored:
+        row = self.db.execute("SELECT snapshot, seen, updated_at FROM sessions "
+                              "WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
-            return None, []
+            return Stored()
         seen = [int(part) for part in row[1].split(",") if part.lstrip("-").isdigit()]
         try:
             value = json.loads(row[0])
         except ValueError:
-            return {}, seen  # unreadable: the engine restarts it with a clear message
-        return (value if isinstance(value, dict) else {}), seen
+            value = {}  # unreadable: the engine restarts it with a clear message
+        return Stored(value if isinstance(value, dict) else {}, seen, row[2])
+
+    def save(self, user_id: int, snapshot: dict[str, Any], seen: Sequence[int],
+             previous: Stored, now: float | None = None) -> None:
+        """Write a snapshot over the row `previous` was read from (durable on return)."""
+        now = int(now or time.time())
+        if previous.updated_at is None or now - previous.updated_at >= TOUCH_EVERY_SECONDS:
+            self.put(user_id, snapshot, now, seen)
+            return
+        self.db.execute("UPDATE sessions SET snapshot = ?, seen = ? WHERE user_id = ?",
+                        (_dumps(snapshot), _seen(seen), user_id))
 
     def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None,
             seen: Sequence[int] = ()) -> None:
@@ -87,8 +110,7 @@ class SessionStore:
             "INSERT INTO sessions (user_id, snapshot, updated_at, seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot, "
             "updated_at = excluded.updated_at, seen = excluded.seen",
-            (user_id, json.dumps(snapshot, separators=(",", ":")), int(now or time.time()),
-             ",".join(map(str, seen[-SEEN_UPDATES:]))),
+            (user_id, _dumps(snapshot), int(now or time.time()), _seen(seen)),
         )
 
     def delete(self, user_id: int) -> int:
@@ -100,3 +122,11 @@ class SessionStore:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def _dumps(snapshot: dict[str, Any]) -> str:
+    return json.dumps(snapshot, separators=(",", ":"))
+
+
+def _seen(seen: Sequence[int]) -> str:
+    return ",".join(map(str, seen[-SEEN_UPDATES:]))

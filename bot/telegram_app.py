@@ -8,7 +8,7 @@ import secrets
 import sqlite3
 from urllib.parse import urlparse
 
-from telegram import LinkPreviewOptions, Update
+from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter, Defaults
@@ -65,8 +65,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         ApplicationBuilder()
         .token(settings.require_token())
         .base_url(settings.api_base_url)
-        .defaults(Defaults(parse_mode=ParseMode.HTML,
-                           link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        .defaults(Defaults(parse_mode=ParseMode.HTML))  # link previews: telegram_render
         # Updates run concurrently; BackBot's per-user locks keep each user's in order.
         .concurrent_updates(True)
         .rate_limiter(rate_limiter or telegram_limits())

@@ -11,8 +11,17 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-from telegram import Bot, BotCommand, CallbackQuery, ChatMember, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    CallbackQuery,
+    ChatMember,
+    Update,
+)
 from telegram.constants import ChatAction, ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
@@ -30,7 +39,7 @@ from bot.engine import Engine, Event
 from bot.loading import TIP_TAG
 from bot.outputs import Output, Say
 from bot.store import SessionStore
-from bot.telegram_render import FORGET, Reply, TelegramRenderer, parse_callback
+from bot.telegram_render import FORGET, Reply, TelegramRenderer, link_preview, parse_callback
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ COMMAND_EVENTS = {
     "privacy": Event("show", topic="privacy"),
 }
 MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")
+# What works in groups (and what group members see in their menu there).
+GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
@@ -54,24 +65,43 @@ class KeyedLocks:
     """One asyncio.Lock per user while in use, so one user's updates apply in order."""
 
     def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[int, list[Any]] = {}  # key -> [lock, holders and waiters]
 
-    @asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    def hold(self, key: int) -> _Held:
+        return _Held(self._locks, key)
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Held:
+    """`async with locks.hold(key)`: a plain class, as this runs on every update."""
+
+    __slots__ = ("_entry", "_key", "_locks")
+
+    def __init__(self, locks: dict[int, list[Any]], key: int) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        entry = self._locks.get(self._key)
+        if entry is None:
+            entry = self._locks[self._key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        self._entry = entry
+        try:
+            await entry[0].acquire()
+        except BaseException:  # cancelled while waiting
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._entry[1] -= 1
+        if self._entry[1] == 0:
+            del self._locks[self._key]
 
 
 class BackBot:
@@ -97,11 +127,14 @@ class BackBot:
         app.add_handler(MessageHandler(PRIVATE, self.on_other_message))
 
     async def set_commands(self, app: Application) -> None:  # type: ignore[type-arg]
-        commands = [BotCommand(name, self.content.message(f"commands.{name}")) for name in MENU]
-        try:
-            await app.bot.set_my_commands(commands)
-        except TelegramError as exc:  # the menu is a convenience; the bot works without it
-            log.warning("could not set the command menu: %s", type(exc).__name__)
+        menus = ((MENU, BotCommandScopeAllPrivateChats()),
+                 (GROUP_MENU, BotCommandScopeAllGroupChats()))
+        for names, scope in menus:
+            commands = [BotCommand(n, self.content.message(f"commands.{n}")) for n in names]
+            try:
+                await app.bot.set_my_commands(commands, scope=scope)
+            except TelegramError as exc:  # the menu is a convenience; the bot works without
+                log.warning("could not set the command menu: %s", type(exc).__name__)
 
     # -- handlers --
 
@@ -167,7 +200,10 @@ class BackBot:
             await self.forget(user.id, query, confirmed=parsed[1] == "yes")
             return
         _, ref, choice = parsed
-        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref, nonce=update.update_id),
+        message = query.message
+        sent_at = (int(message.date.timestamp())
+                   if message is not None and message.is_accessible else None)
+        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref, sent_at=sent_at),
                          query=query, update_id=update.update_id)
 
     async def on_my_chat_member(self, update: Update,
@@ -194,7 +230,8 @@ class BackBot:
                     update_id: int | None = None) -> None:
         """Step the user's session, store it, then reply."""
         async with self.locks.hold(user_id):
-            snapshot, seen = self.store.get_with_seen(user_id)
+            stored = self.store.load(user_id)
+            snapshot, seen = stored.snapshot, stored.seen
             if update_id is not None and update_id in seen:
                 # Delivered again after a crash: it was applied, so only show where we are.
                 event, notes = Event("ask"), ()
@@ -204,7 +241,7 @@ class BackBot:
             if self.engine.has_consent(new):
                 if update_id is not None and update_id not in seen:
                     seen = [*seen, update_id]
-                self.store.put(user_id, new, seen=seen)
+                self.store.save(user_id, new, seen, stored)
             elif snapshot is not None:
                 self.store.delete(user_id)
             edited, replies = self.render.replies([*notes, *outputs])
@@ -249,7 +286,8 @@ class BackBot:
             except TelegramError as exc:  # "typing..." is cosmetic; the replies still go out
                 log.info("typing action not sent: %s", type(exc).__name__)
         for reply in replies:
-            await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
+            await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard,
+                                   link_preview_options=link_preview(reply.text))
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""

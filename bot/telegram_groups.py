@@ -33,7 +33,7 @@ from bot.deeplinks import checkin_url
 from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
-from bot.telegram_render import TelegramRenderer, escape
+from bot.telegram_render import NO_PREVIEW, TelegramRenderer, escape
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ class GroupFeatures:
                 await message.reply_text(self.render.message("tip.none"))
                 return
             await message.reply_text(self.render.tip(random.choice(self.tips)),
-                                     reply_markup=self._checkin_button(context, message.chat_id))
+                                     reply_markup=self._checkin_button(context, message.chat_id),
+                                     link_preview_options=NO_PREVIEW)
 
     async def on_group_sources(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -186,7 +187,7 @@ class GroupFeatures:
         block = self.render.block(SourceList(self.content.message("sources.header"),
                                              tuple(self.content.sources.values())))
         async with self._posting(context, message.chat_id):
-            await message.reply_text(block)
+            await message.reply_text(block, link_preview_options=NO_PREVIEW)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -249,7 +250,8 @@ class GroupFeatures:
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
-                                           reply_markup=self._checkin_button(context, chat_id))
+                                           reply_markup=self._checkin_button(context, chat_id),
+                                           link_preview_options=NO_PREVIEW)
         except ChatMigrated as exc:
             # Today's tip goes to the supergroup, once (a second migration would be a loop).
             if self.migrate(app, chat_id, exc.new_chat_id) is not None and not migrated:

@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass
 from functools import partial
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 
 from bot.content import Card, Content, group_citations
 from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
@@ -17,6 +17,9 @@ MAX_CALLBACK_BYTES = 64
 # Text needs only <, > and & escaped; attributes (href) also need quotes.
 escape = partial(html.escape, quote=False)
 KEYBOARD_CACHE_SIZE = 4096
+# Citations are links; their previews would bury the text. Sent only with messages that
+# hold a link (a default would add it to every call).
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 ANSWER = "a"
 FORGET = "f"
 
@@ -25,6 +28,10 @@ FORGET = "f"
 class Reply:
     text: str
     keyboard: InlineKeyboardMarkup | None = None
+
+
+def link_preview(text: str) -> LinkPreviewOptions | None:
+    return NO_PREVIEW if "<a " in text else None
 
 
 def answer_data(ref: str, choice: str) -> str:

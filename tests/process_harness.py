@@ -34,17 +34,18 @@ from typing import Any
 import yaml
 
 try:  # works whether or not tests/ is a package (pytest or `python -m benchmarks...`)
+    import conftest
     from fake_bot_api import FakeBotAPI
 except ImportError:  # pragma: no cover - depends on how sys.path is set up
+    from tests import conftest
     from tests.fake_bot_api import FakeBotAPI
 
 REPO = Path(__file__).resolve().parent.parent
 DIALOG_FILE = REPO / "dialogs" / "screening.yaml"
 
-# Words that name an activity (the brief's list; deliberately no word boundaries).
-ACTIVITY = re.compile(
-    r"walk|swim|pool|water|bike|cycl|elliptical|run|jump|treadmill|recumbent", re.IGNORECASE
-)
+# Words that name an activity: the tests' one list, tests/conftest.py ACTIVITY_WORDS
+# (walk, swim, jog, aerobic, backstroke, crawl, strength, flexib, stretch...).
+ACTIVITY = conftest._ACTIVITY
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback|CRITICAL")
 ANSWERED_MARK = "Your answer:"  # content/messages.yaml answered.label, put on an answered question
 END_SUFFIXES = ("|restart", "|sources")  # the end keyboard's callback data
@@ -276,13 +277,13 @@ class Dialog:
         return self.consent is None or self.consent in answers
 
     def state_for_ref(self, ref: str) -> StateInfo:
-        return self.states[parse_ref(ref)[2]]
+        return self.states[parse_ref(ref)[1]]
 
 
-def parse_ref(ref: str) -> tuple[int, int, int]:
-    """(run, number of answers so far, state index) from an Ask ref."""
-    run, count, index = (int(part) for part in ref.split("."))
-    return run, count, index
+def parse_ref(ref: str) -> tuple[int, int]:
+    """(number of answers so far, state index) from an Ask ref."""
+    count, index = (int(part) for part in ref.split("."))
+    return count, index
 
 
 def pick_choice(state: StateInfo, offered: list[str], rng: random.Random,

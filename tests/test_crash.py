@@ -16,10 +16,15 @@ Checked once every conversation has ended: each answer the bot acknowledged (it 
 that question to "Your answer: ...", which it does only after storing the answer) is in
 the user's stored snapshot at its position; the stored answers replay through the engine
 to the stored state (nothing applied twice, nothing skipped); every stored state is an end
-state; PRAGMA integrity_check is "ok"; no errors in the bot's log or the fake; no activity
-words for users whose stored answers hold a red flag or no "understood".
+state; PRAGMA integrity_check is "ok"; no errors in the bot's log or the fake; every kill
+asked for happened. Safety, for every conversation: no message up to the doctor prompt
+"understood" was tapped on names an activity, and none at all unless the stored answers
+hold that "understood" and no red flag.
 
-CI size: 10 conversations, 10 kills. Full: `python -m benchmarks.crash --conversations 100`.
+CI size: 10 conversations, 10 kills, in at most 150 s. BACKBOT_CRASH_CONVERSATIONS and
+BACKBOT_CRASH_KILLS set other sizes (the time budget grows by 3 s per conversation and per
+kill beyond the CI size): 100 and 50 is the full size, as is `python -m benchmarks.crash
+--conversations 100`.
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ from process_harness import (
 from bot.engine import Event
 from bot.loading import load_engine
 
-CI_CONVERSATIONS = int(os.environ.get("BACKBOT_CRASH_CONVERSATIONS", 10))
-CI_KILLS = int(os.environ.get("BACKBOT_CRASH_KILLS", 10))
-TIMEOUT_SECONDS = 150.0
+CI_CONVERSATIONS = 10
+CI_KILLS = 10
+CRASH_CONVERSATIONS = int(os.environ.get("BACKBOT_CRASH_CONVERSATIONS", CI_CONVERSATIONS))
+CRASH_KILLS = int(os.environ.get("BACKBOT_CRASH_KILLS", CI_KILLS))
+CI_TIMEOUT_SECONDS = 150.0  # the whole CI-size run
+SECONDS_PER_EXTRA = 3.0  # for each conversation and each kill beyond the CI size
 POLL_SECONDS = 1.0  # how often a waiting client checks whether its request was lost
 CALLS_PER_CONVERSATION = 50  # Bot API calls (not getUpdates) a conversation makes, about
 STARTUP_KILL_SHARE = 0.2
@@ -242,7 +250,7 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
             problems.append(f"conversation {chat}: stored state {snapshot.get('state')!r}, "
                             f"last shown {conv.end_state!r}")
         # Replay: every stored answer applies in turn and leads to the stored state.
-        replay = engine.new_snapshot(run=snapshot.get("run", 0))  # the run is a nonce
+        replay = engine.new_snapshot(run=snapshot.get("run", 0))  # when the check-in began
         for state, choice in answers:
             if replay["state"] != state:
                 problems.append(f"conversation {chat}: stored answer {state}/{choice} does "
@@ -265,29 +273,56 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
             if acked_refs[t.ref] == 2:
                 problems.append(f"conversation {chat}: question {t.ref} ({t.state}) "
                                 "acknowledged twice")
-            run, position, _ = parse_ref(t.ref)
+            position, _ = parse_ref(t.ref)
             stored = answers[position] if position < len(answers) else None
-            # the first question's ref carries no run (nothing is stored before consent)
-            if (position and run != snapshot.get("run")) or stored != (t.state, t.choice):
+            if stored != (t.state, t.choice):
                 problems.append(f"conversation {chat}: acknowledged {t.state}/{t.choice} "
                                 f"(ref {t.ref}) but stored #{position} is {stored}")
-        # Safety over every message, kills or not.
-        choices = {(state, choice) for state, choice in answers}
-        red = any(choice in dialog.by_name[state].red_flags for state, choice in answers)
-        understood = (dialog.doctor_prompt.name, dialog.doctor_prompt.acknowledge) in choices
-        if red or not understood:
-            for seen in watch.messages(chat):
-                for text in (seen.text, str(seen.live.get("text", ""))):
-                    match = ACTIVITY.search(text)
-                    if match:
-                        problems.append(f"conversation {chat}: activity word "
-                                        f"{match.group(0)!r} with red flag={red}, "
-                                        f"understood={understood}: {text[:80]!r}")
+    for conv in conversations:
+        raw = rows.get(conv.chat_id)
+        answers = [tuple(pair) for pair in json.loads(raw).get("answers", [])] if raw else []
+        problems += check_safety(watch, dialog, conv, answers)
     return problems, acked_total, stored_total
 
 
+def check_safety(watch: MessageWatch, dialog: Dialog, conv: Conversation,
+                 answers: list[tuple[str, ...]]) -> list[str]:
+    """Over every message of the conversation, kills or not: no activity named up to the
+    doctor prompt "understood" was tapped on (the last one tapped: a tap lost to a kill is
+    tapped again on the prompt shown anew), and none at all unless the stored answers hold
+    that "understood" and no red flag."""
+    chat, doctor = conv.chat_id, dialog.doctor_prompt
+    red = any(choice in dialog.by_name[state].red_flags for state, choice in answers)
+    understood = (doctor.name, doctor.acknowledge) in answers
+    acked_on = [t.message_id for t in conv.taps
+                if (t.state, t.choice) == (doctor.name, doctor.acknowledge)]
+    problems = []
+    if understood and not acked_on:
+        problems.append(f"conversation {chat}: {doctor.acknowledge!r} stored, never tapped")
+    boundary = max(acked_on, default=0)
+    for seen in watch.messages(chat):
+        before_ack = seen.message_id <= boundary
+        for text in (seen.text, str(seen.live.get("text", ""))):  # as sent, and as edited
+            match = ACTIVITY.search(text)
+            if match and (red or not understood or before_ack):
+                why = ("before 'understood' was tapped" if before_ack and understood
+                       and not red else f"with red flag={red}, understood={understood}")
+                problems.append(f"conversation {chat}: activity word {match.group(0)!r} "
+                                f"{why} in message {seen.message_id}: {text[:80]!r}")
+    return problems
+
+
+def time_budget(n_conversations: int, kills: int) -> float:
+    """Seconds for a whole run: the CI budget, plus some per extra conversation and kill."""
+    return CI_TIMEOUT_SECONDS + SECONDS_PER_EXTRA * (max(0, n_conversations - CI_CONVERSATIONS)
+                                                     + max(0, kills - CI_KILLS))
+
+
 def run_crash(n_conversations: int, kills: int, workdir: Path, *, seed: int = 7,
-              timeout: float = TIMEOUT_SECONDS) -> CrashResult:
+              timeout: float | None = None) -> CrashResult:
+    """Run the conversations under `kills` SIGKILLs and check everything (within `timeout`
+    seconds; default: `time_budget(n_conversations, kills)`)."""
+    timeout = time_budget(n_conversations, kills) if timeout is None else timeout
     started = time.monotonic()
     deadline = started + timeout
     dialog = Dialog()
@@ -325,6 +360,8 @@ def run_crash(n_conversations: int, kills: int, workdir: Path, *, seed: int = 7,
         if code != 0:
             problems.append(f"the bot exited with {code} on SIGTERM")
         problems += [f"the bot exited by itself with {c}" for c in bot.unexpected_exits]
+        if bot.kills != kills:
+            problems.append(f"{bot.kills} of the {kills} kills asked for happened")
         stale = sum(MOVED_ON in str(c.params.get("text", ""))
                     for c in api.calls_to("answerCallbackQuery"))
         return CrashResult(conversations, bot.kills, bot.starts, seconds, stale, acked,
@@ -333,8 +370,8 @@ def run_crash(n_conversations: int, kills: int, workdir: Path, *, seed: int = 7,
 
 def test_crash_acknowledged_answers_survive_sigkill(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_crash(CI_CONVERSATIONS, CI_KILLS, tmp_path)
+    result = run_crash(CRASH_CONVERSATIONS, CRASH_KILLS, tmp_path)
     with capsys.disabled():
         print("\n" + result.summary())
     assert result.problems == [], "\n".join(result.problems[:40]) + "\n" + result.log_tail
-    assert result.kills >= 1
+    assert result.kills == CRASH_KILLS, result.summary()

@@ -69,7 +69,7 @@ def test_start_shows_welcome(engine: Engine) -> None:
     assert [c.id for c in ask.choices] == ["agree", "privacy", "stop"]
     assert [c.label for c in ask.choices] == ["Yes, let's start", "What do you store?",
                                               "No thanks"]
-    assert ask.ref == "0.0.0"
+    assert ask.ref == "0.0"
     # /start again before answering anything shows the same welcome
     again, outputs2 = engine.step(snapshot, Event("start"))
     assert again == snapshot and outputs2 == outputs
@@ -290,10 +290,11 @@ def test_restart_after_the_end(engine: Engine, finished: Snapshot) -> None:
     assert new == {**start(engine)[0], "run": finished["run"] + 1}
     assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
     assert last_ask(outputs).key == "welcome.question"
-    # the consent question is the same in every run; later questions carry the run
-    assert last_ask(outputs).ref == "0.0.0"
-    _, outputs = engine.step(new, Event.answer("agree", "0.0.0"))
-    assert last_ask(outputs).ref.startswith("1.")
+    # the refs are the same in every run: an earlier run's buttons are told by their age
+    assert last_ask(outputs).ref == "0.0"
+    agreed, outputs = engine.step(new, Event.answer("agree", "0.0", sent_at=1_800_000_000))
+    assert last_ask(outputs).ref == "1.1"
+    assert agreed["run"] == 1_800_000_000  # when this check-in's first question was sent
 
 
 def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
@@ -305,7 +306,7 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     assert new == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
                    "answers": [], "run": 5}
     assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
-    assert last_ask(outputs).ref == "0.0.0"  # the consent question: the same in every run
+    assert last_ask(outputs).ref == "0.0"  # the consent question: the same in every run
 
 
 # -- stored snapshots --
@@ -421,3 +422,20 @@ def test_shared_engine_keeps_one_model(engine: Engine) -> None:
     for i in range(50):
         walk(engine, TO_SUGGESTIONS[: i % len(TO_SUGGESTIONS)])
     assert len(engine._machine.models) == 1
+
+
+def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> None:
+    began = 1_800_000_000
+    snapshot, _ = engine.step(None, Event("start"))
+    snapshot, _ = engine.step(snapshot, Event.answer("agree", "0.0", sent_at=began))
+    ref = engine.ref(snapshot)
+    # the same question, but on a message from an earlier check-in
+    old, outputs = engine.step(snapshot, Event.answer("yes", ref, sent_at=began - 5))
+    assert old == snapshot
+    assert say_keys(outputs) == ["session.stale"]
+    # this check-in's message (sent in the same second or later) applies
+    new, _ = engine.step(snapshot, Event.answer("no", ref, sent_at=began))
+    assert new["state"] == "asking_saddle"
+    # without a date (the terminal), the ref alone decides
+    new, _ = engine.step(snapshot, Event.answer("no", ref))
+    assert new["state"] == "asking_saddle"

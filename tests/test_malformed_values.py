@@ -16,7 +16,7 @@ from bot.cli import main
 from bot.content import CODE_MESSAGES
 from bot.dialog import END_ACTIONS
 from bot.loading import load_bundle
-from bot.telegram_bot import MENU
+from bot.telegram_bot import GROUP_MENU, MENU
 
 Data = dict[str, Any]
 BOT = Path(__file__).resolve().parent.parent / "bot"
@@ -105,7 +105,7 @@ def test_every_message_id_in_the_code_is_checked_at_load() -> None:
             if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and literal.match(node.value)):
                 used.add(node.value)
-    used |= {f"end.{a}" for a in END_ACTIONS} | {f"commands.{n}" for n in MENU}
+    used |= {f"end.{a}" for a in END_ACTIONS} | {f"commands.{n}" for n in MENU + GROUP_MENU}
     _, content = load_bundle()
     used &= content.messages.keys()  # file names and the like are not message ids
     assert used - CODE_MESSAGES == set()

@@ -43,11 +43,13 @@ Invariants, after every step:
     current question with a choice that leads on shows "Your answer:" on it and asks a
     new question (liveness, seen from the chat);
   * safety: in a user's transcript since their last restart (or a start from nothing), no
-    activity word (walk|swim|pool|water|bike|cycl|elliptical|run|jump|treadmill|
-    recumbent, in the visible text) before the doctor prompt's "understood" is applied,
+    activity word (tests/conftest.py ACTIVITY_WORDS: walk, swim, jog, aerobic, crawl,
+    strength, stretch..., in the visible text) before the doctor prompt's "understood" is applied,
     none after a red-flag answer; and, stricter, none while the session the step made
     lacks that acknowledgement or holds a red-flag answer;
-  * the group never gets a screening question, an answer ("Your answer:"), a callback
+  * the group never gets a screening question, an answer ("Your answer:"), the label of
+    a button a user tapped in private (those long enough to be told apart from ordinary
+    words, and found in no tip or other shared text), a disposition message, a callback
     button, or an edit.
 
 200 examples of up to 50 steps run in CI. For a longer hunt:
@@ -99,6 +101,7 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import build_application
 
 try:  # works whether or not tests/ is a package
+    import conftest
     from recording_request import (
         BOT_USERNAME,
         EDIT_METHODS,
@@ -108,6 +111,7 @@ try:  # works whether or not tests/ is a package
         RecordingRequest,
     )
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests import conftest
     from tests.recording_request import (
         BOT_USERNAME,
         EDIT_METHODS,
@@ -131,8 +135,7 @@ GROUP = -100777
 MAX_RETRIES = 2
 MAX_CALLBACK_BYTES = 64
 
-ACTIVITY = re.compile(r"walk|swim|pool|water|bike|cycl|elliptical|run|jump|treadmill|recumbent",
-                      re.IGNORECASE)
+ACTIVITY = conftest._ACTIVITY  # the tests' one list of activity words (ACTIVITY_WORDS)
 # the doctor prompt's acknowledgement: ("doctor_prompt", "understood")
 ACKNOWLEDGED = next((s.name, s.acknowledge) for s in MODEL.dialog.states.values()
                     if s.acknowledge)
@@ -149,6 +152,18 @@ NOT_HERE = MODEL.content.message("button.not_here")
 MOVED_ON = MODEL.content.message("button.moved_on")
 BAD_REQUESTS = frozenset({"not_modified", "query_too_old", "not_found"})
 HTML_TAG = re.compile(r"<[^>]+>")
+# Every disposition message (what an end state tells the person): never for the group.
+DISPOSITIONS = tuple(text for key, text in MODEL.content.messages.items()
+                     if key.startswith("disposition."))
+# Text the group may get anyway (tips, sources, help...): a tapped label found in it (like
+# "pinched nerve" in a tip) says nothing about anyone's answers.
+_SHARED = "\n".join([
+    *(f"{card.title}\n{card.body}" for card in MODEL.content.cards.values()),
+    *(f"{src.title}\n{' '.join(src.sections)}" for src in MODEL.content.sources.values()),
+    *(text for key, text in MODEL.content.messages.items()
+      if not key.startswith(("choice.", "question.", "disposition."))),
+]).lower()
+MIN_DISTINCTIVE = 13  # "Yes", "No", "Not sure" are ordinary words; longer labels are not
 
 SLEEPS: list[float] = []  # what the rate limiter asked to sleep
 
@@ -327,6 +342,8 @@ class TelegramMachine(RuleBasedStateMachine):
         # per chat: (message id, [callback data]) of every message sent with answer buttons
         self.keyboards: dict[int, list[tuple[int, list[str]]]] = {u: [] for u in USERS}
         self.forget_prompts: dict[int, list[int]] = {u: [] for u in USERS}
+        # labels of the buttons users tapped in private that would give an answer away
+        self.chosen: set[str] = set()
         self.update_id = 0
         self.query_id = 0
         self.fault_armed = False
@@ -466,9 +483,10 @@ class TelegramMachine(RuleBasedStateMachine):
             if expired and escaped(leading) is not None:
                 applied, outputs = before, []  # on_callback answers before it applies
             else:
-                # a tap carries its update id: the first answer of a check-in makes it the run
-                nonce = raw["update_id"] if event.kind == "answer" else None
-                applied, outputs = step(before, replace(event, nonce=nonce))
+                # a tap carries its message's date: the first answer makes it the run
+                message = raw.get("callback_query", {}).get("message") or {}
+                sent_at = (message.get("date") or None) if event.kind == "answer" else None
+                applied, outputs = step(before, replace(event, sent_at=sent_at))
             stale = bool(outputs) and isinstance(outputs[0], Say) and (
                 outputs[0].key == "session.stale")
             toasts.append(EXPIRED if expired else MOVED_ON if stale else None)
@@ -560,6 +578,11 @@ class TelegramMachine(RuleBasedStateMachine):
             for question in QUESTIONS:
                 assert question not in text, f"a health question in the group: {text!r}"
             assert ANSWER_LABEL not in text, f"an answer in the group: {text!r}"
+            for label in self.chosen:
+                assert label.lower() not in text.lower(), (
+                    f"a private answer {label!r} in the group: {text!r}")
+            for disposition in DISPOSITIONS:
+                assert visible(disposition) not in text, f"a disposition in the group: {text!r}"
             assert not [b for b in buttons(call.params.get("reply_markup"))
                         if "callback_data" in b], f"a callback button in the group: {call}"
 
@@ -637,6 +660,7 @@ class TelegramMachine(RuleBasedStateMachine):
 
     def private_tap(self, user: int, raws: list[dict[str, Any]], data: str,
                     together: bool = False) -> None:
+        self.note_chosen(raws[0], data)
         parsed = parse(data)
         if parsed is not None and parsed[0] == "f":
             chunks = self.feed(*raws, together=together)
@@ -664,6 +688,16 @@ class TelegramMachine(RuleBasedStateMachine):
                      together=together)
         if progress:
             self.check_progress(user, parsed[1], self.request.calls[since:])
+
+    def note_chosen(self, raw: dict[str, Any], data: str) -> None:
+        """Remember the tapped button's label, when it is distinctive: long, and in no
+        text the group may get anyway."""
+        markup = raw["callback_query"]["message"].get("reply_markup")
+        for button in buttons(markup):
+            label = str(button.get("text", ""))
+            if (button.get("callback_data") == data and len(label) >= MIN_DISTINCTIVE
+                    and label.lower() not in _SHARED):
+                self.chosen.add(label)
 
     def check_progress(self, user: int, ref: str, calls: list[Call]) -> None:
         """Liveness, seen from the chat alone: a current question answered with a choice

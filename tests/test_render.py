@@ -30,3 +30,13 @@ def test_a_long_source_list_becomes_several_valid_messages(engine: Engine) -> No
         assert_telegram_html(reply.text)  # no tag cut in half
     joined = "\n".join(r.text for r in replies)
     assert all(f"https://example.org/{n}?a=1&amp;b=2" in joined for n in range(40))
+
+
+def test_link_previews_are_turned_off_only_where_there_are_links(engine: Engine) -> None:
+    from bot.outputs import ShowCard
+    from bot.telegram_render import NO_PREVIEW, link_preview
+
+    render = TelegramRenderer(engine.content)
+    card = render.block(ShowCard(engine.content.cards["why.inactivity"]))
+    assert link_preview(card) is NO_PREVIEW  # a citation is a link
+    assert link_preview(render.message("question.bladder")) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.store import SEEN_UPDATES, SessionStore, open_database
+from bot.store import SEEN_UPDATES, TOUCH_EVERY_SECONDS, SessionStore, Stored, open_database
 
 DAY = 86_400
 
@@ -29,10 +29,11 @@ def test_seen_update_ids_are_kept_and_bounded(tmp_path: Path) -> None:
     store = SessionStore(open_database(tmp_path / "s.sqlite3"))
     ids = list(range(100, 100 + SEEN_UPDATES + 5))
     store.put(7, {"state": "a"}, seen=ids)
-    snapshot, seen = store.get_with_seen(7)
+    stored = store.load(7)
+    snapshot, seen = stored.snapshot, stored.seen
     assert snapshot == {"state": "a"}
     assert seen == ids[-SEEN_UPDATES:]
-    assert store.get_with_seen(8) == (None, [])
+    assert store.load(8) == Stored()
 
 
 def test_a_database_from_before_update_ids_gains_the_column(tmp_path: Path) -> None:
@@ -44,6 +45,18 @@ def test_a_database_from_before_update_ids_gains_the_column(tmp_path: Path) -> N
     old.commit()
     old.close()
     store = SessionStore(open_database(path))
-    assert store.get_with_seen(5) == ({"state": "x"}, [])
+    assert store.load(5) == Stored({"state": "x"}, [], 0)
     store.put(5, {"state": "y"}, seen=[42])
-    assert store.get_with_seen(5) == ({"state": "y"}, [42])
+    assert (store.load(5).snapshot, store.load(5).seen) == ({"state": "y"}, [42])
+
+
+def test_save_refreshes_the_last_use_at_most_hourly(tmp_path: Path) -> None:
+    store = SessionStore(open_database(tmp_path / "s.sqlite3"))
+    t0 = 1_800_000_000
+    store.save(1, {"n": 1}, [], store.load(1), now=t0)  # a new row: stamped
+    assert store.load(1).updated_at == t0
+    store.save(1, {"n": 2}, [5], store.load(1), now=t0 + 60)  # fresh: snapshot only
+    assert store.load(1) == Stored({"n": 2}, [5], t0)
+    later = t0 + TOUCH_EVERY_SECONDS
+    store.save(1, {"n": 3}, [5], store.load(1), now=later)
+    assert store.load(1) == Stored({"n": 3}, [5], later)

@@ -206,12 +206,16 @@ def test_commands_menu_help_privacy_sources(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             # The command menu is set at start-up.
-            calls = h.api.calls_to("setMyCommands")
-            assert len(calls) == 1
-            menu = {c["command"]: c["description"] for c in calls[0].params["commands"]}
+            calls = {c.params["scope"]["type"]: c.params["commands"]
+                     for c in h.api.calls_to("setMyCommands")}
+            assert set(calls) == {"all_private_chats", "all_group_chats"}
+            menu = {c["command"]: c["description"] for c in calls["all_private_chats"]}
             assert {"start", "help", "back", "restart", "sources", "privacy", "forget"} <= set(
                 menu)
             assert all(menu.values())
+            # in groups, only what works there (no /back or /forget of a private check-in)
+            group_menu = {c["command"] for c in calls["all_group_chats"]}
+            assert group_menu == {"start", "check", "tip", "sources", "dailytip"}
             # The hourly retention purge is scheduled.
             assert h.app.job_queue is not None
             assert h.app.job_queue.get_jobs_by_name("purge-sessions")
