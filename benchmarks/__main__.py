@@ -5,9 +5,13 @@
 
 - throughput and latency: full dialogs from raw update JSON through
   Application.process_update (in-process recording Bot API, real SQLite store) against a
-  floor Application that makes exactly the same Bot API calls for each update with no
-  dialog logic and no storage;
-- memory: resident growth per active session;
+  floor Application that makes exactly the same Bot API calls for each update (every tap:
+  answer the callback query, edit the question, send the next message) with no dialog
+  logic and no storage. The floor replays each recorded call with its recorded parameters
+  (parse_mode, link_preview_options... included), and both runs' calls are checked equal
+  to the recording, so the two really make the same calls. Both yield to the event loop
+  after each update, as under polling, so due JobQueue jobs (the WAL checkpoint) run;
+- memory: resident growth per stored active session (/start, then "agree");
 - start-up: process start to the first getUpdates with 0 and with many stored sessions;
 - engine: one engine step alone (see benchmarks/engine.py).
 """
@@ -16,21 +20,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.constants import ParseMode
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults, TypeHandler
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from telegram import InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, TypeHandler
 
 from benchmarks.engine import random_walk
 from benchmarks.fake_request import RecordingRequest
@@ -42,6 +50,11 @@ from bot.telegram_app import build_application
 FULL_PATH = ["agree", "no", "no", "no", "no", "no", "no", "no", "pinched_nerve", "yes", "next",
              "understood", "yes", "yes", "no", "yes"]
 REPO = Path(__file__).resolve().parent.parent
+TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what every tap must make
+# Object-valued Bot API parameters the floor turns back into PTB objects to replay them.
+PTB_OBJECTS: dict[str, Any] = {"reply_markup": InlineKeyboardMarkup,
+                               "link_preview_options": LinkPreviewOptions}
+JOB_EVENTS = {EVENT_JOB_EXECUTED: "run", EVENT_JOB_MISSED: "missed", EVENT_JOB_ERROR: "failed"}
 
 
 def settings_for(db: Path) -> Any:
@@ -67,6 +80,26 @@ def tap_update(update_id: int, user: int, message: dict[str, Any], data: str) ->
         "from": {"id": user, "is_bot": False, "first_name": "U"}, "message": message}}
 
 
+def question_message(user: int, made: list[tuple[str, dict]], last_id: int) -> dict | None:
+    """The last message with buttons among one update's calls (the recorder numbers each
+    chat's messages from `last_id` + 1), as a callback query carries it. Its date is real:
+    PTB takes a message dated 0 for an inaccessible one, which the bot does not edit."""
+    question = None
+    for name, params in made:
+        if name == "sendMessage":
+            last_id += 1
+            if "reply_markup" in params:
+                question = {"message_id": last_id, "date": int(time.time()),
+                            "chat": {"id": user, "type": "private", "first_name": "U"},
+                            "text": params["text"], "reply_markup": params["reply_markup"]}
+    return question
+
+
+def choice_data(message: dict[str, Any], choice: str) -> str:
+    return next(b["callback_data"] for row in message["reply_markup"]["inline_keyboard"]
+                for b in row if b["callback_data"].endswith("|" + choice))
+
+
 async def record_dialogs(users: int, db: Path) -> tuple[list[dict], dict[int, list]]:
     """Run our bot once to get the raw updates and the calls it makes for each."""
     request = RecordingRequest()
@@ -83,66 +116,111 @@ async def record_dialogs(users: int, db: Path) -> tuple[list[dict], dict[int, li
                     raw = start_update(uid, user)
                 else:
                     message = last_question[user]
-                    data = next(b["callback_data"] for row in message["reply_markup"]
-                                ["inline_keyboard"] for b in row
-                                if b["callback_data"].endswith("|" + FULL_PATH[step - 1]))
-                    raw = tap_update(uid, user, message, data)
-                before = len(request.calls)
+                    raw = tap_update(uid, user, message, choice_data(message,
+                                                                     FULL_PATH[step - 1]))
+                before, last_id = len(request.calls), request._next_id.get(user, 0)
                 await app.process_update(Update.de_json(raw, app.bot))
                 calls[uid] = request.calls[before:]
-                for name, params in calls[uid]:
-                    if name == "sendMessage" and "reply_markup" in params:
-                        last_question[user] = {
-                            "message_id": request._next_id[user], "date": 0,
-                            "chat": {"id": user, "type": "private", "first_name": "U"},
-                            "text": params["text"], "reply_markup": params["reply_markup"]}
+                question = question_message(user, calls[uid], last_id)
+                if question is not None:
+                    last_question[user] = question
                 updates.append(raw)
+    check_taps(updates, calls)
     return updates, calls
 
 
+def check_taps(updates: list[dict], calls: dict[int, list]) -> None:
+    """Every tap answered the callback, edited the question and sent the next message."""
+    for raw in updates:
+        if "callback_query" in raw:
+            made = {name for name, _ in calls[raw["update_id"]]}
+            missing = [name for name in TAP_CALLS if name not in made]
+            if missing:
+                raise RuntimeError(f"tap update {raw['update_id']} made no {missing}: "
+                                   f"{sorted(made)}")
+
+
+def same_calls(got: list[tuple[str, dict]], want: list[tuple[str, dict]], who: str) -> None:
+    """`who` made exactly the recorded Bot API calls, parameters included."""
+    def norm(made: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+        return [(name, json.dumps(params, sort_keys=True, default=str))
+                for name, params in made]
+
+    got_n, want_n = norm(got), norm(want)
+    if got_n != want_n:
+        first = next((i for i, (a, b) in enumerate(zip(got_n, want_n, strict=False))
+                      if a != b), min(len(got_n), len(want_n)))
+        raise RuntimeError(f"{who} made other calls than recorded ({len(got_n)} vs "
+                           f"{len(want_n)}); first difference at call {first}: "
+                           f"{got_n[first:first + 1]} vs {want_n[first:first + 1]}")
+
+
+def snake(method: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()  # editMessageText -> edit_message_text
+
+
+def replay_kwargs(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {}
+    for key, value in params.items():
+        if isinstance(value, dict | list):
+            if key not in PTB_OBJECTS:
+                raise RuntimeError(f"the floor cannot replay {name}({key}=...)")
+            value = PTB_OBJECTS[key].de_json(value, None)
+        kwargs[key] = value
+    return kwargs
+
+
 def floor_app(calls: dict[int, list]) -> tuple[Application, RecordingRequest]:  # type: ignore[type-arg]
-    """Makes, for each update, the very calls our bot made: the least a bot can do."""
+    """Makes, for each update, the very calls our bot made: the least a bot can do.
+
+    No Defaults: each call is replayed through the Bot method of its name with the
+    parameters our bot sent (parse_mode and link_preview_options too, whether they came
+    from our Defaults or per call), so the floor follows whatever the bot does."""
     request = RecordingRequest()
     app = (ApplicationBuilder().token("1:bench").request(request).rate_limiter(no_throttle())
-           .defaults(Defaults(parse_mode=ParseMode.HTML)).concurrent_updates(True).build())
-    plans = {uid: [(name, {**params, "reply_markup": InlineKeyboardMarkup.de_json(
-        params["reply_markup"], None)} if "reply_markup" in params else params)
-        for name, params in made] for uid, made in calls.items()}
+           .concurrent_updates(True).build())
+    plans = {uid: [(getattr(app.bot, snake(name)), replay_kwargs(name, params))
+                   for name, params in made] for uid, made in calls.items()}
 
     async def replay(update: Update, context: Any) -> None:
-        bot = context.bot
-        for name, p in plans[update.update_id]:
-            if name == "answerCallbackQuery":
-                await bot.answer_callback_query(p["callback_query_id"], text=p.get("text"))
-            elif name == "editMessageText":
-                await bot.edit_message_text(p["text"], chat_id=p["chat_id"],
-                                            message_id=p["message_id"])
-            elif name == "editMessageReplyMarkup":
-                await bot.edit_message_reply_markup(p["chat_id"], p["message_id"])
-            elif name == "sendChatAction":
-                await bot.send_chat_action(p["chat_id"], p["action"])
-            elif name == "sendMessage":
-                await bot.send_message(p["chat_id"], p["text"],
-                                       reply_markup=p.get("reply_markup"))
+        for method, kwargs in plans[update.update_id]:
+            await method(**kwargs)
 
     app.add_handler(TypeHandler(Update, replay))
     return app, request
 
 
-async def timed_run(app: Application, updates: list[dict]) -> list[float]:  # type: ignore[type-arg]
-    """Both applications run as `backbot run` does (post_init, jobs started)."""
+async def timed_run(app: Application, updates: list[dict],  # type: ignore[type-arg]
+                    ) -> tuple[list[float], list[tuple[str, dict]], Counter[str]]:
+    """Both applications run as `backbot run` does (post_init, jobs started).
+
+    The recording request never suspends, so without a yield the loop would run no
+    JobQueue job until the end (APScheduler then skips the late ones as missed). Under
+    polling the loop gets a turn between updates: so here, after each update, one
+    `asyncio.sleep(0)`, inside the timed span, so a job's turn counts against the update
+    it delays. A due job needs a few turns (timer, APScheduler's wakeup, its task, PTB's
+    task), one per update: it runs within a few updates of being due. Returns the times,
+    the Bot API calls the updates made and the job events (run, missed, failed)."""
     times = []
     clock = time.perf_counter
+    jobs: Counter[str] = Counter()
+    if app.job_queue is not None:
+        app.job_queue.scheduler.add_listener(lambda event: jobs.update([JOB_EVENTS[event.code]]),
+                                             sum(JOB_EVENTS))
+    request: RecordingRequest = app.bot.request  # type: ignore[assignment]
     async with app:
         if app.post_init is not None:
             await app.post_init(app)
         await app.start()
+        since = len(request.calls)
         for raw in updates:
             t0 = clock()
             await app.process_update(Update.de_json(raw, app.bot))
+            await asyncio.sleep(0)
             times.append(clock() - t0)
+        made = request.calls[since:]
         await app.stop()
-    return times
+    return times, made, jobs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,20 +228,49 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+@contextlib.contextmanager
+def settled_heap() -> Iterator[None]:
+    """Collect, then freeze what exists so far (imports, the recording, the other app's
+    leftovers): the garbage collector's gen-2 passes in a run then scan only what that
+    run's app built. Without it one 150 ms pass over the shared heap lands at random in
+    one app's run and decides its p99.9."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
     updates, calls = asyncio.run(record_dialogs(users, workdir / "record.sqlite3"))
+    recorded = [call for raw in updates for call in calls[raw["update_id"]]]
     ours_runs, floor_runs = [], []
+    jobs: Counter[str] = Counter()
     for n in range(rounds):  # alternate, so drift on the machine hits both alike
         db = workdir / f"ours{n}.sqlite3"
-        app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
-                                rate_limiter=no_throttle(), request=RecordingRequest())
-        ours_runs.append(asyncio.run(timed_run(app, updates)))
-        floor_runs.append(asyncio.run(timed_run(floor_app(calls)[0], updates)))
+        with settled_heap():
+            app = build_application(settings_for(db), load_engine(),
+                                    SessionStore(open_database(db)),
+                                    rate_limiter=no_throttle(), request=RecordingRequest())
+            times, made, ran = asyncio.run(timed_run(app, updates))
+        del app
+        same_calls(made, recorded, "our bot")
+        ours_runs.append(times)
+        jobs += ran
+        with settled_heap():
+            times, made, _ = asyncio.run(timed_run(floor_app(calls)[0], updates))
+        same_calls(made, recorded, "the floor")
+        floor_runs.append(times)
     ours = min(ours_runs, key=sum)
     floor = min(floor_runs, key=sum)
-    result = {"updates": len(updates), "api_calls": sum(map(len, calls.values())),
-              "ours_updates_per_s": round(len(ours) / sum(ours)),
-              "floor_updates_per_s": round(len(floor) / sum(floor))}
+    result: dict[str, Any] = {
+        "updates": len(updates), "taps": sum("callback_query" in raw for raw in updates),
+        "api_calls": len(recorded),
+        **{f"calls_{name}": n for name, n in sorted(Counter(n for n, _ in recorded).items())},
+        "ours_jobs_run": jobs["run"], "ours_jobs_missed": jobs["missed"],
+        "ours_updates_per_s": round(len(ours) / sum(ours)),
+        "floor_updates_per_s": round(len(floor) / sum(floor))}
     result["throughput_ratio"] = round(sum(floor) / sum(ours), 3)
     for name, q in (("p50", 0.5), ("p99", 0.99), ("p99_9", 0.999)):
         result[f"latency_{name}_ms"] = round(percentile(ours, q) * 1000, 3)
@@ -177,23 +284,42 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+WARM_UP_USERS = 1000
+
+
 async def memory_growth(sessions: int, db: Path) -> float:
-    app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
+    """Resident growth per stored session: each user sends /start and taps "agree" (the
+    consent: nothing is stored before it), so each leaves a session row behind."""
+    store = SessionStore(open_database(db))
+    app = build_application(settings_for(db), load_engine(), store,
                             rate_limiter=no_throttle(), request=RecordingRequest())
     request: RecordingRequest = app.bot.request  # type: ignore[assignment]
+    update_ids = iter(range(1, 10 * (sessions + WARM_UP_USERS)))
+
+    async def agree(user: int) -> None:
+        await app.process_update(Update.de_json(start_update(next(update_ids), user), app.bot))
+        question = question_message(user, request.calls, 0)
+        if question is None:
+            raise RuntimeError(f"/start from user {user} asked no question")
+        uid = next(update_ids)
+        await app.process_update(Update.de_json(
+            tap_update(uid, user, question, choice_data(question, "agree")), app.bot))
+        request.calls.clear()  # the recorder itself must not count
+        request.forget_chat(user)
+
     async with app:
         # Warm up on other users, so one-off allocations are not counted per session.
-        for user in range(1, 1001):
-            await app.process_update(Update.de_json(start_update(user, -user), app.bot))
-        request.calls.clear()
+        for user in range(1, WARM_UP_USERS + 1):
+            await agree(10_000_000 + user)
         gc.collect()
         before = rss_bytes()
         for user in range(1, sessions + 1):
-            await app.process_update(Update.de_json(start_update(user, user), app.bot))
-            if user % 1000 == 0:
-                request.calls.clear()  # the recorder itself must not count
+            await agree(user)
         gc.collect()
         grown = rss_bytes() - before
+    if store.count() != WARM_UP_USERS + sessions:
+        raise RuntimeError(f"{store.count()} sessions stored, expected "
+                           f"{WARM_UP_USERS + sessions}")
     return grown / sessions
 
 

@@ -56,3 +56,7 @@ class RecordingRequest(BaseRequest):
                 message["reply_markup"] = params["reply_markup"]
             return message
         return True
+
+    def forget_chat(self, chat_id: int) -> None:
+        """Drop the recorder's own per-chat state (so it does not count as the bot's memory)."""
+        self._next_id.pop(chat_id, None)
