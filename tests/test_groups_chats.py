@@ -15,41 +15,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from group_harness import (
+    BOT,
+    UPGRADED,
+    FakeBotAPI,
+    MigratingRequest,
+    assert_daily_tip,
+    assert_runs_at,
+    card_in,
+    eventually,
+    fake_api,
+    plain,
+    run,
+    running_bot,
+)
+from group_harness import engine as shipped_engine
 from telegram import Update
 from telegram.error import BadRequest
-
-try:  # works whether or not tests/ is a package
-    from group_harness import (
-        BOT,
-        UPGRADED,
-        FakeBotAPI,
-        MigratingRequest,
-        assert_daily_tip,
-        assert_runs_at,
-        card_in,
-        eventually,
-        fake_api,
-        plain,
-        run,
-        running_bot,
-    )
-    from group_harness import engine as shipped_engine
-except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.group_harness import (
-        BOT,
-        UPGRADED,
-        FakeBotAPI,
-        MigratingRequest,
-        assert_daily_tip,
-        assert_runs_at,
-        card_in,
-        eventually,
-        fake_api,
-        plain,
-        run,
-        running_bot,
-    )
-    from tests.group_harness import engine as shipped_engine
 
 GROUP = -100_777_000_001
 OTHER_GROUP = -100_777_000_002

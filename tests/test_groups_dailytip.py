@@ -16,38 +16,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from group_harness import (
+    FakeBotAPI,
+    assert_daily_tip,
+    assert_runs_at,
+    card_in,
+    eventually,
+    fake_api,
+    plain,
+    run,
+    running_bot,
+)
+from group_harness import engine as shipped_engine
 from telegram.error import NetworkError
 
 from bot.schedules import ScheduleStore
 from bot.store import open_database
 from bot.telegram_groups import known_zone
-
-try:  # works whether or not tests/ is a package
-    from group_harness import (
-        FakeBotAPI,
-        assert_daily_tip,
-        assert_runs_at,
-        card_in,
-        eventually,
-        fake_api,
-        plain,
-        run,
-        running_bot,
-    )
-    from group_harness import engine as shipped_engine
-except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.group_harness import (
-        FakeBotAPI,
-        assert_daily_tip,
-        assert_runs_at,
-        card_in,
-        eventually,
-        fake_api,
-        plain,
-        run,
-        running_bot,
-    )
-    from tests.group_harness import engine as shipped_engine
 
 BOT = "backbot_test_bot"
 GROUP = -100_222_000_001
