@@ -236,8 +236,8 @@ class BackBot:
                 # Delivered again after a crash: it was applied, so only show where we are.
                 event, notes = Event("ask"), ()
             new, outputs = self.engine.step(snapshot, event)
-            # Durable before anyone sees the reply; kept only with consent (and every use
-            # refreshes it, so retention counts from the last use).
+            # Durable before anyone sees the reply; kept only with consent (and use
+            # refreshes it, so retention counts from the last use, to the hour).
             if self.engine.has_consent(new):
                 if update_id is not None and update_id not in seen:
                     seen = [*seen, update_id]
