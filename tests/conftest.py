@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,11 @@ import pytest
 from bot import paths
 from bot.engine import Engine
 from bot.loading import DIALOG_FILE, load_engine
+
+try:  # works whether or not tests/ is a package
+    from fake_bot_api import FakeBotAPI
+except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests.fake_bot_api import FakeBotAPI
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +65,10 @@ def _find_activity(text: str) -> str | None:
 def find_activity() -> Callable[[str], str | None]:
     """`find_activity(text)`: the first activity word in text, or None."""
     return _find_activity
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBotAPI]:
+    """A Bot API server of the tests' own, started on 127.0.0.1 for one test."""
+    with FakeBotAPI() as server:
+        yield server

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
 
 __all__ = ["BOT", "UPGRADED", "WAIT", "Call", "FakeBotAPI", "MigratingRequest", "Running",
            "assert_daily_tip", "assert_runs_at", "card_in", "engine", "eventually", "fake_api",
-           "plain", "run", "running_bot"]
+           "msg", "plain", "run", "running_bot"]
 
 T = TypeVar("T")
 
@@ -208,6 +208,11 @@ def fake_api() -> Iterator[FakeBotAPI]:
     """A started FakeBotAPI on 127.0.0.1."""
     with FakeBotAPI() as api:
         yield api
+
+
+def msg(key: str) -> str:
+    """A sentence from content/messages.yaml, as written there."""
+    return engine().content.message(key)
 
 
 def make_settings(api: FakeBotAPI, db_path: Path, extra_env: Mapping[str, str] | None = None):

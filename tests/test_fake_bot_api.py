@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -40,12 +40,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def make_bot(api: FakeBotAPI, token: str | None = None) -> Bot:
     request = HTTPXRequest(connect_timeout=1.0, read_timeout=3.0, write_timeout=1.0)
     return Bot(token or api.token, base_url=api.base_url, request=request)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as server:
-        yield server
 
 
 def keyboard(*labels: str) -> InlineKeyboardMarkup:

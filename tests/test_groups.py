@@ -6,7 +6,7 @@ The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see grou
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,10 +17,10 @@ from bot.content import Card
 from bot.deeplinks import PAYLOAD, is_group_payload
 
 try:  # works whether or not tests/ is a package
-    from group_harness import FakeBotAPI, eventually, fake_api, plain, run, running_bot
+    from group_harness import FakeBotAPI, eventually, msg, plain, run, running_bot
     from group_harness import engine as shipped_engine
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.group_harness import FakeBotAPI, eventually, fake_api, plain, run, running_bot
+    from tests.group_harness import FakeBotAPI, eventually, msg, plain, run, running_bot
     from tests.group_harness import engine as shipped_engine
 
 BOT = "backbot_test_bot"
@@ -33,19 +33,9 @@ HANDOFF_COMMANDS = ["/start", f"/start@{BOT}", "/check", f"/check@{BOT}", "/star
 CONTENT = shipped_engine().content
 
 
-def msg(key: str) -> str:
-    return CONTENT.message(key)
-
-
 # Everything the dialog ever asks: none of it may be shown in a group.
 QUESTIONS = sorted(text for key, text in CONTENT.messages.items()
                    if key.startswith("question.") or key.endswith(".question"))
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with fake_api() as server:
-        yield server
 
 
 # -- assertions --

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +24,7 @@ from group_harness import (
     card_in,
     eventually,
     fake_api,
+    msg,
     plain,
     run,
     running_bot,
@@ -44,16 +44,6 @@ LONDON, TOKYO = ZoneInfo("Europe/London"), ZoneInfo("Asia/Tokyo")
 
 CONTENT = shipped_engine().content
 TIPS = CONTENT.cards_tagged("tip")
-
-
-def msg(key: str) -> str:
-    return CONTENT.message(key)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with fake_api() as server:
-        yield server
 
 
 def migrate_to(old: int, new: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import datetime as dt
 import logging
 import time
 import zoneinfo
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +21,7 @@ from group_harness import (
     assert_runs_at,
     card_in,
     eventually,
-    fake_api,
+    msg,
     plain,
     run,
     running_bot,
@@ -44,16 +43,6 @@ LONDON = ZoneInfo("Europe/London")
 
 CONTENT = shipped_engine().content
 TIPS = CONTENT.cards_tagged("tip")
-
-
-def msg(key: str) -> str:
-    return CONTENT.message(key)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeBotAPI]:
-    with fake_api() as server:
-        yield server
 
 
 # -- 5. who may set it, and how --
