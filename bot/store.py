@@ -19,6 +19,10 @@ SEEN_UPDATES = 16
 # Retention counts from the last use to within this: refreshing `updated_at` (and its
 # index) on every tap would double the cost of each write for no one's benefit.
 TOUCH_EVERY_SECONDS = 3600
+# Rows kept in memory after a read or write, for the people active right now: a tap then
+# costs one write and no read. Every write goes through the store, so they never differ
+# from the table; the bound keeps memory flat however many sessions are stored.
+CACHED_ROWS = 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     user_id    INTEGER PRIMARY KEY,
@@ -72,8 +76,13 @@ class Stored:
 
 
 class SessionStore:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    """Sessions by user id. Callers treat what `load` returns as read-only (the engine
+    never mutates a snapshot): the same objects are handed out until the next write."""
+
+    def __init__(self, db: sqlite3.Connection, cached_rows: int = CACHED_ROWS) -> None:
         self.db = db
+        self._rows: dict[int, Stored] = {}  # oldest first: insertion order is use order
+        self._cached_rows = cached_rows
         db.executescript(SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
         if "seen" not in columns:  # a database from before update ids were kept
@@ -83,6 +92,13 @@ class SessionStore:
         return self.load(user_id).snapshot
 
     def load(self, user_id: int) -> Stored:
+        cached = self._rows.get(user_id)
+        if cached is None:
+            cached = self._read(user_id)
+        self._remember(user_id, cached)
+        return cached
+
+    def _read(self, user_id: int) -> Stored:
         row = self.db.execute("SELECT snapshot, seen, updated_at FROM sessions "
                               "WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
@@ -101,32 +117,44 @@ class SessionStore:
         if previous.updated_at is None or now - previous.updated_at >= TOUCH_EVERY_SECONDS:
             self.put(user_id, snapshot, now, seen)
             return
+        kept = list(seen[-SEEN_UPDATES:])
         self.db.execute("UPDATE sessions SET snapshot = ?, seen = ? WHERE user_id = ?",
-                        (_dumps(snapshot), _seen(seen), user_id))
+                        (_dumps(snapshot), _seen(kept), user_id))
+        self._remember(user_id, Stored(snapshot, kept, previous.updated_at))
 
     def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None,
             seen: Sequence[int] = ()) -> None:
+        stamp, kept = int(now or time.time()), list(seen[-SEEN_UPDATES:])
         self.db.execute(
             "INSERT INTO sessions (user_id, snapshot, updated_at, seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot, "
             "updated_at = excluded.updated_at, seen = excluded.seen",
-            (user_id, _dumps(snapshot), int(now or time.time()), _seen(seen)),
+            (user_id, _dumps(snapshot), stamp, _seen(kept)),
         )
+        self._remember(user_id, Stored(snapshot, kept, stamp))
 
     def delete(self, user_id: int) -> int:
+        self._rows.pop(user_id, None)
         return self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
 
     def purge(self, older_than_days: int, now: float | None = None) -> int:
         cutoff = int((now or time.time()) - older_than_days * 86400)
+        self._rows.clear()
         return self.db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
+    def _remember(self, user_id: int, stored: Stored) -> None:
+        rows = self._rows
+        rows.pop(user_id, None)
+        if len(rows) >= self._cached_rows:
+            del rows[next(iter(rows))]  # the least recently used
+        rows[user_id] = stored
 
-def _dumps(snapshot: dict[str, Any]) -> str:
-    return json.dumps(snapshot, separators=(",", ":"))
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # built once: it runs on every tap
 
 
 def _seen(seen: Sequence[int]) -> str:
-    return ",".join(map(str, seen[-SEEN_UPDATES:]))
+    return ",".join(map(str, seen))

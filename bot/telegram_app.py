@@ -9,9 +9,8 @@ import sqlite3
 from urllib.parse import urlparse
 
 from telegram import Update
-from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter, Defaults
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
 
@@ -65,7 +64,6 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         ApplicationBuilder()
         .token(settings.require_token())
         .base_url(settings.api_base_url)
-        .defaults(Defaults(parse_mode=ParseMode.HTML))  # link previews: telegram_render
         # Updates run concurrently; BackBot's per-user locks keep each user's in order.
         .concurrent_updates(True)
         .rate_limiter(rate_limiter or telegram_limits())

@@ -39,7 +39,14 @@ from bot.engine import Engine, Event
 from bot.loading import TIP_TAG
 from bot.outputs import Output, Say
 from bot.store import SessionStore
-from bot.telegram_render import FORGET, Reply, TelegramRenderer, link_preview, parse_callback
+from bot.telegram_render import (
+    FORGET,
+    HTML,
+    Reply,
+    TelegramRenderer,
+    link_preview,
+    parse_callback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +293,8 @@ class BackBot:
             except TelegramError as exc:  # "typing..." is cosmetic; the replies still go out
                 log.info("typing action not sent: %s", type(exc).__name__)
         for reply in replies:
-            await bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard,
+            await bot.send_message(chat_id, reply.text, parse_mode=HTML,
+                                   reply_markup=reply.keyboard,
                                    link_preview_options=link_preview(reply.text))
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
@@ -305,7 +313,7 @@ class BackBot:
             if text is None:
                 await query.edit_message_reply_markup(None)
             else:
-                await query.edit_message_text(text)
+                await query.edit_message_text(text, parse_mode=HTML)
         except Forbidden:
             raise  # blocked: handled by dropping_if_blocked
         except TelegramError as exc:  # not modified, gone, timed out: the reply still goes out

@@ -33,7 +33,7 @@ from bot.deeplinks import checkin_url
 from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
-from bot.telegram_render import NO_PREVIEW, TelegramRenderer, escape
+from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class GroupFeatures:
         if message is None:
             return
         async with self._posting(context, message.chat_id):
-            await message.reply_text(self.render.message("group.start"),
+            await message.reply_text(self.render.message("group.start"), parse_mode=HTML,
                                      reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -173,9 +173,9 @@ class GroupFeatures:
             return
         async with self._posting(context, message.chat_id):
             if not self.tips:
-                await message.reply_text(self.render.message("tip.none"))
+                await message.reply_text(self.render.message("tip.none"), parse_mode=HTML)
                 return
-            await message.reply_text(self.render.tip(random.choice(self.tips)),
+            await message.reply_text(self.render.tip(random.choice(self.tips)), parse_mode=HTML,
                                      reply_markup=self._checkin_button(context, message.chat_id),
                                      link_preview_options=NO_PREVIEW)
 
@@ -187,7 +187,7 @@ class GroupFeatures:
         block = self.render.block(SourceList(self.content.message("sources.header"),
                                              tuple(self.content.sources.values())))
         async with self._posting(context, message.chat_id):
-            await message.reply_text(block, link_preview_options=NO_PREVIEW)
+            await message.reply_text(block, parse_mode=HTML, link_preview_options=NO_PREVIEW)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -201,10 +201,10 @@ class GroupFeatures:
         async with self._posting(context, chat.id):
             # Channel posts come only from the channel's admins; in groups we ask Telegram.
             if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
-                await message.reply_text(self.render.message("dailytip.not_admin"))
+                await message.reply_text(self.render.message("dailytip.not_admin"), parse_mode=HTML)
                 return
-            await message.reply_text(escape(self._configure(context.application, chat.id,
-                                                            args)))
+            reply = self._configure(context.application, chat.id, args)
+            await message.reply_text(escape(reply), parse_mode=HTML)
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A group upgraded to a supergroup: Telegram sends one service message in each."""
@@ -230,7 +230,8 @@ class GroupFeatures:
                 log.info("left a %s; its daily tip was removed", chat.type)
         elif old in GONE_STATUSES and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
             try:
-                await context.bot.send_message(chat.id, self.render.message("group.intro"))
+                await context.bot.send_message(chat.id, self.render.message("group.intro"),
+                                               parse_mode=HTML)
             except TelegramError as exc:
                 log.info("could not introduce myself: %s", type(exc).__name__)
 
@@ -250,6 +251,7 @@ class GroupFeatures:
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
+                                           parse_mode=HTML,
                                            reply_markup=self._checkin_button(context, chat_id),
                                            link_preview_options=NO_PREVIEW)
         except ChatMigrated as exc:

@@ -351,6 +351,14 @@ class FakeBotAPI:
         with self._lock:
             return [call for call in self.calls if call.method.lower() == wanted]
 
+    def texts_without_html(self) -> list[Call]:
+        """Text-carrying calls sent without parse_mode HTML. backbot escapes every text as
+        HTML, so for it each of these would show tags and entities to the reader."""
+        with self._lock:
+            return [call for call in self.calls
+                    if call.method in ("sendMessage", "editMessageText")
+                    and call.params.get("parse_mode") != "HTML"]
+
     def clear_calls(self) -> None:
         with self._lock:
             self.calls.clear()

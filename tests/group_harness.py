@@ -262,5 +262,6 @@ async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = 
                     await app.updater.stop()
                 if app.running:
                     await app.stop()
+            assert api.texts_without_html() == []
     finally:
         db.close()

@@ -15,7 +15,6 @@ Shared by tests/test_load.py, tests/test_crash.py and benchmarks/load.py + crash
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
@@ -25,7 +24,6 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -497,8 +495,3 @@ def run_threads(targets: list[Any], deadline: float) -> list[BaseException | Non
             errors[i] = TimeoutError("user thread still running at the deadline")
     return errors
 
-
-@contextlib.contextmanager
-def fake_api() -> Iterator[FakeBotAPI]:
-    with FakeBotAPI() as api:
-        yield api

@@ -338,3 +338,4 @@ async def bot_session(tmp_path: Path, api: FakeBotAPI | None = None,
             yield harness
         finally:
             await harness.stop()
+        assert api.texts_without_html() == []

@@ -235,6 +235,8 @@ def run_load(n_users: int, workdir: Path, *, seed: int = 20240601,
         code = bot.stop(timeout=max(1.0, min(10.0, deadline - time.monotonic())))
         watch.refresh()
         problems = check(api, watch, dialog, users, bot, errors)
+        problems += [f"sent without parse_mode HTML: {call.method} {call.params.get('text')!r}"
+                     for call in api.texts_without_html()]
         if code != 0:
             problems.append(f"the bot exited with {code} on SIGTERM")
         problems += [f"the bot exited by itself with {c}" for c in bot.unexpected_exits]

@@ -156,6 +156,7 @@ def test_backbot_run_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> No
             assert api.token not in log
             assert secret_part not in log
         assert "Traceback" not in second.stderr()
+        assert api.texts_without_html() == []
 
 
 def test_backbot_run_without_token_explains_itself(tmp_path: Path) -> None:
