@@ -40,6 +40,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from telegram import InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, TypeHandler
 
+from benchmarks import instructions
 from benchmarks.engine import random_walk
 from benchmarks.fake_request import RecordingRequest
 from bot.config import load_settings
@@ -242,40 +243,66 @@ def settled_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+def run_ours(updates: list[dict], db: Path) -> tuple[list[float], list, Counter[str]]:
+    """One timed run of our bot over the updates, on a fresh database."""
+    with settled_heap():
+        app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
+                                rate_limiter=no_throttle(), request=RecordingRequest())
+        return asyncio.run(timed_run(app, updates))
+
+
+def run_floor(updates: list[dict], calls: dict[int, list],
+              ) -> tuple[list[float], list, Counter[str]]:
+    """One timed run of the floor over the same updates."""
+    with settled_heap():
+        return asyncio.run(timed_run(floor_app(calls)[0], updates))
+
+
 def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """Rounds of one run each, back to back, which goes first alternating: this machine's
+    speed drifts by up to 2x within seconds (a fixed loop measured 7 to 16 ms in one
+    second), so each ratio is taken within its pair and the median over pairs reported,
+    with the lowest and highest beside it."""
     updates, calls = asyncio.run(record_dialogs(users, workdir / "record.sqlite3"))
     recorded = [call for raw in updates for call in calls[raw["update_id"]]]
-    ours_runs, floor_runs = [], []
+    pairs: list[tuple[list[float], list[float]]] = []
     jobs: Counter[str] = Counter()
-    for n in range(rounds):  # alternate, so drift on the machine hits both alike
-        db = workdir / f"ours{n}.sqlite3"
-        with settled_heap():
-            app = build_application(settings_for(db), load_engine(),
-                                    SessionStore(open_database(db)),
-                                    rate_limiter=no_throttle(), request=RecordingRequest())
-            times, made, ran = asyncio.run(timed_run(app, updates))
-        del app
+
+    def ours(n: int) -> list[float]:
+        times, made, ran = run_ours(updates, workdir / f"ours{n}.sqlite3")
         same_calls(made, recorded, "our bot")
-        ours_runs.append(times)
-        jobs += ran
-        with settled_heap():
-            times, made, _ = asyncio.run(timed_run(floor_app(calls)[0], updates))
+        jobs.update(ran)
+        return times
+
+    def floor() -> list[float]:
+        times, made, _ = run_floor(updates, calls)
         same_calls(made, recorded, "the floor")
-        floor_runs.append(times)
-    ours = min(ours_runs, key=sum)
-    floor = min(floor_runs, key=sum)
+        return times
+
+    for n in range(rounds):
+        if n % 2:
+            floor_times = floor()
+            pairs.append((ours(n), floor_times))
+        else:
+            pairs.append((ours(n), floor()))  # left to right: ours first
     result: dict[str, Any] = {
         "updates": len(updates), "taps": sum("callback_query" in raw for raw in updates),
-        "api_calls": len(recorded),
+        "api_calls": len(recorded), "rounds": rounds,
         **{f"calls_{name}": n for name, n in sorted(Counter(n for n, _ in recorded).items())},
         "ours_jobs_run": jobs["run"], "ours_jobs_missed": jobs["missed"],
-        "ours_updates_per_s": round(len(ours) / sum(ours)),
-        "floor_updates_per_s": round(len(floor) / sum(floor))}
-    result["throughput_ratio"] = round(sum(floor) / sum(ours), 3)
+        "ours_updates_per_s": round(statistics.median(len(o) / sum(o) for o, _ in pairs)),
+        "floor_updates_per_s": round(statistics.median(len(f) / sum(f) for _, f in pairs))}
+    ratios = [sum(f) / sum(o) for o, f in pairs]
+    result["throughput_ratio"] = round(statistics.median(ratios), 3)
+    result["throughput_ratio_lowest"] = round(min(ratios), 3)
+    result["throughput_ratio_highest"] = round(max(ratios), 3)
     for name, q in (("p50", 0.5), ("p99", 0.99), ("p99_9", 0.999)):
-        result[f"latency_{name}_ms"] = round(percentile(ours, q) * 1000, 3)
-        result[f"floor_{name}_ms"] = round(percentile(floor, q) * 1000, 3)
-        result[f"latency_{name}_ratio"] = round(percentile(ours, q) / percentile(floor, q), 3)
+        ours_q = [percentile(o, q) for o, _ in pairs]
+        floor_q = [percentile(f, q) for _, f in pairs]
+        result[f"latency_{name}_ms"] = round(statistics.median(ours_q) * 1000, 3)
+        result[f"floor_{name}_ms"] = round(statistics.median(floor_q) * 1000, 3)
+        result[f"latency_{name}_ratio"] = round(
+            statistics.median(a / b for a, b in zip(ours_q, floor_q, strict=True)), 3)
     return result
 
 
@@ -384,6 +411,16 @@ def startup(stored: int, repeats: int, workdir: Path) -> dict[str, Any]:
             "startup_ratio": round(t_full / t_empty, 3)}
 
 
+def instruction_counts(users: int, workdir: Path) -> dict[str, Any]:
+    if users <= 0:
+        return {}
+    if not instructions.available():
+        print("instruction counts skipped: valgrind is not installed", file=sys.stderr)
+        return {}
+    updates, calls = asyncio.run(record_dialogs(users, workdir / "record-counted.sqlite3"))
+    return instructions.instructions(updates, calls, workdir)
+
+
 def engine_step() -> dict[str, Any]:
     engine = load_engine()
     rng = random.Random(1)
@@ -399,7 +436,9 @@ def engine_step() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="backbot benchmarks")
     parser.add_argument("--users", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--instruction-users", type=int, default=100,
+                        help="users replayed under callgrind (0: skip that part)")
     parser.add_argument("--sessions", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--stored", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -407,11 +446,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/latest.json")
     args = parser.parse_args()
     if args.quick:
-        args.users, args.rounds, args.sessions, args.stored, args.repeats = 50, 1, [2000], 20_000, 1
+        args.users, args.rounds, args.sessions, args.stored, args.repeats = 50, 2, [2000], 20_000, 1
+        args.instruction_users = 10
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for part in (lambda: throughput(args.users, args.rounds, workdir),
+                     lambda: instruction_counts(args.instruction_users, workdir),
                      lambda: memory(args.sessions, workdir),
                      lambda: startup(args.stored, args.repeats, workdir),
                      engine_step):

@@ -260,11 +260,14 @@ class Engine:
                 or not isinstance(run, int) or isinstance(run, bool)):
             return "session.outdated"
         state: str | None = self.dialog.initial
-        for pair in answers:
-            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] != state
-                    or not isinstance(pair[1], str)):
-                return "session.outdated"
-            state = self._next.get((state, pair[1]))
+        follow = self._next
+        try:  # runs on every step: unpacking and one lookup per answer, no type tests
+            for source, choice in answers:
+                if source != state:
+                    return "session.outdated"
+                state = follow.get((source, choice))  # None for anything not a choice
+        except (TypeError, ValueError):  # not a [state, choice] pair, or unhashable
+            return "session.outdated"
         if state is None or snapshot.get("state") != state:
             return "session.outdated"
         return None

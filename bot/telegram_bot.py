@@ -221,8 +221,7 @@ class BackBot:
             return
         if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
             async with self.locks.hold(change.chat.id):
-                self.store.delete(change.chat.id)
-            log.info("a user blocked the bot; their session was dropped")
+                self.drop_blocked(change.chat.id)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Only the update id and error type: never the token, never anyone's answers.
@@ -252,7 +251,7 @@ class BackBot:
             elif snapshot is not None:
                 self.store.delete(user_id)
             edited, replies = self.render.replies([*notes, *outputs])
-            async with self.dropping_if_blocked(user_id):
+            try:  # as dropping_if_blocked does, written out on the path every tap takes
                 if query is not None:
                     stale = bool(outputs) and isinstance(outputs[0], Say) and (
                         outputs[0].key == "session.stale")
@@ -263,6 +262,8 @@ class BackBot:
                     elif stale:
                         await self.edit(query, None)  # drop the old keyboard
                 await self.send(chat_id, replies)
+            except Forbidden:
+                self.drop_blocked(user_id)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
@@ -280,8 +281,11 @@ class BackBot:
         try:
             yield
         except Forbidden:
-            self.store.delete(user_id)
-            log.info("a user blocked the bot; their session was dropped")
+            self.drop_blocked(user_id)
+
+    def drop_blocked(self, user_id: int) -> None:
+        self.store.delete(user_id)
+        log.info("a user blocked the bot; their session was dropped")
 
     async def send(self, chat_id: int, replies: list[Reply]) -> None:
         bot = self.app_bot

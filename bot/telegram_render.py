@@ -10,20 +10,23 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ParseMode
 
 from bot.content import Card, Content, group_citations
-from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
 # Telegram allows 4096 characters; shorter parts read better on a phone.
 MAX_MESSAGE_CHARS = 1500
 MAX_CALLBACK_BYTES = 64
 # Text needs only <, > and & escaped; attributes (href) also need quotes.
 escape = partial(html.escape, quote=False)
-KEYBOARD_CACHE_SIZE = 4096
+# Rendered keyboards and texts kept for reuse. The dialog's outputs are a finite set, so
+# these fill up once and stop growing; the bound only guards a dialog built otherwise.
+RENDER_CACHE_SIZE = 4096
 # Citations are links; their previews would bury the text. Sent only with messages that
 # hold a link (a default would add it to every call).
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # Every text here is escaped HTML. Passed with each call rather than as PTB Defaults,
-# which would scan every call's arguments for defaults to fill in (a tenth of a tap's cost).
-HTML = ParseMode.HTML
+# which would scan every call's arguments for defaults to fill in; as the plain string,
+# which PTB sends as it is.
+HTML: str = ParseMode.HTML.value
 ANSWER = "a"
 FORGET = "f"
 
@@ -60,7 +63,9 @@ class TelegramRenderer:
     def __init__(self, content: Content) -> None:
         self.content = content
         self._cards: dict[str, str] = {}
-        self._keyboards: dict[tuple[str, tuple[Choice, ...]], InlineKeyboardMarkup] = {}
+        self._keyboards: dict[tuple[str, str], InlineKeyboardMarkup] = {}
+        self._answered: dict[tuple[str, str], str] = {}
+        self._parts: dict[tuple[str, ...], list[str]] = {}
 
     def replies(self, outputs: list[Output]) -> tuple[str | None, list[Reply]]:
         """The text to put on the answered question (if any) and the messages to send."""
@@ -85,9 +90,14 @@ class TelegramRenderer:
         return escape(self.content.message(message_id))
 
     def answered(self, output: Answered) -> str:
-        return (f"{escape(output.question)}\n\n"
-                f"{escape(self.content.message('answered.label'))} "
-                f"<b>{escape(output.label)}</b>")
+        key = (output.question, output.label)
+        text = self._answered.get(key)
+        if text is None:
+            text = (f"{escape(output.question)}\n\n"
+                    f"{escape(self.content.message('answered.label'))} "
+                    f"<b>{escape(output.label)}</b>")
+            _bounded_put(self._answered, key, text)
+        return text
 
     def block(self, output: Output) -> str:
         if isinstance(output, Say):
@@ -123,15 +133,14 @@ class TelegramRenderer:
 
     def keyboard(self, ask: Ask) -> InlineKeyboardMarkup:
         # Most people are at one of a few hundred (question, ref) points: build each once.
-        key = (ask.ref, ask.choices)
+        # A ref names the state, so with the question it fixes the choices.
+        key = (ask.ref, ask.key)
         markup = self._keyboards.get(key)
         if markup is None:
-            if len(self._keyboards) >= KEYBOARD_CACHE_SIZE:
-                self._keyboards.clear()
             markup = InlineKeyboardMarkup(
                 [[InlineKeyboardButton(c.label, callback_data=answer_data(ask.ref, c.id))]
                  for c in ask.choices])
-            self._keyboards[key] = markup
+            _bounded_put(self._keyboards, key, markup)
         return markup
 
     def forget_keyboard(self) -> InlineKeyboardMarkup:
@@ -142,11 +151,21 @@ class TelegramRenderer:
                                   callback_data=f"{FORGET}|no")],
         ])
 
-    @staticmethod
-    def _flush(pending: list[str], replies: list[Reply]) -> None:
+    def _flush(self, pending: list[str], replies: list[Reply]) -> None:
         if pending:
-            replies.extend(Reply(part) for part in split_lines("\n\n".join(pending)))
+            key = tuple(pending)
+            parts = self._parts.get(key)
+            if parts is None:
+                parts = split_lines("\n\n".join(pending))
+                _bounded_put(self._parts, key, parts)
+            replies.extend(Reply(part) for part in parts)
             pending.clear()
+
+
+def _bounded_put(cache: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    if len(cache) >= RENDER_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
 
 
 def split_lines(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
