@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS daily_tips (
     chat_id INTEGER PRIMARY KEY,
     hhmm    TEXT    NOT NULL,
     tz      TEXT    NOT NULL,
-    posted  TEXT    NOT NULL DEFAULT '[]'
+    posted  TEXT    NOT NULL DEFAULT '[]',
+    last_day TEXT   NOT NULL DEFAULT ''
 );
 """
 
@@ -21,12 +22,16 @@ class Schedule:
     chat_id: int
     hhmm: str
     tz: str
+    last_day: str = ""  # the day (in tz, ISO) whose tip went out last, "" before the first
 
 
 class ScheduleStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(daily_tips)")}
+        if "last_day" not in columns:  # a database from before missed tips were caught up
+            db.execute("ALTER TABLE daily_tips ADD COLUMN last_day TEXT NOT NULL DEFAULT ''")
 
     def set(self, chat_id: int, hhmm: str, tz: str) -> None:
         self.db.execute(
@@ -50,13 +55,14 @@ class ScheduleStore:
         return self.get(new_chat_id) if moved else None
 
     def get(self, chat_id: int) -> Schedule | None:
-        row = self.db.execute("SELECT chat_id, hhmm, tz FROM daily_tips WHERE chat_id = ?",
-                              (chat_id,)).fetchone()
+        row = self.db.execute("SELECT chat_id, hhmm, tz, last_day FROM daily_tips "
+                              "WHERE chat_id = ?", (chat_id,)).fetchone()
         return Schedule(*row) if row else None
 
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in
-                self.db.execute("SELECT chat_id, hhmm, tz FROM daily_tips ORDER BY chat_id")]
+                self.db.execute("SELECT chat_id, hhmm, tz, last_day FROM daily_tips "
+                                "ORDER BY chat_id")]
 
     def next_tip(self, chat_id: int, tip_ids: list[str]) -> str | None:
         """The first tip this chat has not had yet; after the last one, start over."""
@@ -65,13 +71,14 @@ class ScheduleStore:
             return None
         return next(t for t in tip_ids if t not in posted)
 
-    def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str]) -> None:
-        """Called once a tip was delivered, so a failed post is tried again next time."""
+    def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str], day: str = "") -> None:
+        """Called once a tip was delivered, so a failed post is tried again next time.
+        `day` is the day whose tip this was, so a restart does not post it twice."""
         posted = self._posted(chat_id, tip_ids)
         if posted is None:
             return
-        self.db.execute("UPDATE daily_tips SET posted = ? WHERE chat_id = ?",
-                        (json.dumps(sorted(posted | {tip_id})), chat_id))
+        self.db.execute("UPDATE daily_tips SET posted = ?, last_day = ? WHERE chat_id = ?",
+                        (json.dumps(sorted(posted | {tip_id})), day, chat_id))
 
     def _posted(self, chat_id: int, tip_ids: list[str]) -> set[str] | None:
         row = self.db.execute("SELECT posted FROM daily_tips WHERE chat_id = ?",

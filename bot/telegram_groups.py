@@ -59,12 +59,38 @@ MISFIRE_GRACE_SECONDS = 15 * 60
 # Tips due in the same minute start at a per-chat second within it, so a popular time
 # does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
 SPREAD_SECONDS = 60
+DAILY_JOB, LATE_JOB = "dailytip", "dailytip-late"  # job names, followed by ":<chat id>"
 
 
 class BadZone(ValueError):
     def __init__(self, zone: str) -> None:
         super().__init__(zone)
         self.zone = zone
+
+
+def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
+    """When the chat's tip last fell due at or before `now`, in the chat's zone (None if
+    the zone is unknown here). Each chat's tip is due at its own second of the minute."""
+    tzinfo = known_zone(schedule.tz)
+    if tzinfo is None:
+        return None
+    local = now.astimezone(tzinfo)
+    hour, minute = map(int, schedule.hhmm.split(":"))
+    due = local.replace(hour=hour, minute=minute, second=spread_second(schedule.chat_id),
+                        microsecond=0)
+    return due if due <= local else due - dt.timedelta(days=1)
+
+
+def missed(schedule: Schedule, now: dt.datetime) -> bool:
+    """Whether the chat's last tip fell due less than the grace ago (while the bot was not
+    running) and has not gone out: APScheduler starts counting from now, so it would not."""
+    due = last_due(schedule, now)
+    return (due is not None and 0 < (now - due).total_seconds() <= MISFIRE_GRACE_SECONDS
+            and schedule.last_day != due.date().isoformat())
+
+
+def spread_second(chat_id: int) -> int:
+    return chat_id % SPREAD_SECONDS
 
 
 def known_zone(name: str) -> ZoneInfo | None:
@@ -153,9 +179,15 @@ class GroupFeatures:
                                                    ChatMemberHandler.MY_CHAT_MEMBER))
 
     def restore_jobs(self, app: Application) -> None:  # type: ignore[type-arg]
-        """Rebuild every daily tip from the database, so a restart loses none."""
+        """Rebuild every daily tip from the database, so a restart loses none: one that
+        fell due while the bot was down, less than the grace ago, goes out now."""
+        now = dt.datetime.now(dt.UTC)
         for schedule in self.schedules.all():
             self._schedule_job(app, schedule.chat_id, schedule.hhmm, schedule.tz)
+            if app.job_queue is not None and missed(schedule, now):
+                app.job_queue.run_once(self.post_daily_tip, when=spread_second(schedule.chat_id),
+                                       chat_id=schedule.chat_id,
+                                       name=f"{LATE_JOB}:{schedule.chat_id}")
 
     # -- handlers --
 
@@ -245,9 +277,11 @@ class GroupFeatures:
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
                         migrated: bool = False) -> None:
         tip_ids = [card.id for card in self.tips]
+        schedule = self.schedules.get(chat_id)
         tip_id = self.schedules.next_tip(chat_id, tip_ids)
-        if tip_id is None:
+        if tip_id is None or schedule is None:
             return
+        due = last_due(schedule, dt.datetime.now(dt.UTC))
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
@@ -266,7 +300,8 @@ class GroupFeatures:
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
             log.error("daily tip %s refused: %s", tip_id, exc.message)
-        self.schedules.mark_posted(chat_id, tip_id, tip_ids)
+        self.schedules.mark_posted(chat_id, tip_id, tip_ids,
+                                   day=due.date().isoformat() if due is not None else "")
 
     def migrate(self, app: Application, old_chat_id: int,  # type: ignore[type-arg]
                 new_chat_id: int) -> Schedule | None:
@@ -290,16 +325,17 @@ class GroupFeatures:
         hour, minute = map(int, hhmm.split(":"))
         app.job_queue.run_daily(
             self.post_daily_tip,
-            time=dt.time(hour, minute, chat_id % SPREAD_SECONDS, tzinfo=tzinfo),
-            chat_id=chat_id, name=f"dailytip:{chat_id}",
+            time=dt.time(hour, minute, spread_second(chat_id), tzinfo=tzinfo),
+            chat_id=chat_id, name=f"{DAILY_JOB}:{chat_id}",
             job_kwargs={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True})
 
     @staticmethod
     def _unschedule(app: Application, chat_id: int) -> None:  # type: ignore[type-arg]
         if app.job_queue is None:
             return
-        for job in app.job_queue.get_jobs_by_name(f"dailytip:{chat_id}"):
-            job.schedule_removal()
+        for name in (DAILY_JOB, LATE_JOB):
+            for job in app.job_queue.get_jobs_by_name(f"{name}:{chat_id}"):
+                job.schedule_removal()
 
     # -- helpers --
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import time
 import zoneinfo
 from pathlib import Path
@@ -29,9 +30,9 @@ from group_harness import (
 from group_harness import engine as shipped_engine
 from telegram.error import NetworkError
 
-from bot.schedules import ScheduleStore
+from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
-from bot.telegram_groups import known_zone
+from bot.telegram_groups import known_zone, last_due
 
 BOT = "backbot_test_bot"
 GROUP = -100_222_000_001
@@ -43,6 +44,9 @@ LONDON = ZoneInfo("Europe/London")
 
 CONTENT = shipped_engine().content
 TIPS = CONTENT.cards_tagged("tip")
+# Half a day away, so no tip set in the database before a start falls due (or was just
+# missed) while the test runs.
+FAR_FROM_NOW = (dt.datetime.now(LONDON) + dt.timedelta(hours=12)).strftime("%H:%M")
 
 
 # -- 5. who may set it, and how --
@@ -230,13 +234,13 @@ def test_daily_tips_spread_over_their_minute_and_run_late_rather_than_never(
     chats = [-100_555_000_000 - n for n in range(60)]
     db = open_database(tmp_path / "db.sqlite3")
     for chat in chats:  # 60 chats, all at the same minute
-        ScheduleStore(db).set(chat, "08:30", "Europe/London")
+        ScheduleStore(db).set(chat, FAR_FROM_NOW, "Europe/London")
     db.close()
 
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            starts = [assert_runs_at(bot, chat, "08:30", LONDON) for chat in chats]
-            # each chat at its own second of 08:30, not all 60 at 08:30:00
+            starts = [assert_runs_at(bot, chat, FAR_FROM_NOW, LONDON) for chat in chats]
+            # each chat at its own second of that minute, not all 60 at :00
             assert len({start.second for start in starts}) == len(chats)
             for chat in chats:
                 scheduled = bot.job(chat).job  # the APScheduler job under PTB's Job
@@ -248,7 +252,7 @@ def test_daily_tips_spread_over_their_minute_and_run_late_rather_than_never(
             bot.job(chat).job.modify(next_run_time=late)  # wakes the scheduler
             [tip] = await bot.wait_sent(chat, 1)
             assert_daily_tip(tip, chat)
-            assert_runs_at(bot, chat, "08:30", LONDON)  # and it is due again at 08:30
+            assert_runs_at(bot, chat, FAR_FROM_NOW, LONDON)  # and it is due again then
             assert [c for c in api.calls_to("sendMessage") if c.params["chat_id"] in chats
                     ] == bot.sends(chat)  # only that one chat's tip
             assert bot.errors == []
@@ -288,6 +292,63 @@ def test_daily_tip_survives_a_restart(api: FakeBotAPI, tmp_path: Path) -> None:
 
     run(before())
     run(after())
+
+
+def minutes_ago(minutes: int) -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).strftime("%H:%M")
+
+
+def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    # Chat ids whose tips are due at second 0 of their minute.
+    missed, posted, too_late = -100_222_000_020, -100_222_000_080, -100_222_000_140
+    assert {chat % 60 for chat in (missed, posted, too_late)} == {0}
+    db_path = tmp_path / "db.sqlite3"
+    db = open_database(db_path)
+    store = ScheduleStore(db)
+    store.set(missed, minutes_ago(3), "UTC")  # fell due while the bot was down
+    store.set(posted, minutes_ago(3), "UTC")  # fell due, and went out before the restart
+    day = last_due(store.get(posted), dt.datetime.now(dt.UTC)).date().isoformat()
+    store.mark_posted(posted, TIPS[0].id, [c.id for c in TIPS], day=day)
+    store.set(too_late, minutes_ago(30), "UTC")  # beyond the grace: tomorrow, as ever
+    db.close()
+
+    def late_jobs(bot: Any, chat: int) -> tuple[Any, ...]:
+        return bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{chat}")
+
+    async def first_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            [tip] = await bot.wait_sent(missed, 1)
+            assert_daily_tip(tip, missed)
+            assert late_jobs(bot, posted) == () and late_jobs(bot, too_late) == ()
+            for chat in (missed, posted, too_late):
+                assert bot.job(chat).next_t > dt.datetime.now(dt.UTC)  # and every day after
+            assert bot.errors == []
+
+    async def second_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            assert late_jobs(bot, missed) == ()  # that day's tip went out: not again
+            assert bot.errors == []
+
+    run(first_start())
+    assert ScheduleStore(open_database(db_path)).get(missed).last_day == day
+    run(second_start())
+    assert len(api.sent_to(missed)) == 1
+    assert api.sent_to(posted) == [] and api.sent_to(too_late) == []
+
+
+def test_a_schedule_table_from_before_catch_up_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT NOT "
+                      "NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]');"
+                      "INSERT INTO daily_tips (chat_id, hhmm, tz) VALUES (-5, '08:30', 'UTC');")
+    old.commit()
+    old.close()
+    store = ScheduleStore(open_database(path))
+    assert store.get(-5) == Schedule(-5, "08:30", "UTC", "")
+    store.mark_posted(-5, TIPS[0].id, [c.id for c in TIPS], day="2026-12-01")
+    assert store.get(-5) == Schedule(-5, "08:30", "UTC", "2026-12-01")
 
 
 # -- 8. the bot's own membership --
