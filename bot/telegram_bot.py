@@ -30,6 +30,8 @@ from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
+    Job,
+    JobQueue,
     MessageHandler,
     filters,
 )
@@ -66,6 +68,17 @@ PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ign
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
+# Replies Telegram did not take (timed out, failed) are sent again this much later, once,
+# so no one is left after an answer with no next question and no buttons.
+SEND_AGAIN_SECONDS = 5.0
+
+
+class Unsent(TelegramError):
+    """Telegram refused or lost a reply: it and those after it did not go out."""
+
+    def __init__(self, remaining: list[Reply], cause: TelegramError) -> None:
+        super().__init__(cause.message)
+        self.remaining, self.cause = remaining, cause
 
 
 class KeyedLocks:
@@ -118,6 +131,8 @@ class BackBot:
         self.content = engine.content
         self.render = TelegramRenderer(engine.content)
         self.locks = KeyedLocks()
+        self.send_again_after = SEND_AGAIN_SECONDS
+        self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]  # by user
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -226,7 +241,8 @@ class BackBot:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Only the update id and error type: never the token, never anyone's answers.
         update_id = update.update_id if isinstance(update, Update) else None
-        log.error("update %s failed: %s", update_id, type(context.error).__name__)
+        error = context.error.cause if isinstance(context.error, Unsent) else context.error
+        log.error("update %s failed: %s", update_id, type(error).__name__)
         log.debug("details", exc_info=context.error)
 
     # -- the one path from event to replies --
@@ -262,8 +278,47 @@ class BackBot:
                     elif stale:
                         await self.edit(query, None)  # drop the old keyboard
                 await self.send(chat_id, replies)
+                if self._sends_again:
+                    self._cancel_send_again(user_id)  # what they see now is newer
             except Forbidden:
                 self.drop_blocked(user_id)
+            except Unsent as unsent:
+                kept = self.store.get(user_id)  # what the replies belong to
+                self.send_again_later(user_id, chat_id, unsent.remaining, kept)
+                raise  # logged by on_error
+
+    def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
+                         snapshot: dict[str, Any] | None) -> None:
+        """Once, after a pause, unless the person has moved on by then. (A timed-out
+        message may have arrived after all: a second copy is harmless, as both copies of a
+        question's keyboard work.)"""
+        if self.job_queue is None:
+            return
+        self._cancel_send_again(user_id)
+        self._sends_again[user_id] = self.job_queue.run_once(
+            self._send_again, when=self.send_again_after,
+            data=(user_id, chat_id, replies, snapshot), name=f"send-again:{user_id}")
+
+    def _cancel_send_again(self, user_id: int) -> None:
+        job = self._sends_again.pop(user_id, None)
+        if job is not None:
+            job.schedule_removal()
+
+    async def _send_again(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert context.job is not None
+        user_id, chat_id, replies, snapshot = context.job.data  # type: ignore[misc]
+        if self._sends_again.get(user_id) is context.job:
+            del self._sends_again[user_id]
+        async with self.locks.hold(user_id):
+            if self.store.get(user_id) != snapshot:
+                return  # they answered or restarted meanwhile: those replies are old
+            try:
+                await self.send(chat_id, replies)
+            except Forbidden:
+                self.drop_blocked(user_id)
+            except TelegramError as exc:
+                failed = exc.cause if isinstance(exc, Unsent) else exc
+                log.warning("replies not sent again: %s", type(failed).__name__)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
@@ -296,10 +351,15 @@ class BackBot:
                 raise  # blocked: handled by dropping_if_blocked
             except TelegramError as exc:  # "typing..." is cosmetic; the replies still go out
                 log.info("typing action not sent: %s", type(exc).__name__)
-        for reply in replies:
-            await bot.send_message(chat_id, reply.text, parse_mode=HTML,
-                                   reply_markup=reply.keyboard,
-                                   link_preview_options=link_preview(reply.text))
+        for n, reply in enumerate(replies):
+            try:
+                await bot.send_message(chat_id, reply.text, parse_mode=HTML,
+                                       reply_markup=reply.keyboard,
+                                       link_preview_options=link_preview(reply.text))
+            except Forbidden:
+                raise  # blocked: handled by dropping_if_blocked
+            except TelegramError as exc:
+                raise Unsent(replies[n:], exc) from exc
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""
@@ -324,6 +384,8 @@ class BackBot:
             log.info("message not edited: %s", type(exc).__name__)
 
     app_bot: Bot  # set by attach(): the Bot of the Application this serves
+    job_queue: JobQueue | None  # type: ignore[type-arg]
 
     def attach(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app_bot = app.bot
+        self.job_queue = app.job_queue

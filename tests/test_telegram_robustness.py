@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -357,19 +360,57 @@ def test_server_errors_are_logged_and_the_bot_keeps_running(
 
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.2
             await at_bladder_question(h)
             h.api.fail_next("sendMessage", error_code=code, description=description)
             message = h.current(CHAT)
+            before = len(h.sent_texts(CHAT))
             update_id = await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
             assert failures(caplog) == [f"update {update_id} failed: {error}"]
             assert h.state(CHAT) == "asking_saddle"  # stored before the reply went out
+            assert h.sent_texts(CHAT)[before:] == []
+
+            # No one is left without a question to answer: it goes out again by itself,
+            # once, with its keyboard.
+            saddle = h.message_text("question.saddle")
+            assert await until(lambda: h.sent_texts(CHAT)[before:] == [saddle])
+            await asyncio.sleep(0.4)
+            assert h.sent_texts(CHAT)[before:] == [saddle]
+            assert h.data_for(h.current(CHAT), "no")
 
             replies = await h.say(CHAT, "/start")
-            assert replies == [h.message_text("session.resumed"),
-                               h.message_text("question.saddle")]
+            assert replies == [h.message_text("session.resumed"), saddle]
             assert len(failures(caplog)) == 1
 
     run_bounded(scenario())
+
+
+def test_a_failed_reply_is_not_sent_again_once_something_newer_went_out(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.3
+            await at_bladder_question(h)
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            message = h.current(CHAT)
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            before = len(h.sent_texts(CHAT))
+            replies = await h.say(CHAT, "/start")  # before the second try is due
+            saddle = h.message_text("question.saddle")
+            assert replies == [h.message_text("session.resumed"), saddle]
+            await asyncio.sleep(0.6)
+            assert h.sent_texts(CHAT)[before:] == replies  # no second copy
+
+    run_bounded(scenario())
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 # ------------------------------------------------------------------------------- 8. /forget
