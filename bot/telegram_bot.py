@@ -73,14 +73,6 @@ MEMBERSHIP_GROUP = 1
 SEND_AGAIN_SECONDS = 5.0
 
 
-class Unsent(TelegramError):
-    """Telegram refused or lost a reply: it and those after it did not go out."""
-
-    def __init__(self, remaining: list[Reply], cause: TelegramError) -> None:
-        super().__init__(cause.message)
-        self.remaining, self.cause = remaining, cause
-
-
 class KeyedLocks:
     """One asyncio.Lock per user while in use, so one user's updates apply in order."""
 
@@ -241,8 +233,7 @@ class BackBot:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Only the update id and error type: never the token, never anyone's answers.
         update_id = update.update_id if isinstance(update, Update) else None
-        error = context.error.cause if isinstance(context.error, Unsent) else context.error
-        log.error("update %s failed: %s", update_id, type(error).__name__)
+        log.error("update %s failed: %s", update_id, type(context.error).__name__)
         log.debug("details", exc_info=context.error)
 
     # -- the one path from event to replies --
@@ -267,6 +258,7 @@ class BackBot:
             elif snapshot is not None:
                 self.store.delete(user_id)
             edited, replies = self.render.replies([*notes, *outputs])
+            unsent: list[Reply] = []
             try:  # as dropping_if_blocked does, written out on the path every tap takes
                 if query is not None:
                     stale = bool(outputs) and isinstance(outputs[0], Say) and (
@@ -277,14 +269,14 @@ class BackBot:
                         await self.edit(query, edited)
                     elif stale:
                         await self.edit(query, None)  # drop the old keyboard
-                await self.send(chat_id, replies)
+                await self.send(chat_id, replies, unsent)
                 if self._sends_again:
                     self._cancel_send_again(user_id)  # what they see now is newer
             except Forbidden:
                 self.drop_blocked(user_id)
-            except Unsent as unsent:
-                kept = self.store.get(user_id)  # what the replies belong to
-                self.send_again_later(user_id, chat_id, unsent.remaining, kept)
+            except TelegramError:
+                if unsent:  # what the replies belong to: the session as stored
+                    self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id))
                 raise  # logged by on_error
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
@@ -317,8 +309,7 @@ class BackBot:
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
-                failed = exc.cause if isinstance(exc, Unsent) else exc
-                log.warning("replies not sent again: %s", type(failed).__name__)
+                log.warning("replies not sent again: %s", type(exc).__name__)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
@@ -342,7 +333,9 @@ class BackBot:
         self.store.delete(user_id)
         log.info("a user blocked the bot; their session was dropped")
 
-    async def send(self, chat_id: int, replies: list[Reply]) -> None:
+    async def send(self, chat_id: int, replies: list[Reply],
+                   unsent: list[Reply] | None = None) -> None:
+        """Send in order; if one fails, `unsent` (when given) receives it and those after."""
         bot = self.app_bot
         if len(replies) > 1:
             try:
@@ -356,10 +349,10 @@ class BackBot:
                 await bot.send_message(chat_id, reply.text, parse_mode=HTML,
                                        reply_markup=reply.keyboard,
                                        link_preview_options=link_preview(reply.text))
-            except Forbidden:
-                raise  # blocked: handled by dropping_if_blocked
-            except TelegramError as exc:
-                raise Unsent(replies[n:], exc) from exc
+            except TelegramError:
+                if unsent is not None:
+                    unsent[:] = replies[n:]
+                raise
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""
