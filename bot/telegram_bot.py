@@ -124,7 +124,8 @@ class BackBot:
         self.render = TelegramRenderer(engine.content)
         self.locks = KeyedLocks()
         self.send_again_after = SEND_AGAIN_SECONDS
-        self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]  # by user
+        # The pending send-again job of each user (at most one).
+        self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -275,7 +276,7 @@ class BackBot:
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError:
-                if unsent:  # what the replies belong to: the session as stored
+                if unsent:  # tied to the session as stored now, to tell if they moved on
                     self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id))
                 raise  # logged by on_error
 
