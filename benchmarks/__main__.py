@@ -67,6 +67,13 @@ def no_throttle() -> AIORateLimiter:
     return AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
 
 
+def our_app(store: SessionStore, db: Path) -> Application:  # type: ignore[type-arg]
+    """Our bot as `backbot run` builds it, over `store`, with an in-process recording Bot
+    API (`app.bot.request`) and no throttling."""
+    return build_application(settings_for(db), load_engine(), store,
+                             rate_limiter=no_throttle(), request=RecordingRequest())
+
+
 def start_update(update_id: int, user: int) -> dict[str, Any]:
     return {"update_id": update_id, "message": {
         "message_id": 1, "date": 0, "text": "/start",
@@ -103,9 +110,8 @@ def choice_data(message: dict[str, Any], choice: str) -> str:
 
 async def record_dialogs(users: int, db: Path) -> tuple[list[dict], dict[int, list]]:
     """Run our bot once to get the raw updates and the calls it makes for each."""
-    request = RecordingRequest()
-    app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
-                            rate_limiter=no_throttle(), request=request)
+    app = our_app(SessionStore(open_database(db)), db)
+    request: RecordingRequest = app.bot.request  # type: ignore[assignment]
     updates: list[dict] = []
     calls: dict[int, list] = {}
     last_question: dict[int, dict] = {}
@@ -246,9 +252,7 @@ def settled_heap() -> Iterator[None]:
 def run_ours(updates: list[dict], db: Path) -> tuple[list[float], list, Counter[str]]:
     """One timed run of our bot over the updates, on a fresh database."""
     with settled_heap():
-        app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
-                                rate_limiter=no_throttle(), request=RecordingRequest())
-        return asyncio.run(timed_run(app, updates))
+        return asyncio.run(timed_run(our_app(SessionStore(open_database(db)), db), updates))
 
 
 def run_floor(updates: list[dict], calls: dict[int, list],
@@ -318,8 +322,7 @@ async def memory_growth(sessions: int, db: Path) -> float:
     """Resident growth per stored session: each user sends /start and taps "agree" (the
     consent: nothing is stored before it), so each leaves a session row behind."""
     store = SessionStore(open_database(db))
-    app = build_application(settings_for(db), load_engine(), store,
-                            rate_limiter=no_throttle(), request=RecordingRequest())
+    app = our_app(store, db)
     request: RecordingRequest = app.bot.request  # type: ignore[assignment]
     update_ids = iter(range(1, 10 * (sessions + WARM_UP_USERS)))
 

@@ -65,23 +65,12 @@ def instructions(updates: list[dict], calls: dict[int, list], workdir: Path,
 def replay(app_name: str, n: int, recording: Path) -> None:
     """Inside callgrind: build one application and run the first n recorded updates."""
     # Imported here, as benchmarks.__main__ imports this module.
-    from benchmarks.__main__ import (
-        RecordingRequest,
-        SessionStore,
-        build_application,
-        floor_app,
-        load_engine,
-        no_throttle,
-        open_database,
-        settings_for,
-        timed_run,
-    )
+    from benchmarks.__main__ import SessionStore, floor_app, open_database, our_app, timed_run
 
     updates, calls = pickle.loads(recording.read_bytes())
     if app_name == "ours":
         db = recording.with_name("ours.sqlite3")
-        app = build_application(settings_for(db), load_engine(), SessionStore(open_database(db)),
-                                rate_limiter=no_throttle(), request=RecordingRequest())
+        app = our_app(SessionStore(open_database(db)), db)
     else:
         app = floor_app(calls)[0]
     asyncio.run(timed_run(app, updates[:n]))

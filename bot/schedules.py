@@ -6,6 +6,8 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from bot.store import add_column
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS daily_tips (
     chat_id INTEGER PRIMARY KEY,
@@ -29,9 +31,8 @@ class ScheduleStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.executescript(SCHEMA)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(daily_tips)")}
-        if "last_day" not in columns:  # a database from before missed tips were caught up
-            db.execute("ALTER TABLE daily_tips ADD COLUMN last_day TEXT NOT NULL DEFAULT ''")
+        # a database from before missed tips were caught up
+        add_column(db, "daily_tips", "last_day", "TEXT NOT NULL DEFAULT ''")
 
     def set(self, chat_id: int, hhmm: str, tz: str) -> None:
         self.db.execute(

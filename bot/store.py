@@ -75,6 +75,13 @@ class Stored:
     updated_at: int | None = None
 
 
+def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """Bring a table from an older version up to date (SQLite has no ADD COLUMN IF NOT
+    EXISTS)."""
+    if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 class SessionStore:
     """Sessions by user id. Callers treat what `load` returns as read-only (the engine
     never mutates a snapshot): the same objects are handed out until the next write."""
@@ -84,9 +91,8 @@ class SessionStore:
         self._rows: dict[int, Stored] = {}  # oldest first: insertion order is use order
         self._cached_rows = cached_rows
         db.executescript(SCHEMA)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-        if "seen" not in columns:  # a database from before update ids were kept
-            db.execute("ALTER TABLE sessions ADD COLUMN seen TEXT NOT NULL DEFAULT ''")
+        # a database from before update ids were kept
+        add_column(db, "sessions", "seen", "TEXT NOT NULL DEFAULT ''")
 
     def get(self, user_id: int) -> dict[str, Any] | None:
         return self.load(user_id).snapshot
