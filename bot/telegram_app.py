@@ -37,8 +37,11 @@ def telegram_limits() -> AIORateLimiter:
 
 def build_application(settings: Settings, engine: Engine, store: SessionStore, *,
                       rate_limiter: BaseRateLimiter | None = None,
-                      request: BaseRequest | None = None) -> Application:  # type: ignore[type-arg]
-    """The Application with every handler; `rate_limiter` and `request` are for tests."""
+                      request: BaseRequest | None = None,
+                      checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
+                      ) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler; the keyword arguments are for tests and
+    benchmarks."""
     backbot = BackBot(engine, store)
     groups = GroupFeatures(engine.content, ScheduleStore(store.db), settings.timezone)
 
@@ -48,8 +51,8 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         if app.job_queue is not None:
             app.job_queue.run_repeating(purge, interval=PURGE_EVERY_SECONDS, first=60,
                                         name="purge-sessions")
-            app.job_queue.run_repeating(checkpoint_wal, interval=CHECKPOINT_EVERY_SECONDS,
-                                        first=CHECKPOINT_EVERY_SECONDS, name="checkpoint")
+            app.job_queue.run_repeating(checkpoint_wal, interval=checkpoint_every,
+                                        first=checkpoint_every, name="checkpoint")
 
     async def purge(context: Ctx.DEFAULT_TYPE) -> None:
         removed = store.purge(settings.retention_days)
