@@ -50,6 +50,12 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     # Checkpoints (which fsync) normally run inside some unlucky write; `checkpoint` runs
     # them off the event loop instead, and this high mark is only a backstop.
     db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+    # An erased session (/forget, a blocked bot, the purge) must not linger on disk:
+    # deleted rows are zeroed in their pages (the default of some SQLite builds, not of
+    # all), and the write after a checkpoint cuts the log back to what it holds, so
+    # older copies of the pages go with it.
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA journal_size_limit=0")
     return db
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.store import SEEN_UPDATES, TOUCH_EVERY_SECONDS, SessionStore, Stored, open_database
+from bot.store import (
+    SEEN_UPDATES,
+    TOUCH_EVERY_SECONDS,
+    SessionStore,
+    Stored,
+    checkpoint,
+    open_database,
+)
 
 DAY = 86_400
 
@@ -60,3 +67,31 @@ def test_save_refreshes_the_last_use_at_most_hourly(tmp_path: Path) -> None:
     later = t0 + TOUCH_EVERY_SECONDS
     store.save(1, {"n": 3}, [5], store.load(1), now=later)
     assert store.load(1) == Stored({"n": 3}, [5], later)
+
+
+def database_bytes(path: Path) -> bytes:
+    """The database file and its write-ahead log, as anyone reading the disk would."""
+    return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+def test_erased_sessions_leave_no_bytes_in_the_files(tmp_path: Path) -> None:
+    """/forget, a blocked bot and the retention purge erase the row's bytes, not only the
+    row: SQLite would otherwise keep them in free space and in the write-ahead log."""
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(open_database(path))
+    now = 1_800_000_000
+    store.put(7, {"answers": "forget-me-seven"}, now=now)
+    store.put(9, {"answers": "purge-me-nine"}, now=now - 40 * DAY)
+    store.put(8, {"answers": "keep-me-eight"}, now=now)
+    for user in range(100, 400):  # more pages, so the last write below is not on theirs
+        store.put(user, {"answers": f"someone-else-{user:04}"}, now=now)
+    checkpoint(path)  # in the database file, as after the bot's periodic checkpoint
+    assert b"forget-me-seven" in database_bytes(path)  # the search can find them
+    assert store.delete(7) == 1
+    assert store.purge(30, now=now) == 1
+    checkpoint(path)
+    store.put(399, {"answers": "kept"}, now=now)  # the next write starts the log afresh
+    data = database_bytes(path)
+    assert b"forget-me-seven" not in data
+    assert b"purge-me-nine" not in data
+    assert b"keep-me-eight" in data and b"someone-else-0100" in data
