@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,19 @@ def data_copy(tmp_path: Path) -> DataCopy:
     content = tmp_path / "content"
     shutil.copytree(paths.content_dir(), content)
     return DataCopy(dialog=dialog, content=content)
+
+
+@pytest.fixture
+def older_database(tmp_path: Path) -> Callable[[str], Path]:
+    """A database file as an older version of the bot left it, from its SQL script."""
+    def make(script: str) -> Path:
+        path = tmp_path / "old.sqlite3"
+        old = sqlite3.connect(path)
+        old.executescript(script)
+        old.commit()
+        old.close()
+        return path
+    return make
 
 
 # The tests' own list of words that name an activity, kept apart from the dialog's

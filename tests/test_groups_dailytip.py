@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 import time
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -337,14 +337,12 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     assert api.sent_to(posted) == [] and api.sent_to(too_late) == []
 
 
-def test_a_schedule_table_from_before_catch_up_gains_the_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    old = sqlite3.connect(path)
-    old.executescript("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT NOT "
-                      "NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]');"
-                      "INSERT INTO daily_tips (chat_id, hhmm, tz) VALUES (-5, '08:30', 'UTC');")
-    old.commit()
-    old.close()
+def test_a_schedule_table_from_before_catch_up_gains_the_column(
+        older_database: Callable[[str], Path]) -> None:
+    path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "
+                          "NOT NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]');"
+                          "INSERT INTO daily_tips (chat_id, hhmm, tz) "
+                          "VALUES (-5, '08:30', 'UTC');")
     store = ScheduleStore(open_database(path))
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "")
     store.mark_posted(-5, TIPS[0].id, [c.id for c in TIPS], day="2026-12-01")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.store import (
@@ -43,14 +43,11 @@ def test_seen_update_ids_are_kept_and_bounded(tmp_path: Path) -> None:
     assert store.load(8) == Stored()
 
 
-def test_a_database_from_before_update_ids_gains_the_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    old = sqlite3.connect(path)
-    old.executescript("CREATE TABLE sessions (user_id INTEGER PRIMARY KEY, snapshot TEXT NOT "
-                      "NULL, updated_at INTEGER NOT NULL);"
-                      "INSERT INTO sessions VALUES (5, '{\"state\": \"x\"}', 0);")
-    old.commit()
-    old.close()
+def test_a_database_from_before_update_ids_gains_the_column(
+        older_database: Callable[[str], Path]) -> None:
+    path = older_database("CREATE TABLE sessions (user_id INTEGER PRIMARY KEY, snapshot TEXT "
+                          "NOT NULL, updated_at INTEGER NOT NULL);"
+                          "INSERT INTO sessions VALUES (5, '{\"state\": \"x\"}', 0);")
     store = SessionStore(open_database(path))
     assert store.load(5) == Stored({"state": "x"}, [], 0)
     store.put(5, {"state": "y"}, seen=[42])
