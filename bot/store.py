@@ -59,14 +59,23 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     return db
 
 
-def checkpoint(path: Path | str) -> None:
+def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:
     """Copy the WAL into the database file, on a connection of its own (call it from a
-    worker thread: it may fsync). PASSIVE never blocks the bot's writes."""
+    worker thread: it may fsync). PASSIVE never blocks the bot's writes.
+
+    With `empty_log` (after an erase) the log is then cut to nothing at once, taking
+    the older copies of erased rows with it: the PASSIVE pass has copied nearly
+    everything, so the bot's writes wait only a moment. Returns False if it could not
+    (a write kept the log busy): then try again later."""
     if str(path) == ":memory:":
-        return
+        return True
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        if not empty_log:
+            return True
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
     finally:
         db.close()
 
@@ -96,6 +105,9 @@ class SessionStore:
         self.db = db
         self._rows: dict[int, Stored] = {}  # oldest first: insertion order is use order
         self._cached_rows = cached_rows
+        # A row was erased since the log was last emptied (and at start: a killed process
+        # may have left erased rows in the log): the next checkpoint empties it.
+        self.erased = True
         db.executescript(SCHEMA)
         # a database from before update ids were kept
         add_column(db, "sessions", "seen", "TEXT NOT NULL DEFAULT ''")
@@ -147,12 +159,18 @@ class SessionStore:
 
     def delete(self, user_id: int) -> int:
         self._rows.pop(user_id, None)
-        return self.db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+        removed = self.db.execute("DELETE FROM sessions WHERE user_id = ?",
+                                  (user_id,)).rowcount
+        self.erased = self.erased or removed > 0
+        return removed
 
     def purge(self, older_than_days: int, now: float | None = None) -> int:
         cutoff = int((now or time.time()) - older_than_days * 86400)
         self._rows.clear()
-        return self.db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
+        removed = self.db.execute("DELETE FROM sessions WHERE updated_at < ?",
+                                  (cutoff,)).rowcount
+        self.erased = self.erased or removed > 0
+        return removed
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM sessions").fetchone()[0])

@@ -61,7 +61,9 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                      settings.retention_days)
 
     async def checkpoint_wal(context: Ctx.DEFAULT_TYPE) -> None:
-        await asyncio.to_thread(checkpoint, settings.db_path)
+        empty_log, store.erased = store.erased, False  # an erase meanwhile sets it again
+        if not await asyncio.to_thread(checkpoint, settings.db_path, empty_log=empty_log):
+            store.erased = True
 
     builder = (
         ApplicationBuilder()

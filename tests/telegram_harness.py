@@ -30,7 +30,7 @@ from bot.config import Settings, load_settings
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.store import SessionStore, open_database
-from bot.telegram_app import build_application
+from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
 try:  # works whether or not tests/ is a package
     from fake_bot_api import Call, FakeBotAPI
@@ -190,7 +190,8 @@ class BotHarness:
     """One running Application over one database file, driven through `api`."""
 
     def __init__(self, api: FakeBotAPI, db_path: Path, engine: Engine | None = None,
-                 max_retries: int = 2) -> None:
+                 max_retries: int = 2,
+                 checkpoint_every: float = CHECKPOINT_EVERY_SECONDS) -> None:
         self.api = api
         self.db_path = db_path
         self.settings = make_settings(api, db_path)
@@ -200,7 +201,8 @@ class BotHarness:
         self.app: Application = build_application(  # type: ignore[type-arg]
             self.settings, self.engine, self.store,
             rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0,
-                                        max_retries=max_retries))
+                                        max_retries=max_retries),
+            checkpoint_every=checkpoint_every)
         self.app.add_handler(TypeHandler(Update, self._mark_done), group=DONE_GROUP)
         self._done: dict[int, asyncio.Event] = {}
         self.taps = 0

@@ -92,3 +92,29 @@ def test_erased_sessions_leave_no_bytes_in_the_files(tmp_path: Path) -> None:
     assert b"forget-me-seven" not in data
     assert b"purge-me-nine" not in data
     assert b"keep-me-eight" in data and b"someone-else-0100" in data
+
+
+def test_after_an_erase_the_checkpoint_empties_the_log_without_a_later_write(
+        tmp_path: Path) -> None:
+    """A quiet bot makes no "next write": the checkpoint after an erase cuts the log
+    itself, and the store says when one is due."""
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(open_database(path))
+    assert store.erased  # at start: a killed process may have left erased rows behind
+    store.put(7, {"answers": "forget-me-seven"})
+    store.put(8, {"answers": "keep-me-eight"})
+    assert checkpoint(path, empty_log=True)
+    store.erased = False
+    store.put(7, {"answers": "forget-me-seven-again"})
+    assert store.delete(8) == 1 and store.delete(7) == 1
+    assert store.erased
+    checkpoint(path)  # the plain periodic one: older page copies stay in the log
+    assert b"forget-me-seven-again" in database_bytes(path)
+    assert checkpoint(path, empty_log=True)
+    data = database_bytes(path)
+    assert b"forget-me-seven" not in data and b"keep-me-eight" not in data
+    assert (tmp_path / "s.sqlite3-wal").stat().st_size == 0
+
+    store.erased = False
+    assert store.delete(8) == 0 and store.purge(30) == 0
+    assert not store.erased  # nothing was erased: no emptying due

@@ -458,3 +458,29 @@ def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
         assert failures(caplog) == []
 
     run_bounded(scenario())
+
+
+def test_forget_leaves_no_copy_in_the_files_even_if_nothing_is_written_after(
+        tmp_path: Path) -> None:
+    """Older copies of an erased row stay in the write-ahead log until it is cut back; the
+    bot may go quiet after a /forget, so its next checkpoint cuts it back itself."""
+    session_bytes = b'"dialog":"screening"'  # in every stored session, in no other table
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite3*"))
+
+    async def scenario() -> None:
+        # Checkpoints only when the test runs the job, so none falls in between.
+        async with bot_session(tmp_path, checkpoint_every=3600) as h:
+            assert h.app.job_queue is not None
+            job, = h.app.job_queue.get_jobs_by_name("checkpoint")
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            await h.tap(CHAT, h.current(CHAT)["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+            assert session_bytes in on_disk()  # the log still holds the row's older pages
+            await job.run(h.app)
+            assert session_bytes not in on_disk()
+            assert (tmp_path / "db.sqlite3-wal").stat().st_size == 0
+
+    run_bounded(scenario())
