@@ -1,6 +1,7 @@
 """backbot benchmarks: each figure beside a baseline measured in the same run.
 
-    python -m benchmarks [--users 300] [--sessions 10000 100000] [--stored 1000000]
+    python -m benchmarks [--users 300] [--rounds 9] [--interleaved-rounds 5]
+                         [--sessions 10000 100000] [--stored 1000000]
                          [--json benchmarks/results/latest.json] [--quick]
 
 - throughput and latency: full dialogs from raw update JSON through
@@ -10,7 +11,8 @@
   logic and no storage. The floor replays each recorded call with its recorded parameters
   (parse_mode, link_preview_options... included), and both runs' calls are checked equal
   to the recording, so the two really make the same calls. Both yield to the event loop
-  after each update, as under polling, so due JobQueue jobs (the WAL checkpoint) run;
+  after each update, as under polling, so due JobQueue jobs (the WAL checkpoint) run.
+  Rounds of one run each, then rounds of both taking turns update by update in one loop;
 - memory: resident growth per stored active session (/start, then "agree");
 - start-up: process start to the first getUpdates with 0 and with many stored sessions;
 - engine: one engine step alone (see benchmarks/engine.py).
@@ -232,6 +234,38 @@ async def timed_run(app: Application, updates: list[dict],  # type: ignore[type-
     return times, made, jobs
 
 
+async def interleaved_run(ours: Application, floor: Application,  # type: ignore[type-arg]
+                          updates: list[dict]) -> tuple[list[float], list[float], list, list]:
+    """Both applications started in one event loop, taking turns update by update (which
+    goes first alternating), each timed as in `timed_run`: the machine's drift then
+    falls on both alike, within a millisecond, where runs back to back see it seconds
+    apart. Each evicts the other's data from the CPU caches, so both are slower than
+    alone; and a due job of ours may run in the floor's turn. Returns both one's times
+    and the Bot API calls each made."""
+    apps = (ours, floor)
+    times: tuple[list[float], list[float]] = ([], [])
+    clock = time.perf_counter
+    async with ours, floor:
+        since = []
+        for app in apps:
+            if app.post_init is not None:
+                await app.post_init(app)
+            await app.start()
+            since.append(len(app.bot.request.calls))  # type: ignore[attr-defined]
+        for n, raw in enumerate(updates):
+            for side in (n % 2, 1 - n % 2):
+                app = apps[side]
+                t0 = clock()
+                await app.process_update(Update.de_json(raw, app.bot))
+                await asyncio.sleep(0)
+                times[side].append(clock() - t0)
+        made = [app.bot.request.calls[start:]  # type: ignore[attr-defined]
+                for app, start in zip(apps, since, strict=True)]
+        for app in apps:
+            await app.stop()
+    return times[0], times[1], made[0], made[1]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -266,11 +300,13 @@ def run_floor(updates: list[dict], calls: dict[int, list],
         return asyncio.run(timed_run(floor_app(calls)[0], updates))
 
 
-def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
+def throughput(users: int, rounds: int, workdir: Path,
+               interleaved_rounds: int = 0) -> dict[str, Any]:
     """Rounds of one run each, back to back, which goes first alternating: this machine's
     speed drifts by up to 2x within seconds (a fixed loop measured 7 to 16 ms in one
     second), so each ratio is taken within its pair and the median over pairs reported,
-    with the lowest and highest beside it. One unrecorded run of each goes first."""
+    with the lowest and highest beside it. One unrecorded run of each goes first. Then,
+    as a check on the drift, rounds of both taking turns in one loop (`interleaved_run`)."""
     updates, calls = asyncio.run(record_dialogs(users, workdir / "record.sqlite3"))
     recorded = [call for raw in updates for call in calls[raw["update_id"]]]
     pairs: list[tuple[list[float], list[float]]] = []
@@ -301,6 +337,16 @@ def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
             pairs.append((ours(n), floor_times))
         else:
             pairs.append((ours(n), floor()))  # left to right: ours first
+    mixed: list[tuple[list[float], list[float]]] = []
+    for n in range(interleaved_rounds):
+        with settled_heap():
+            db = workdir / f"mixed{n}.sqlite3"
+            ours_times, floor_times, ours_made, floor_made = asyncio.run(interleaved_run(
+                our_app(SessionStore(open_database(db)), db, checkpoint_every),
+                floor_app(calls)[0], updates))
+        same_calls(ours_made, recorded, "our bot (interleaved)")
+        same_calls(floor_made, recorded, "the floor (interleaved)")
+        mixed.append((ours_times, floor_times))
     result: dict[str, Any] = {
         "updates": len(updates), "taps": sum("callback_query" in raw for raw in updates),
         "api_calls": len(recorded), "rounds": rounds,
@@ -309,10 +355,7 @@ def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
         "ours_jobs_run": jobs["run"], "ours_jobs_missed": jobs["missed"],
         "ours_updates_per_s": round(statistics.median(len(o) / sum(o) for o, _ in pairs)),
         "floor_updates_per_s": round(statistics.median(len(f) / sum(f) for _, f in pairs))}
-    ratios = [sum(f) / sum(o) for o, f in pairs]
-    result["throughput_ratio"] = round(statistics.median(ratios), 3)
-    result["throughput_ratio_lowest"] = round(min(ratios), 3)
-    result["throughput_ratio_highest"] = round(max(ratios), 3)
+    result.update(ratio_spread("throughput_ratio", pairs))
     for name, q in (("p50", 0.5), ("p99", 0.99), ("p99_9", 0.999)):
         ours_q = [percentile(o, q) for o, _ in pairs]
         floor_q = [percentile(f, q) for _, f in pairs]
@@ -320,7 +363,19 @@ def throughput(users: int, rounds: int, workdir: Path) -> dict[str, Any]:
         result[f"floor_{name}_ms"] = round(statistics.median(floor_q) * 1000, 3)
         result[f"latency_{name}_ratio"] = round(
             statistics.median(a / b for a, b in zip(ours_q, floor_q, strict=True)), 3)
+    if mixed:
+        result["interleaved_rounds"] = len(mixed)
+        result.update(ratio_spread("interleaved_throughput_ratio", mixed))
+        result["interleaved_latency_p99_ratio"] = round(statistics.median(
+            percentile(o, 0.99) / percentile(f, 0.99) for o, f in mixed), 3)
     return result
+
+
+def ratio_spread(name: str, runs: list[tuple[list[float], list[float]]]) -> dict[str, float]:
+    """The floor's total time over ours in each round: the median, lowest and highest."""
+    ratios = [sum(f) / sum(o) for o, f in runs]
+    return {name: round(statistics.median(ratios), 3),
+            f"{name}_lowest": round(min(ratios), 3), f"{name}_highest": round(max(ratios), 3)}
 
 
 def rss_bytes() -> int:
@@ -453,6 +508,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="backbot benchmarks")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--interleaved-rounds", type=int, default=5,
+                        help="rounds of both apps taking turns in one loop (0: skip)")
     parser.add_argument("--instruction-users", type=int, default=100,
                         help="users replayed under callgrind (0: skip that part)")
     parser.add_argument("--sessions", type=int, nargs="+", default=[10_000, 100_000])
@@ -463,11 +520,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.users, args.rounds, args.sessions, args.stored, args.repeats = 50, 2, [2000], 20_000, 1
+        args.interleaved_rounds = 1
         args.instruction_users = 10
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for part in (lambda: throughput(args.users, args.rounds, workdir),
+        for part in (lambda: throughput(args.users, args.rounds, workdir,
+                                           args.interleaved_rounds),
                      lambda: instruction_counts(args.instruction_users, workdir),
                      lambda: memory(args.sessions, workdir),
                      lambda: startup(args.stored, args.repeats, workdir),
