@@ -26,7 +26,9 @@ SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
 @dataclass(frozen=True, slots=True)
 class Event:
     """start, answer (choice, ref), back, restart, text (free text or media), show (topic
-    from SHOW_TOPICS), ask (show the current question again); anything else is unknown."""
+    from SHOW_TOPICS), ask (show the current question again), again (show everything the
+    current point shows: the replies to it may not have arrived); anything else is
+    unknown."""
 
     kind: str
     choice: str | None = None
@@ -92,11 +94,13 @@ class Engine:
         if kind == "start":
             if not snapshot["answers"] and not spec.final:
                 return snapshot, self.render(snapshot)
-            return snapshot, [self._say("session.resumed"), self.ask(snapshot)]
+            return snapshot, [self._say("session.resumed"), *self.render(snapshot)]
         if kind == "restart":
             return self._restart(snapshot)
+        if kind == "again":
+            return snapshot, self.render(snapshot)
         if kind == "ask":
-            return snapshot, [self.ask(snapshot)]
+            return snapshot, self.current(snapshot)
         if kind == "show" and event.topic in SHOW_TOPICS:
             return snapshot, [*self.show(event.topic), self.ask(snapshot)]
         if kind == "answer" and event.choice is not None:
@@ -105,8 +109,8 @@ class Engine:
             return self._back(snapshot, spec)
         if kind == "text":
             reply = "session.finished" if spec.final else "error.use_buttons"
-            return snapshot, [self._say(reply), self.ask(snapshot)]
-        return snapshot, [self._say("error.unknown_event"), self.ask(snapshot)]
+            return snapshot, [self._say(reply), *self.current(snapshot)]
+        return snapshot, [self._say("error.unknown_event"), *self.current(snapshot)]
 
     def render(self, snapshot: Snapshot) -> list[Output]:
         """Everything a state shows on entry, ending with its question."""
@@ -124,6 +128,14 @@ class Engine:
             out.append(self._follows[spec.name])
         out.append(self.ask(snapshot))
         return out
+
+    def current(self, snapshot: Snapshot) -> list[Output]:
+        """Where the person is, shown again: the question, or at an end everything the end
+        shows (what to do now, emergency care included, must never be lost to a reply
+        that did not arrive or scrolled away)."""
+        if self._states[snapshot["state"]].final:
+            return self.render(snapshot)
+        return [self.ask(snapshot)]
 
     def ask(self, snapshot: Snapshot) -> Ask:
         spec = self._states[snapshot["state"]]
@@ -194,13 +206,13 @@ class Engine:
         choice_id = event.choice
         assert choice_id is not None
         if self._stale(snapshot, event):
-            return snapshot, [self._say("session.stale"), self.ask(snapshot)]
+            return snapshot, [self._say("session.stale"), *self.current(snapshot)]
         if spec.final:
             if choice_id == "restart":
                 return self._restart(snapshot)
             if choice_id == "sources":
                 return snapshot, [*self.show("sources"), self.ask(snapshot)]
-            return snapshot, [self._say("session.finished"), self.ask(snapshot)]
+            return snapshot, [self._say("session.finished"), *self.current(snapshot)]
         choice = spec.choice(choice_id)
         if choice is None:
             return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
@@ -222,7 +234,7 @@ class Engine:
 
     def _back(self, snapshot: Snapshot, spec: StateSpec) -> tuple[Snapshot, list[Output]]:
         if spec.final:
-            return snapshot, [self._say("session.finished"), self.ask(snapshot)]
+            return snapshot, [self._say("session.finished"), *self.current(snapshot)]
         if not snapshot["answers"]:
             return snapshot, [self._say("error.nothing_to_go_back"), self.ask(snapshot)]
         previous_state = snapshot["answers"][-1][0]

@@ -247,8 +247,9 @@ class BackBot:
             stored = self.store.load(user_id)
             snapshot, seen = stored.snapshot, stored.seen
             if update_id is not None and update_id in seen:
-                # Delivered again after a crash: it was applied, so only show where we are.
-                event, notes = Event("ask"), ()
+                # Delivered again after a crash: it was applied, but its replies may not
+                # have gone out, so show all of where we are.
+                event, notes = Event("again"), ()
             new, outputs = self.engine.step(snapshot, event)
             # Durable before anyone sees the reply; kept only with consent (and use
             # refreshes it, so retention counts from the last use, to the hour).
@@ -272,7 +273,7 @@ class BackBot:
                         await self.edit(query, None)  # drop the old keyboard
                 await self.send(chat_id, replies, unsent)
                 if self._sends_again:
-                    self._cancel_send_again(user_id)  # what they see now is newer
+                    self._drop_send_again_if_covered(user_id, replies)
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError:
@@ -288,9 +289,26 @@ class BackBot:
         if self.job_queue is None:
             return
         self._cancel_send_again(user_id)
+        # The job's name goes into APScheduler's log lines: no user id in it.
         self._sends_again[user_id] = self.job_queue.run_once(
             self._send_again, when=self.send_again_after,
-            data=(user_id, chat_id, replies, snapshot), name=f"send-again:{user_id}")
+            data=(user_id, chat_id, replies, snapshot), name="send-again")
+
+    def _drop_send_again_if_covered(self, user_id: int, sent: list[Reply]) -> None:
+        """Replies waiting to be sent again are dropped once they are out of date (the
+        person moved on, or nothing is stored: before consent every reply is a fresh
+        screen) or were all just sent; otherwise they still go, so a disposition or a
+        card is never lost to a later "use the buttons"."""
+        job = self._sends_again.get(user_id)
+        if job is None:
+            return
+        _, _, waiting, waiting_for = job.data  # type: ignore[misc]
+        # Texts are compared as sent: a message may now go out joined with a note before it.
+        sent_text = "\n\n".join(reply.text for reply in sent)
+        stored = self.store.get(user_id)
+        if (stored is None or stored != waiting_for
+                or all(reply.text in sent_text for reply in waiting)):
+            self._cancel_send_again(user_id)
 
     def _cancel_send_again(self, user_id: int) -> None:
         job = self._sends_again.pop(user_id, None)

@@ -268,13 +268,59 @@ def finished(engine: Engine) -> Snapshot:
     Event("text"), Event("back")], ids=["yes", "agree", "understood", "x", "text", "back"])
 def test_after_the_end_only_restart_or_sources(engine: Engine, finished: Snapshot,
                                                event: Event) -> None:
+    """Anything else at the end says so, and shows the end again (its suggestions and
+    reminder), so what the person should do now is never lost to a reply that failed."""
     before = copy.deepcopy(finished)
     if event.kind == "answer":
         event = Event.answer(event.choice or "", ref=engine.ref(finished))
     new, outputs = engine.step(finished, event)
     assert new == before == finished
     assert outputs == [Say("session.finished", engine.content.message("session.finished")),
-                       engine.ask(finished)]
+                       *engine.render(finished)]
+    assert "reminder.doctor" in say_keys(outputs) and cards(outputs)
+
+
+def end_snapshots(engine: Engine) -> dict[str, Snapshot]:
+    """One snapshot at each end state."""
+    ends: dict[str, Snapshot] = {}
+    for snapshot in all_snapshots(engine):
+        if engine.is_finished(snapshot):
+            ends.setdefault(snapshot["state"], snapshot)
+    return ends
+
+
+@pytest.mark.parametrize("event", [
+    Event("start"), Event("ask"), Event("again"), Event("text"), Event("back"),
+    Event.answer("no", ref="0.0"), Event.answer("forged")],
+    ids=["start", "ask", "again", "text", "back", "stale", "forged"])
+def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> None:
+    """Emergency care, "see a doctor first" and the suggestions come back with any
+    re-asking at an end, whatever the event."""
+    ends = end_snapshots(engine)
+    assert len(ends) == 7
+    for name, snapshot in ends.items():
+        if event.choice == "forged":
+            event = Event.answer("forged", ref=engine.ref(snapshot))
+        new, outputs = engine.step(snapshot, event)
+        assert new == snapshot, name
+        entry = engine.render(snapshot)
+        assert outputs[-len(entry):] == entry, name
+        shown = {o.key for o in entry if isinstance(o, Say)}
+        assert {"reminder.doctor", *[i.ref for i in engine.state_spec(snapshot).show
+                                      if i.kind == "message"]} <= shown, name
+
+
+def test_again_shows_all_of_the_current_point(engine: Engine) -> None:
+    """A redelivered update's replies may never have gone out: the doctor prompt comes
+    again with its message and card, not only its question."""
+    snapshot, entered = walk(engine, TO_DOCTOR)
+    assert snapshot["state"] == "doctor_prompt"
+    new, outputs = engine.step(snapshot, Event("again"))
+    assert new == snapshot
+    assert outputs == entered[1:]  # all of it but the answered previous question
+    assert "doctor.prompt" in say_keys(outputs) and "safety.stop_on_pain" in cards(outputs)
+    _, asked = engine.step(snapshot, Event("ask"))
+    assert asked == [engine.ask(snapshot)]
 
 
 def test_sources_after_the_end(engine: Engine, finished: Snapshot) -> None:

@@ -287,9 +287,12 @@ def test_end_buttons_sources_and_restart(tmp_path: Path) -> None:
             assert h.message_text("sources.header") in sources[0]
             assert "https://www.nhs.uk/conditions/back-pain/" in sources[0]
             assert h.state(CHAT) == "emergency_care"
-            # More text at the end says the check-in is finished.
+            # More text at the end says the check-in is finished, and shows the end
+            # again: the emergency advice is never lost to a reply that failed.
             finished = await h.say(CHAT, "walk?")
-            assert finished[0] == h.message_text("session.finished")
+            assert finished[0].startswith(h.message_text("session.finished"))
+            assert h.message_text("disposition.emergency") in finished[0]
+            assert finished[-1] == h.message_text("end.question")
             # "Start again" on the end message starts over at the welcome; until the
             # person agrees again, nothing about them is kept.
             answered_before = len(h.query_answers())

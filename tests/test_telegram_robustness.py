@@ -404,6 +404,60 @@ def test_a_failed_reply_is_not_sent_again_once_something_newer_went_out(
     run_bounded(scenario())
 
 
+def test_emergency_advice_whose_reply_failed_comes_with_the_next_reply(
+        tmp_path: Path) -> None:
+    """A bladder "yes" whose reply failed, then "hello?" before the second try: the answer
+    to it carries the emergency advice (and the second try, now covered, is dropped)."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.3
+            await at_bladder_question(h)
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            message = h.current(CHAT)
+            before = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
+            assert h.state(CHAT) == "emergency_care"
+            assert h.sent_texts(CHAT)[before:] == []
+            replies = await h.say(CHAT, "hello?")
+            emergency = h.message_text("disposition.emergency")
+            assert any(emergency in text for text in replies)
+            await asyncio.sleep(0.6)
+            assert h.sent_texts(CHAT)[before:] == replies  # no second copy
+
+    run_bounded(scenario())
+
+
+def test_cards_whose_reply_failed_still_go_out_after_a_re_ask(tmp_path: Path) -> None:
+    """The "why movement helps" cards failed; free text then gets only "use the buttons"
+    and the question, so the cards still go out again by themselves, once."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.3
+            await at_bladder_question(h)
+            await h.script(CHAT, *("no",) * 7, "none")
+            assert h.state(CHAT) == "asking_clearance"
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            message = h.current(CHAT)
+            before = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
+            assert h.state(CHAT) == "explaining_why"
+            replies = await h.say(CHAT, "hi")
+            question = h.message_text("why.question")
+            assert replies == [h.message_text("error.use_buttons"), question]
+            intro = h.message_text("why.intro")
+
+            def sent_again() -> list[str]:
+                return h.sent_texts(CHAT)[before + len(replies):]
+
+            assert await until(lambda: any(intro in text for text in sent_again()))
+            await asyncio.sleep(0.5)
+            again = sent_again()
+            assert again[-1] == question and sum(intro in text for text in again) == 1
+            assert h.state(CHAT) == "explaining_why"
+
+    run_bounded(scenario())
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
