@@ -106,7 +106,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
 
     level = env.get("BACKBOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ConfigError(f"BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {level}")
+        raise ConfigError("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
+                          f"CRITICAL, not {level}")
     timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
     try:
         ZoneInfo(timezone)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+QUIET = ("httpx", "httpcore")
+TELLING = ("transitions", "apscheduler")
+
 
 class RedactingFormatter(logging.Formatter):
     """Replaces secrets in the fully formatted line, tracebacks included; tracebacks are
@@ -36,6 +39,10 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request URL, which carries the token; its lines add nothing we need.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # The state machine logs each state a person enters, and the scheduler each job's
+    # name, at INFO: who is where in a health check-in. Only DEBUG, for a developer.
+    for name in TELLING:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
     logging.captureWarnings(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -10,11 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from telegram_harness import FakeBotAPI, bot_session, make_settings, no_proxy, run_bounded
+from telegram_harness import (
+    FakeBotAPI,
+    bot_session,
+    make_settings,
+    no_proxy,
+    run_bounded,
+    shared_engine,
+)
 
 from bot.config import TELEGRAM_API, ConfigError, load_settings
 from bot.errors import DataError
-from bot.logs import setup_logging
+from bot.logs import QUIET, TELLING, setup_logging
 from bot.store import SessionStore, open_database
 
 CHAT = 3003
@@ -24,7 +32,7 @@ CHAT = 3003
 def restore_logging() -> Iterator[None]:
     """setup_logging rewires the root logger; put everything back afterwards."""
     root = logging.getLogger()
-    names = ("httpx", "httpcore")
+    names = (*QUIET, *TELLING)
     saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names})
     try:
         yield
@@ -73,6 +81,40 @@ def test_token_never_reaches_the_logs(tmp_path: Path, restore_logging: None) -> 
     assert "[redacted]" in output
     assert api.token not in output
     assert secret_part not in output
+
+
+def test_an_info_log_never_says_who_is_where(tmp_path: Path, restore_logging: None) -> None:
+    """At the production level, no line names a state of the check-in, an answer or a
+    user id, even when a reply fails and is sent again."""
+    buffer = io.StringIO()
+
+    async def scenario(api: FakeBotAPI) -> None:
+        async with bot_session(tmp_path, api=api) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.2
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.choose(CHAT, "yes")  # emergency; its reply goes out on the second try
+            assert h.state(CHAT) == "emergency_care"
+            emergency = h.message_text("disposition.emergency")
+            for _ in range(50):  # the second try, 0.2 s later
+                if any(emergency in text for text in h.sent_texts(CHAT)):
+                    break
+                await asyncio.sleep(0.05)
+            assert any(emergency in text for text in h.sent_texts(CHAT))
+
+    with FakeBotAPI() as api:
+        setup_logging("INFO", [api.token])
+        handler = logging.getLogger().handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(buffer)
+        run_bounded(scenario(api))
+
+    output = buffer.getvalue()
+    assert "failed: NetworkError" in output  # lines were captured
+    states = shared_engine().dialog.states
+    for told in [*states, str(CHAT), "agree"]:
+        assert told not in output, told
 
 
 def test_settings_never_show_the_token(tmp_path: Path) -> None:
