@@ -10,12 +10,13 @@ import datetime as dt
 import logging
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import (
@@ -60,6 +61,13 @@ MISFIRE_GRACE_SECONDS = 15 * 60
 # does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
 SPREAD_SECONDS = 60
 DAILY_JOB, LATE_JOB = "dailytip", "dailytip-late"  # job names, followed by ":<chat id>"
+INTRO_JOB = "intro"
+# When a group becomes a supergroup, Telegram adds the bot to the new chat ("left" to
+# "member") around the upgrade's service messages, in no fixed order. The introduction
+# waits this long, and does not go into a chat an upgrade made this recently: its
+# members saw it in the group.
+INTRO_AFTER_SECONDS = 3.0
+UPGRADE_MEMORY_SECONDS = 600.0
 
 
 class BadZone(ValueError):
@@ -165,6 +173,8 @@ class GroupFeatures:
         self.default_zone = default_zone
         self.render = TelegramRenderer(content)
         self.tips: list[Card] = content.cards_tagged(TIP_TAG)
+        self.intro_after = INTRO_AFTER_SECONDS
+        self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         app.add_handler(CommandHandler(["start", "check"], self.on_group_start, filters=GROUPS))
@@ -261,11 +271,26 @@ class GroupFeatures:
             if removed:
                 log.info("left a %s; its daily tip was removed", chat.type)
         elif old in GONE_STATUSES and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
-            try:
-                await context.bot.send_message(chat.id, self.render.message("group.intro"),
-                                               parse_mode=HTML)
-            except TelegramError as exc:
-                log.info("could not introduce myself: %s", type(exc).__name__)
+            if context.job_queue is None:
+                await self._introduce(context.bot, chat.id)
+            else:
+                context.job_queue.run_once(self._introduce_later, when=self.intro_after,
+                                           chat_id=chat.id, name=f"{INTRO_JOB}:{chat.id}")
+
+    async def _introduce_later(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        job = context.job
+        if job is not None and job.chat_id is not None:
+            await self._introduce(context.bot, job.chat_id)
+
+    async def _introduce(self, bot: Bot, chat_id: int) -> None:
+        made = self._upgraded.get(chat_id)
+        if made is not None and time.monotonic() - made < UPGRADE_MEMORY_SECONDS:
+            return  # the group's members met the bot before the upgrade
+        try:
+            await bot.send_message(chat_id, self.render.message("group.intro"),
+                                   parse_mode=HTML)
+        except TelegramError as exc:
+            log.info("could not introduce myself: %s", type(exc).__name__)
 
     # -- daily tip jobs --
 
@@ -306,6 +331,10 @@ class GroupFeatures:
     def migrate(self, app: Application, old_chat_id: int,  # type: ignore[type-arg]
                 new_chat_id: int) -> Schedule | None:
         """Move a chat's daily tip (schedule, rotation, job) to the chat's new id."""
+        now = time.monotonic()
+        self._upgraded = {chat: made for chat, made in self._upgraded.items()
+                          if now - made < UPGRADE_MEMORY_SECONDS}
+        self._upgraded[new_chat_id] = now
         moved = self.schedules.move(old_chat_id, new_chat_id)
         self._unschedule(app, old_chat_id)
         if moved is not None:

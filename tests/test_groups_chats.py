@@ -138,6 +138,33 @@ def test_migration_messages_move_the_daily_tip_silently(
     run(scenario())
 
 
+@pytest.mark.parametrize("arrivals", [("join", "to", "from"), ("to", "from", "join"),
+                                      ("from", "join"), ("join", "to")])
+def test_an_upgrade_to_a_supergroup_brings_no_second_introduction(
+        api: FakeBotAPI, tmp_path: Path, arrivals: tuple[str, ...]) -> None:
+    """Telegram adds the bot to the new supergroup around the upgrade's service messages,
+    in any order: the members met the bot in the group, so it does not introduce itself
+    again; a group it really joins still gets the introduction."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 0.3
+            for arrival in arrivals:
+                if arrival == "join":
+                    api.my_chat_member(SUPERGROUP, "supergroup", "left", "member",
+                                       by_user_id=OWNER)
+                else:
+                    api.push_update((migrate_to if arrival == "to" else migrate_from)(
+                        BASIC_GROUP, SUPERGROUP))
+            api.my_chat_member(OTHER_GROUP, "supergroup", "left", "member", by_user_id=OWNER)
+            [intro] = await bot.wait_sent(OTHER_GROUP, 1)
+            assert plain(intro["text"]) == msg("group.intro")
+            await bot.settle(pause=0.5)
+            assert api.sent_to(SUPERGROUP) == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_a_schedule_already_set_in_the_supergroup_wins(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:

@@ -379,6 +379,7 @@ def test_added_to_a_group_introduces_itself_once(api: FakeBotAPI, tmp_path: Path
 
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 0.1
             api.my_chat_member(BASIC_GROUP, "group", "left", "member", by_user_id=ADMIN)
             api.my_chat_member(GROUP, "supergroup", "kicked", "administrator",
                                by_user_id=ADMIN)
