@@ -385,14 +385,20 @@ def test_server_errors_are_logged_and_the_bot_keeps_running(
     run_bounded(scenario())
 
 
+async def at_bladder_with_the_next_reply_failing(h: BotHarness) -> dict:
+    """The bladder question, with the next message failing (502) and its second try due
+    0.3 s later."""
+    h.app.bot_data["backbot"].send_again_after = 0.3
+    await at_bladder_question(h)
+    h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+    return h.current(CHAT)
+
+
 def test_a_failed_reply_is_not_sent_again_once_something_newer_went_out(
         tmp_path: Path) -> None:
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            h.app.bot_data["backbot"].send_again_after = 0.3
-            await at_bladder_question(h)
-            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
-            message = h.current(CHAT)
+            message = await at_bladder_with_the_next_reply_failing(h)
             await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
             before = len(h.sent_texts(CHAT))
             replies = await h.say(CHAT, "/start")  # before the second try is due
@@ -410,10 +416,7 @@ def test_emergency_advice_whose_reply_failed_comes_with_the_next_reply(
     to it carries the emergency advice (and the second try, now covered, is dropped)."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            h.app.bot_data["backbot"].send_again_after = 0.3
-            await at_bladder_question(h)
-            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
-            message = h.current(CHAT)
+            message = await at_bladder_with_the_next_reply_failing(h)
             before = len(h.sent_texts(CHAT))
             await h.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
             assert h.state(CHAT) == "emergency_care"
