@@ -240,7 +240,7 @@ async def interleaved_run(ours: Application, floor: Application,  # type: ignore
     goes first alternating), each timed as in `timed_run`: the machine's drift then
     falls on both alike, within a millisecond, where runs back to back see it seconds
     apart. Each evicts the other's data from the CPU caches, so both are slower than
-    alone; and a due job of ours may run in the floor's turn. Returns both one's times
+    alone; and a due job of ours may run in the floor's turn. Returns each one's times
     and the Bot API calls each made."""
     apps = (ours, floor)
     times: tuple[list[float], list[float]] = ([], [])

@@ -52,8 +52,9 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     # An erased session (/forget, a blocked bot, the purge) must not linger on disk:
     # deleted rows are zeroed in their pages (the default of some SQLite builds, not of
-    # all), and the write after a checkpoint cuts the log back to what it holds, so
-    # older copies of the pages go with it.
+    # all). Older copies of their pages in the log go with the checkpoint after an erase
+    # (`checkpoint(empty_log=True)`); between erases, the write after each checkpoint
+    # cuts the log back to what it holds, so it stays small after a busy spell.
     db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA journal_size_limit=0")
     return db
@@ -161,7 +162,7 @@ class SessionStore:
         self._rows.pop(user_id, None)
         removed = self.db.execute("DELETE FROM sessions WHERE user_id = ?",
                                   (user_id,)).rowcount
-        self.erased = self.erased or removed > 0
+        self.erased |= removed > 0
         return removed
 
     def purge(self, older_than_days: int, now: float | None = None) -> int:
@@ -169,7 +170,7 @@ class SessionStore:
         self._rows.clear()
         removed = self.db.execute("DELETE FROM sessions WHERE updated_at < ?",
                                   (cutoff,)).rowcount
-        self.erased = self.erased or removed > 0
+        self.erased |= removed > 0
         return removed
 
     def count(self) -> int:
