@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # by number, by label in any case, and by label exactly
 TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "No diagnosis", "yes", "Continue",
-                  "I'll check with my doctor", "Yes", "YES", "no", "Yes"]
+                  "Yes, I will", "Yes", "YES", "no", "Yes"]
 
 
 def run_bot(args: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -124,14 +124,14 @@ def test_to_event_by_number_label_and_command() -> None:
 
 def test_to_event_by_a_unique_word_of_a_label() -> None:
     ask = Ask("q", "Q?", (Choice("pinched_nerve", "Pinched nerve"),
-                          Choice("slipped_disk", "Slipped (herniated) disk"),
+                          Choice("slipped_disk", "Slipped (herniated) disc"),
                           Choice("no_diagnosis", "No diagnosis"),
                           Choice("no", "No")), "1.8.8")
     assert to_event("slipped", ask) == Event.answer("slipped_disk", ref="1.8.8")
-    assert to_event("herniated disk", ask) == Event.answer("slipped_disk", ref="1.8.8")
+    assert to_event("herniated disc", ask) == Event.answer("slipped_disk", ref="1.8.8")
     assert to_event("no", ask) == Event.answer("no", ref="1.8.8")  # exact label first
     assert to_event("n", ask) == Event("text")  # pinched nerve, no diagnosis, no: ambiguous
-    assert to_event("disk nerve", ask) == Event("text")  # no label has both
+    assert to_event("disc nerve", ask) == Event("text")  # no label has both
     assert to_event("/BACK", ask) == Event("back")
     assert to_event("/sources", None) == Event("show", topic="sources")
 

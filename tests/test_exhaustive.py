@@ -176,6 +176,11 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
                                 "nerve_pain_first": "nerve_pain",
                                 "fracture_first": "fracture"}[transcript.final["state"]]
         assert key in [o.key for o in final.outputs if isinstance(o, Say)]
+        if transcript.final["state"] in {"emergency_care", "urgent_care"}:
+            # both say when to call the emergency number ("not sure" on an emergency
+            # question ends in urgent care: it must still say when it becomes one)
+            said = " ".join(o.text for o in final.outputs if isinstance(o, Say))
+            assert "999" in said and "112" in said and "911" in said, str(transcript)
     # yes/unsure to the seven screening questions, no/unsure to fracture clearance
     assert flagged == 7 * 2 + 2
 
@@ -218,6 +223,9 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
         facts = transcript.facts()
         shown = [o.card.id for o in transcript.steps[-1].outputs if isinstance(o, ShowCard)]
         assert shown == expected_cards(facts), (str(transcript), shown)
+        # after the cards: check them with your doctor, stop on shooting pain
+        says = [o.key for o in transcript.steps[-1].outputs if isinstance(o, Say)]
+        assert says[-3:] == ["suggestions.closing", "reminder.doctor", "end.follows"]
         seen.update(shown)
         # the doctor prompt shows the ease-in caution on the same condition
         doctor_step = next(s for s in transcript.steps
