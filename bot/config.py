@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import DataError
+from bot.zones import known_zone
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
@@ -109,11 +109,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raise ConfigError("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
                           f"CRITICAL, not {level}")
     timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"BACKBOT_TZ {timezone!r} is not a known time zone (try UTC or "
-                          "Europe/London)") from None
+    if known_zone(timezone) is None:
+        shown = timezone if len(timezone) <= 40 else timezone[:40] + "..."
+        raise ConfigError(f"BACKBOT_TZ {shown!r} is not a known time zone (try UTC or "
+                          "Europe/London)")
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     if secret and not WEBHOOK_SECRET.match(secret):

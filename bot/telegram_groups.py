@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
@@ -35,6 +34,7 @@ from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape
+from bot.zones import known_zone
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ log = logging.getLogger(__name__)
 GROUPS = (filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
           & ~filters.IS_AUTOMATIC_FORWARD)
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
-# IANA names are short ASCII paths ("America/Argentina/Buenos_Aires" is 30 characters).
-# Checked before ZoneInfo, which recurses on long names until a RecursionError.
-ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
-MAX_ZONE_LENGTH = 64
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
 # Bad Request answers that mean the bot may not post in the chat any more. Any other one
@@ -99,16 +95,6 @@ def missed(schedule: Schedule, now: dt.datetime) -> bool:
 
 def spread_second(chat_id: int) -> int:
     return chat_id % SPREAD_SECONDS
-
-
-def known_zone(name: str) -> ZoneInfo | None:
-    """The IANA time zone called `name`, or None for anything else."""
-    if len(name) > MAX_ZONE_LENGTH or not ZONE.match(name):
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, or a non-zone file
-        return None
 
 
 def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:

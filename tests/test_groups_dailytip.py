@@ -32,7 +32,8 @@ from telegram.error import NetworkError
 
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
-from bot.telegram_groups import known_zone, last_due
+from bot.telegram_groups import last_due
+from bot.zones import known_zone
 
 BOT = "backbot_test_bot"
 GROUP = -100_222_000_001

@@ -187,6 +187,19 @@ def test_bad_retention_days(tmp_path: Path, raw: str, message: str) -> None:
         load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "../etc/passwd", "a" * 3000,
+                                  "Europe/" + "x/" * 40 + "y"])
+def test_bad_time_zone_is_one_line(zone: str) -> None:
+    """Unknown names, a folder of zones, paths and very long names: one clear error."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"BACKBOT_TZ": zone}, env_file=None)
+    assert str(raised.value).startswith("BACKBOT_TZ ")
+    assert "is not a known time zone" in str(raised.value)
+    assert len(str(raised.value)) < 120
+    assert load_settings(environ={"BACKBOT_TZ": "Asia/Tokyo"}, env_file=None).timezone == (
+        "Asia/Tokyo")
+
+
 def test_bad_env_file_line_names_the_line(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("OK=1\nthis is not a setting\n", encoding="utf-8")

@@ -1,0 +1,21 @@
+"""IANA time zones by name, checked so that no name can raise."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# IANA names are short ASCII paths ("America/Argentina/Buenos_Aires" is 30 characters).
+# Checked before ZoneInfo, which recurses on long names until a RecursionError.
+ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
+MAX_ZONE_LENGTH = 64
+
+
+def known_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone called `name`, or None for anything else."""
+    if len(name) > MAX_ZONE_LENGTH or not ZONE.match(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, or a folder or non-zone file
+        return None
