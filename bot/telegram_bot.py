@@ -23,7 +23,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -48,6 +48,7 @@ from bot.telegram_render import (
     TelegramRenderer,
     link_preview,
     parse_callback,
+    parse_command,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class BackBot:
 
     def register_fallback(self, app: Application) -> None:  # type: ignore[type-arg]
         """Everything else in private chats; added after all other handlers."""
-        app.add_handler(MessageHandler(PRIVATE, self.on_other_message))
+        # Service messages (a pin, an auto-delete timer) are not the person writing to us.
+        app.add_handler(MessageHandler(PRIVATE & ~filters.StatusUpdate.ALL,
+                                       self.on_other_message))
 
     async def set_commands(self, app: Application) -> None:  # type: ignore[type-arg]
         menus = ((MENU, BotCommandScopeAllPrivateChats()),
@@ -156,11 +159,12 @@ class BackBot:
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         user = update.effective_user
-        if message is None or user is None or not message.text:
+        parsed = parse_command(message.text or "") if message is not None else None
+        if message is None or user is None or parsed is None or parsed[0] not in COMMAND_EVENTS:
             return
-        name = message.text.split()[0][1:].split("@")[0].lower()
+        name, _, args = parsed
         notes: list[Output] = []
-        if name == "start" and context.args and is_group_payload(context.args[0]):
+        if name == "start" and args and is_group_payload(args[0]):
             notes.append(Say("group.from_group", self.content.message("group.from_group")))
         await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name], notes=notes,
                          update_id=update.update_id)
@@ -178,7 +182,7 @@ class BackBot:
         if chat is None:
             return
         confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
-        async with self.dropping_if_blocked(chat.id):
+        async with self.locks.hold(chat.id), self.dropping_if_blocked(chat.id):
             await self.send(chat.id, [confirm])
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -187,14 +191,17 @@ class BackBot:
         user, chat = update.effective_user, update.effective_chat
         if user is None or chat is None:
             return
-        allowance = self.engine.tip_allowance(self.store.get(user.id))
-        tips = [card for card in self.content.cards_tagged(TIP_TAG)
-                if allowance == "any" or "activity" not in card.tags]
-        text = (self.render.message("tip.after_red_flag") if allowance == "none"
-                else self.render.tip(random.choice(tips)) if tips
-                else self.render.message("tip.none"))
-        async with self.dropping_if_blocked(user.id):
-            await self.send(chat.id, [Reply(text)])
+        # In turn with the person's other updates: the tip fits where they are once those
+        # are applied, and goes out after their replies.
+        async with self.locks.hold(user.id):
+            allowance = self.engine.tip_allowance(self.store.get(user.id))
+            tips = [card for card in self.content.cards_tagged(TIP_TAG)
+                    if allowance == "any" or "activity" not in card.tags]
+            text = (self.render.message("tip.after_red_flag") if allowance == "none"
+                    else self.render.tip(random.choice(tips)) if tips
+                    else self.render.message("tip.none"))
+            async with self.dropping_if_blocked(user.id):
+                await self.send(chat.id, [Reply(text)])
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -207,11 +214,10 @@ class BackBot:
             await self.answer_query(query, self.content.message("button.not_here"))
             return
         if parsed is None:
-            await self.answer_query(query, self.content.message("button.expired"))
-            await self.apply(user.id, chat_id, Event("ask"))
+            await self.apply(user.id, chat_id, Event("ask"), query=query,
+                             toast=self.content.message("button.expired"))
             return
         if parsed[0] == FORGET:
-            await self.answer_query(query)
             await self.forget(user.id, query, confirmed=parsed[1] == "yes")
             return
         _, ref, choice = parsed
@@ -241,8 +247,9 @@ class BackBot:
 
     async def apply(self, user_id: int, chat_id: int, event: Event,
                     query: CallbackQuery | None = None, notes: Sequence[Output] = (),
-                    update_id: int | None = None) -> None:
-        """Step the user's session, store it, then reply."""
+                    update_id: int | None = None, toast: str | None = None) -> None:
+        """Step the user's session, store it, then reply (`toast`: what the tapped
+        button's answer says, if not the engine's)."""
         async with self.locks.hold(user_id):
             stored = self.store.load(user_id)
             snapshot, seen = stored.snapshot, stored.seen
@@ -266,7 +273,7 @@ class BackBot:
                     stale = bool(outputs) and isinstance(outputs[0], Say) and (
                         outputs[0].key == "session.stale")
                     await self.answer_query(
-                        query, self.content.message("button.moved_on") if stale else None)
+                        query, self.content.message("button.moved_on") if stale else toast)
                     if edited is not None:
                         await self.edit(query, edited)
                     elif stale:
@@ -288,6 +295,11 @@ class BackBot:
         question's keyboard work.)"""
         if self.job_queue is None:
             return
+        job = self._sends_again.get(user_id)
+        if job is not None and snapshot is not None and job.data[3] == snapshot:  # type: ignore[index]
+            # Still at the same point: what waited from before goes too, ahead of these,
+            # unless these repeat it (the question, say).
+            replies = [*uncovered(job.data[2], replies), *replies]  # type: ignore[index]
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         self._sends_again[user_id] = self.job_queue.run_once(
@@ -303,11 +315,8 @@ class BackBot:
         if job is None:
             return
         _, _, waiting, waiting_for = job.data  # type: ignore[misc]
-        # Texts are compared as sent: a message may now go out joined with a note before it.
-        sent_text = "\n\n".join(reply.text for reply in sent)
         stored = self.store.get(user_id)
-        if (stored is None or stored != waiting_for
-                or all(reply.text in sent_text for reply in waiting)):
+        if stored is None or stored != waiting_for or not uncovered(waiting, sent):
             self._cancel_send_again(user_id)
 
     def _cancel_send_again(self, user_id: int) -> None:
@@ -332,11 +341,13 @@ class BackBot:
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
+            await self.answer_query(query)
             if confirmed:
                 self.store.delete(user_id)
+            outcome = self.render.message("forget.done" if confirmed else "forget.kept")
             async with self.dropping_if_blocked(user_id):
-                await self.edit(query, self.render.message("forget.done" if confirmed
-                                                       else "forget.kept"))
+                if not await self.edit(query, outcome):  # too old to edit, or gone
+                    await self.send(user_id, [Reply(outcome)])
 
     # -- Bot API calls, with Telegram's expected failures handled --
 
@@ -380,11 +391,12 @@ class BackBot:
         except TelegramError as exc:  # too old, timed out, rate-limited: cosmetic
             log.info("callback not answered: %s", type(exc).__name__)
 
-    async def edit(self, query: CallbackQuery, text: str | None) -> None:
-        """Show the chosen answer on the question (or drop a stale keyboard)."""
+    async def edit(self, query: CallbackQuery, text: str | None) -> bool:
+        """Show the chosen answer on the question (or drop a stale keyboard). False if the
+        message could not be edited."""
         message = query.message
         if message is None or not message.is_accessible:
-            return  # the message is gone or too old to edit
+            return False  # the message is gone or too old to edit
         try:
             if text is None:
                 await query.edit_message_reply_markup(None)
@@ -393,7 +405,11 @@ class BackBot:
         except Forbidden:
             raise  # blocked: handled by dropping_if_blocked
         except TelegramError as exc:  # not modified, gone, timed out: the reply still goes out
+            if isinstance(exc, BadRequest) and "not modified" in exc.message.lower():
+                return True  # it already says so (a second tap)
             log.info("message not edited: %s", type(exc).__name__)
+            return False
+        return True
 
     app_bot: Bot  # set by attach(): the Bot of the Application this serves
     job_queue: JobQueue | None  # type: ignore[type-arg]
@@ -401,3 +417,10 @@ class BackBot:
     def attach(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app_bot = app.bot
         self.job_queue = app.job_queue
+
+
+def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
+    """The waiting replies that `sent` does not repeat. Texts are compared as sent: a
+    message may go out joined with a note before it."""
+    sent_text = "\n\n".join(reply.text for reply in sent)
+    return [reply for reply in waiting if reply.text not in sent_text]

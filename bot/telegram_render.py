@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,6 +29,8 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # which PTB sends as it is.
 HTML: str = ParseMode.HTML.value
 ANSWER = "a"
+# A bot command as Telegram marks it: "/", up to 32 letters, digits or "_", "@botname".
+COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?")
 FORGET = "f"
 
 
@@ -45,6 +48,16 @@ def answer_data(ref: str, choice: str) -> str:
     data = f"{ANSWER}|{ref}|{choice}"
     assert len(data.encode()) <= MAX_CALLBACK_BYTES, data
     return data
+
+
+def parse_command(text: str) -> tuple[str, str, list[str]] | None:
+    """(name in lower case, the bot it is addressed to or "", the words after it) for a
+    text that starts with a command, as Telegram marks one: "/help," is the command
+    "help" followed by a comma."""
+    match = COMMAND.match(text)
+    if match is None:
+        return None
+    return match[1].lower(), match[2] or "", text[match.end():].split()
 
 
 def parse_callback(data: str | None) -> tuple[str, ...] | None:

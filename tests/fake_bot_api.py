@@ -24,6 +24,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+import re
 import sys
 import threading
 import time
@@ -46,6 +47,9 @@ NOT_MODIFIED = (
     "are exactly the same as a current content and reply markup of the message"
 )
 BLOCKED = "Forbidden: bot was blocked by the user"
+REPLIED_GONE = "Bad Request: message to be replied not found"
+# What Telegram marks as a bot command at the start of a text ("/help," marks "/help").
+COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]{1,64})?")
 
 # Methods that fail with 403 for a chat registered through ``block_user``.
 BLOCKABLE_METHODS = frozenset(
@@ -257,6 +261,7 @@ class FakeBotAPI:
         self.username = username
         self.first_name = "backbot"
         self.delay = delay  # seconds added before every response (simulated latency)
+        self.method_delays: dict[str, float] = {}  # lower-case method -> extra seconds
 
         self.calls: list[Call] = []
         self.messages: dict[tuple[int | str, int], JSONDict] = {}
@@ -274,6 +279,7 @@ class FakeBotAPI:
         self._member_status: dict[tuple[int | str, int], str] = {}
         self._fail_rules: list[_FailRule] = []
         self._blocked: set[int | str] = set()
+        self._deleted: set[tuple[int | str, int]] = set()  # users' messages deleted since
         self._callback_ids = itertools.count(1)
         self._stopping = False
         self._long_polls = 0  # getUpdates requests currently blocked (lets tests sync on it)
@@ -480,12 +486,21 @@ class FakeBotAPI:
         first_name: str = "Ana",
         chat_title: str | None = None,
         entities: list[JSONDict] | None = None,
+        *,
+        deleted: bool = False,
     ) -> int:
+        """With `deleted`, the message is gone before the bot answers (a member or a
+        cleaning bot deleted it): replies quoting it fail unless they allow sending
+        without the reply, as in Telegram."""
         message = self._user_message(chat_id, user_id, chat_type, first_name, chat_title)
         message["text"] = text
-        if entities is None and text.startswith("/"):
-            command = text.split(maxsplit=1)[0]  # includes a "/cmd@botname" suffix if present
-            entities = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+        if deleted:
+            with self._lock:
+                self._deleted.add((_chat_key(chat_id), message["message_id"]))
+        command = COMMAND.match(text)  # includes a "/cmd@botname" suffix if present
+        if entities is None and command is not None:
+            entities = [{"type": "bot_command", "offset": 0,
+                         "length": _utf16_len(command[0])}]
         if entities:
             message["entities"] = entities
         return self.push_update({"message": message})
@@ -726,6 +741,8 @@ class FakeBotAPI:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
 
         method_name = rest.strip("/")
+        if extra := self.method_delays.get(method_name.lower()):
+            time.sleep(extra)  # one slow method: lets a later request overtake it
         handler = self._method_table.get(method_name.lower())
         canonical = handler.__name__[3:] if handler is not None else method_name
         arrived = time.time()
@@ -890,6 +907,10 @@ class FakeBotAPI:
         if not isinstance(text, str) or not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
         chat_id = _chat_key(params["chat_id"])
+        replying = params.get("reply_parameters")
+        if (isinstance(replying, dict) and not replying.get("allow_sending_without_reply")
+                and (chat_id, replying.get("message_id")) in self._deleted):
+            raise ApiError(400, REPLIED_GONE)
         with self._lock:
             message: JSONDict = {
                 "message_id": self._take_message_id(chat_id),

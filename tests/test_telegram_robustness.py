@@ -247,6 +247,20 @@ def test_free_text_stickers_photos_get_the_buttons_again(
                 assert callback_data(h.current(CHAT)) == callback_data(question)
                 assert h.snapshot(CHAT) == before
 
+            # Service messages (the person pinned a message, logged in to a website with
+            # Telegram) are not written to the bot: no reply.
+            quiet = len(h.sent_texts(CHAT))
+            base = {"chat": {"id": CHAT, "type": "private", "first_name": "Ana"},
+                    "from": {"id": CHAT, "is_bot": False, "first_name": "Ana"},
+                    "date": int(time.time())}
+            for n, service in enumerate([
+                    {"pinned_message": {**question, "date": 0}},
+                    {"connected_website": "example.org"}]):
+                await h.processed(h.api.push_update(
+                    {"message": {**base, "message_id": 9000 + n, **service}}))
+            assert len(h.sent_texts(CHAT)) == quiet
+            assert h.snapshot(CHAT) == before
+
             # An edited message gets no reply at all.
             await h.processed(h.api.send_text(CHAT, "first"))
             calls = len([c for c in h.api.calls if c.method != "getUpdates"])
@@ -261,6 +275,24 @@ def test_free_text_stickers_photos_get_the_buttons_again(
                 assert_telegram_html(call.params["text"])
 
         assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_a_command_followed_by_punctuation_is_that_command(tmp_path: Path) -> None:
+    """Telegram marks "/help" in "/help," as the command: it is answered as /help."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            bladder = h.message_text("question.bladder")
+            assert await h.say(CHAT, "/help,") == [h.message_text("help.text"), bladder]
+            replies = await h.say(CHAT, "/start!")
+            assert replies[0].startswith(h.message_text("session.resumed"))
+            assert replies[-1] == bladder
+            assert (await h.say(CHAT, "/sources?"))[-1] == bladder
+            replies = await h.say(CHAT, "/back.")  # back to the welcome: nothing kept
+            assert replies[0].startswith(h.message_text("session.went_back"))
+            assert replies[-1] == h.message_text("welcome.question")
 
     run_bounded(scenario())
 
@@ -461,6 +493,32 @@ def test_cards_whose_reply_failed_still_go_out_after_a_re_ask(tmp_path: Path) ->
     run_bounded(scenario())
 
 
+def test_cards_stay_due_when_the_re_ask_fails_too(tmp_path: Path) -> None:
+    """The cards' reply failed, then the reply to free text failed as well: the second
+    try still carries the cards (ahead of the question), not only "use the buttons"."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.3
+            await at_bladder_question(h)
+            await h.script(CHAT, *("no",) * 7, "none")
+            message = h.current(CHAT)
+            before = len(h.sent_texts(CHAT))
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.processed(h.api.send_text(CHAT, "hi"))
+            assert h.sent_texts(CHAT)[before:] == []
+            intro, question = h.message_text("why.intro"), h.message_text("why.question")
+            assert await until(lambda: question in h.sent_texts(CHAT)[before:])
+            await asyncio.sleep(0.5)
+            again = h.sent_texts(CHAT)[before:]
+            assert sum(intro in text for text in again) == 1
+            assert again[-1] == question and again.count(question) == 1
+            assert h.state(CHAT) == "explaining_why"
+
+    run_bounded(scenario())
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -468,6 +526,49 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+# ------------------------------------------------------------------------------ 5. ordering
+
+
+def test_tip_and_forget_wait_for_the_updates_before_them(tmp_path: Path) -> None:
+    """With Telegram slow to answer a button, a /tip or a /start sent right after it
+    still goes after that tap's replies: the tip fits the emergency advice (no exercise
+    tip), and "forget" erases before the /start after it is applied."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            message = h.current(CHAT)
+            h.api.method_delays["answercallbackquery"] = 0.3
+            before = len(h.sent_texts(CHAT))
+            tap = h.api.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
+            await asyncio.sleep(0.05)
+            tip = h.api.send_text(CHAT, "/tip")
+            await h.processed(tap)
+            await h.processed(tip)
+            sent = h.sent_texts(CHAT)[before:]
+            emergency = h.message_text("disposition.emergency")
+            at = next(i for i, text in enumerate(sent) if emergency in text)
+            assert sent[-1] == h.message_text("tip.after_red_flag") and at < len(sent) - 1
+
+            h.api.method_delays.clear()
+            await h.send(CHAT, "/restart")
+            await h.choose(CHAT, "agree")
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.method_delays["answercallbackquery"] = 0.3
+            before = len(h.sent_texts(CHAT))
+            forget = h.api.tap(CHAT, confirm["message_id"], "f|yes")
+            await asyncio.sleep(0.05)
+            start = h.api.send_text(CHAT, "/start")
+            await h.processed(forget)
+            await h.processed(start)
+            replies = h.sent_texts(CHAT)[before:]
+            # /start came after the erase: a fresh welcome, not "welcome back"
+            assert replies[-1] == h.message_text("welcome.question")
+            assert h.message_text("session.resumed") not in replies
+
+    run_bounded(scenario())
 
 
 # ------------------------------------------------------------------------------- 8. /forget
@@ -513,6 +614,27 @@ def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
             assert replies[-1] == h.message_text("welcome.question")
 
         assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_forget_on_a_message_too_old_to_edit_says_so_in_a_new_one(tmp_path: Path) -> None:
+    """Telegram sends a tap on an old message without it (date 0): it cannot be edited, so
+    the outcome comes as a message of its own, never as silence."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            update = h.api.push_update({"callback_query": {
+                "id": "old-confirm", "from": {"id": CHAT, "is_bot": False, "first_name": "Ana"},
+                "chat_instance": "ci", "data": "f|yes",
+                "message": {"message_id": 1, "date": 0,
+                            "chat": {"id": CHAT, "type": "private"}}}})
+            before = len(h.sent_texts(CHAT))
+            await h.processed(update)
+            assert h.rows(CHAT) == 0
+            assert h.sent_texts(CHAT)[before:] == [h.message_text("forget.done")]
+            assert h.calls(CHAT, "editMessageText")[-1].params["text"] != (
+                h.message_text("forget.done"))
 
     run_bounded(scenario())
 
