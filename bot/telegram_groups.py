@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from telegram import Bot, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    Bot,
+    ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
 from telegram.constants import ChatType
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import (
@@ -33,7 +40,7 @@ from bot.deeplinks import checkin_url
 from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
-from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape
+from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
 from bot.zones import known_zone
 
 log = logging.getLogger(__name__)
@@ -109,6 +116,14 @@ def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str 
     return f"{int(match[1]):02d}:{match[2]}", zone
 
 
+async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
+    """Answer a command in its chat (HTML), quoting it; if the command was deleted
+    meanwhile (by its sender, or a bot that tidies commands away), the answer still goes,
+    unquoted."""
+    await message.reply_text(text, parse_mode=HTML, allow_sending_without_reply=True,
+                             **kwargs)
+
+
 def may_not_post(exc: TelegramError) -> bool:
     """Telegram says the bot can no longer post in that chat (removed, muted, chat gone)."""
     if isinstance(exc, Forbidden):
@@ -168,7 +183,7 @@ class GroupFeatures:
         app.add_handler(CommandHandler("sources", self.on_group_sources, filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
-            filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(\s|$)"),
+            filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
             self.on_dailytip))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(NotPrivateChatMemberHandler(self.on_my_chat_member,
@@ -192,8 +207,8 @@ class GroupFeatures:
         if message is None:
             return
         async with self._posting(context, message.chat_id):
-            await message.reply_text(self.render.message("group.start"), parse_mode=HTML,
-                                     reply_markup=self._checkin_button(context, message.chat_id))
+            await reply_to(message, self.render.message("group.start"),
+                           reply_markup=self._checkin_button(context, message.chat_id))
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -201,11 +216,11 @@ class GroupFeatures:
             return
         async with self._posting(context, message.chat_id):
             if not self.tips:
-                await message.reply_text(self.render.message("tip.none"), parse_mode=HTML)
+                await reply_to(message, self.render.message("tip.none"))
                 return
-            await message.reply_text(self.render.tip(random.choice(self.tips)), parse_mode=HTML,
-                                     reply_markup=self._checkin_button(context, message.chat_id),
-                                     link_preview_options=NO_PREVIEW)
+            await reply_to(message, self.render.tip(random.choice(self.tips)),
+                           reply_markup=self._checkin_button(context, message.chat_id),
+                           link_preview_options=NO_PREVIEW)
 
     async def on_group_sources(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -215,24 +230,26 @@ class GroupFeatures:
         block = self.render.block(SourceList(self.content.message("sources.header"),
                                              tuple(self.content.sources.values())))
         async with self._posting(context, message.chat_id):
-            await message.reply_text(block, parse_mode=HTML, link_preview_options=NO_PREVIEW)
+            await reply_to(message, block, link_preview_options=NO_PREVIEW)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         chat = update.effective_chat
-        if message is None or chat is None or not message.text:
+        parsed = parse_command(message.text or "") if message is not None else None
+        if message is None or chat is None or parsed is None:
             return
-        command, *args = message.text.split()
-        _, _, addressee = command.partition("@")
+        _, addressee, args = parsed
         if addressee and addressee.lower() != (context.bot.username or "").lower():
             return  # a command for another bot in the same channel
         async with self._posting(context, chat.id):
             # Channel posts come only from the channel's admins; in groups we ask Telegram.
-            if chat.type != ChatType.CHANNEL and not await self._is_admin(update, context):
-                await message.reply_text(self.render.message("dailytip.not_admin"), parse_mode=HTML)
+            admin = chat.type == ChatType.CHANNEL or await self._is_admin(update, context)
+            if not admin:
+                refusal = "dailytip.not_admin" if admin is False else "dailytip.admin_unknown"
+                await reply_to(message, self.render.message(refusal))
                 return
             reply = self._configure(context.application, chat.id, args)
-            await message.reply_text(escape(reply), parse_mode=HTML)
+            await reply_to(message, escape(reply))
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A group upgraded to a supergroup: Telegram sends one service message in each."""
@@ -399,7 +416,9 @@ class GroupFeatures:
         return InlineKeyboardMarkup([[InlineKeyboardButton(
             self.content.message("group.start_button"), url=url)]])
 
-    async def _is_admin(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    async def _is_admin(self, update: Update,
+                        context: ContextTypes.DEFAULT_TYPE) -> bool | None:
+        """Whether the sender administers the chat; None if Telegram could not tell."""
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
         if message is not None and message.sender_chat is not None and chat is not None:
             return message.sender_chat.id == chat.id  # an anonymous admin posts as the group
@@ -409,5 +428,5 @@ class GroupFeatures:
             member = await context.bot.get_chat_member(chat.id, user.id)
         except TelegramError as exc:
             log.info("admin check failed: %s", type(exc).__name__)
-            return False
+            return None
         return member.status in ADMIN_STATUSES

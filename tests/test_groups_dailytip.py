@@ -126,6 +126,24 @@ def test_dailytip_set_by_admins_stores_and_schedules(api: FakeBotAPI, tmp_path: 
     run(scenario())
 
 
+def test_dailytip_when_telegram_cannot_tell_who_is_admin(api: FakeBotAPI,
+                                                         tmp_path: Path) -> None:
+    """The admin check failed (a server error): the admin hears that it could not be
+    checked, not that they are no admin; nothing is stored; the next try works."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            api.fail_next("getChatMember", error_code=500, description="Internal Server Error")
+            reply = await bot.say(GROUP, "/dailytip 08:30", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.admin_unknown")
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            reply = await bot.say(GROUP, "/dailytip 08:30", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="08:30", zone="UTC")
+            assert bot.rows() == [(GROUP, "08:30", "UTC")]
+
+    run(scenario())
+
+
 BAD_FORMS = [
     ("/dailytip 25:00", "usage"),
     ("/dailytip 8.30", "usage"),
@@ -140,6 +158,8 @@ BAD_FORMS = [
     ("/dailytip 08:30 UTC extra", "usage"),
     ("/dailytip off now", "usage"),
     ("/dailytip", "usage"),
+    (f"/dailytip@{BOT}, 08:30", "usage"),  # Telegram marks "/dailytip@bot" as the command
+    ("/dailytip, 08:30", "usage"),
 ]
 
 
@@ -171,6 +191,28 @@ def test_dailytip_bad_forms_explain_and_change_nothing(api: FakeBotAPI, tmp_path
             assert plain(reply["text"]) == msg("dailytip.off")
             await bot.settle()
             assert len(bot.sends(GROUP)) == len(BAD_FORMS) + 3  # one reply per command
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_commands_deleted_before_the_answer_still_get_one(api: FakeBotAPI,
+                                                          tmp_path: Path) -> None:
+    """A member, or a bot that tidies commands away, deleted the command: the answer goes
+    without quoting it (Telegram refuses a quote of a deleted message otherwise)."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            reply = await bot.say(GROUP, "/dailytip 08:30", user_id=ADMIN, deleted=True)
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="08:30", zone="UTC")
+            assert bot.rows() == [(GROUP, "08:30", "UTC")]
+            for command in ("/tip", "/start", "/sources"):
+                await bot.say(GROUP, command, deleted=True)
+            await bot.settle()
+            sends = bot.sends(GROUP)
+            assert len(sends) == 4 and all(call.ok for call in sends)
+            assert all(call.params["reply_parameters"]["allow_sending_without_reply"]
+                       for call in sends)
             assert bot.errors == []
 
     run(scenario())
