@@ -127,6 +127,7 @@ class BackBot:
         self.send_again_after = SEND_AGAIN_SECONDS
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
+        self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -171,11 +172,17 @@ class BackBot:
 
     async def on_other_message(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Free text, stickers, photos, voice, files: re-ask with the keyboard."""
+        """Free text, stickers, photos, voice, files: re-ask with the keyboard. A burst
+        (an album, a pasted batch) gets one re-ask, not one each: while one is on its way,
+        those after it change nothing and would only repeat it."""
         user, chat = update.effective_user, update.effective_chat
-        if user is None or chat is None:
+        if user is None or chat is None or user.id in self._re_asking:
             return
-        await self.apply(user.id, chat.id, Event("text"), update_id=update.update_id)
+        self._re_asking.add(user.id)
+        try:
+            await self.apply(user.id, chat.id, Event("text"), update_id=update.update_id)
+        finally:
+            self._re_asking.discard(user.id)
 
     async def on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat

@@ -297,6 +297,29 @@ def test_a_command_followed_by_punctuation_is_that_command(tmp_path: Path) -> No
     run_bounded(scenario())
 
 
+def test_a_burst_of_photos_gets_one_re_ask(tmp_path: Path) -> None:
+    """An album of five photos, sent while Telegram is slow: one "use the buttons" and
+    one question, not five of each (which would also run into Telegram's limits)."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            before, snapshot = len(h.sent_texts(CHAT)), h.snapshot(CHAT)
+            h.api.method_delays["sendmessage"] = 0.2
+            photos = [h.api.send_photo(CHAT) for _ in range(5)]
+            for update in photos:
+                await h.processed(update)
+            await asyncio.sleep(0.3)
+            assert h.sent_texts(CHAT)[before:] == [h.message_text("error.use_buttons"),
+                                                   h.message_text("question.bladder")]
+            assert h.snapshot(CHAT) == snapshot
+            # afterwards, one more photo is answered again
+            h.api.method_delays.clear()
+            replies = await h.say(CHAT, "still here?")
+            assert replies[-1] == h.message_text("question.bladder")
+
+    run_bounded(scenario())
+
+
 # ----------------------------------------------------------------------- 6. Telegram errors
 
 
