@@ -23,7 +23,8 @@ END_ACTIONS = ("restart", "sources")
 CHOICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 
 _TOP_KEYS = {"name", "initial", "states", "transitions"}
-_OUR_TOP_KEYS = {"doctor_reminder", "consent", "choice_sets", "predicates", "activity_words"}
+_OUR_TOP_KEYS = {"doctor_prompt", "doctor_reminder", "consent", "choice_sets", "predicates",
+                 "activity_words"}
 _STATE_KEYS = {"name"}
 _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
@@ -96,6 +97,7 @@ class Dialog:
     initial: str
     states: dict[str, StateSpec]
     edges: tuple[Edge, ...]
+    doctor_prompt: str  # message id the doctor_prompt state must show
     doctor_reminder: str
     consent: tuple[str, str] | None  # (state, choice): the answer that agrees to storage
     activity_words: tuple[str, ...]
@@ -149,10 +151,13 @@ def load_dialog(path: Path, content: Content) -> Dialog:
     reminder = schema.ident(raw.get("doctor_reminder"), path, "doctor_reminder", line=raw.line)
     if reminder not in content.messages:
         raise DataError(path, f"doctor_reminder {reminder!r} is not a message", line=raw.line)
+    prompt = schema.ident(raw.get("doctor_prompt"), path, "doctor_prompt", line=raw.line)
+    if prompt not in content.messages:
+        raise DataError(path, f"doctor_prompt {prompt!r} is not a message", line=raw.line)
     words = raw.get("activity_words", [])
     activity_words = tuple(schema.text_list(words, path, "activity_words", line=raw.line))
     _check_choices_routed(states, edges, path)
-    _check_restart(states, edges, path)
+    _check_restart(states, edges, path, initial)
     consent = _consent(raw.get("consent"), states, path, raw.line)
     machine_config = {
         "name": name,
@@ -165,8 +170,8 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         ],
     }
     return Dialog(name=name, path=path, initial=initial, states=states, edges=tuple(edges),
-                  doctor_reminder=reminder, consent=consent, activity_words=activity_words,
-                  machine_config=machine_config)
+                  doctor_prompt=prompt, doctor_reminder=reminder, consent=consent,
+                  activity_words=activity_words, machine_config=machine_config)
 
 
 def _consent(raw: Any, states: dict[str, StateSpec], path: Path,
@@ -279,8 +284,12 @@ def _state(raw: Any, index: int, path: Path, content: Content,
     for cid, level in red_flags.items():
         if isinstance(cid, bool):
             raise fail("red_flags keys are choice ids (quote yes/no/on/off in YAML)")
-        if all(c.id != cid for c in choices):
+        flagged = next((c for c in choices if c.id == cid), None)
+        if flagged is None:
             raise fail(f"red_flags names {cid!r}, which is not a choice here")
+        if flagged.shows is not None:
+            raise fail(f"red flag {cid!r} only shows a message and asks again; a red-flag "
+                       "answer must lead to care")
         if not isinstance(level, str) or level not in RED_FLAG_LEVELS:
             raise fail(f"red flag level {level!r} is not one of {sorted(RED_FLAG_LEVELS)}")
     raw_tags = item.get("tags") or []
@@ -417,8 +426,16 @@ def _check_choices_routed(states: dict[str, StateSpec], edges: list[Edge], path:
                                 state=spec.name)
 
 
-def _check_restart(states: dict[str, StateSpec], edges: list[Edge], path: Path) -> None:
-    """The engine restarts from any state, so every state needs a restart transition."""
+def _check_restart(states: dict[str, StateSpec], edges: list[Edge], path: Path,
+                   initial: str) -> None:
+    """The engine restarts from any state, so every state needs a restart transition, and
+    each goes back to the start: one that went anywhere else would skip the screening
+    (the safety proof follows answers from the initial state)."""
+    for edge in edges:
+        if edge.trigger == "restart" and edge.dest != initial:
+            raise DataError(path, f"a restart must go back to {initial!r}, not to "
+                            f"{edge.dest!r}", line=edge.line,
+                            state=edge.source if edge.source in states else None)
     covered = {e.source for e in edges if e.trigger == "restart"}
     if "*" in covered:
         return

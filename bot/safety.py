@@ -72,6 +72,9 @@ def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
         yield content.messages[choice.label]
         if choice.shows:
             yield content.messages[choice.shows]
+    for source, section in spec.follows:  # an end's "This advice follows: ..." line
+        yield content.sources[source].title
+        yield section
 
 
 class _Graph:
@@ -156,6 +159,12 @@ def _check_doctor_prompt(dialog: Dialog, graph: _Graph, activity: set[str]) -> F
     acks = {(s.name, s.acknowledge) for s in dialog.states.values() if s.acknowledge}
     if not acks:
         finding.problems.append(f"{dialog.path}: no state is tagged doctor_prompt")
+    for spec in dialog.states.values():
+        if spec.acknowledge and not any(item.kind == "message" and item.when is None
+                                        and item.ref == dialog.doctor_prompt
+                                        for item in spec.show):
+            finding.problems.append(_fail(dialog, spec, (
+                f"is tagged doctor_prompt but does not always show {dialog.doctor_prompt}")))
     # Without the acknowledging answers, no activity state may be reachable at all.
     around = graph.reachable(dialog.initial, skip=acks)  # type: ignore[arg-type]
     for name in sorted(activity & around.keys()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import textwrap
 from typing import TextIO
@@ -64,7 +65,9 @@ def to_event(line: str, ask: Ask | None) -> Event:
     if word.lower() in COMMANDS:
         return COMMANDS[word.lower()]
     if ask is not None:
-        if word.isdigit() and 1 <= int(word) <= len(ask.choices):
+        # ASCII digits only: "²" and "①" are digits to isdigit() but not to int()
+        if word.isascii() and word.isdigit() and len(word) <= 3 and (
+                1 <= int(word) <= len(ask.choices)):
             return Event.answer(ask.choices[int(word) - 1].id, ref=ask.ref)
         choice = match_label(word, ask)
         if choice is not None:
@@ -93,6 +96,8 @@ def _words(text: str) -> list[str]:
 def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Run one conversation until /quit or end of input."""
     echo = not stdin.isatty()  # piped input: show it, so the transcript reads naturally
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 are just free text
     content = engine.content
     print(_wrap(content.message("chat.hint")), file=stdout)
     snapshot: Snapshot | None = None

@@ -25,20 +25,40 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     pass
 
 
+def _once(loader: _Loader, node: yaml.Node) -> yaml.Node:
+    """Refuse aliases (*name): only an alias reaches a node a second time, and a few lines
+    of nested ones expand to millions of values (none of our files needs them)."""
+    if node in loader.constructed_objects or node in loader.recursive_objects:
+        raise yaml.MarkedYAMLError(problem="aliases are not supported: the &anchor here is "
+                                   "used again by a *alias; write the value out",
+                                   problem_mark=node.start_mark)
+    return node
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Any:
     data = Mapping()
     data.line = node.start_mark.line + 1
     yield data
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in data:
+        key = loader.construct_object(_once(loader, key_node), deep=True)
+        try:
+            duplicate = key in data
+        except TypeError:  # a list or mapping as a key
+            raise yaml.MarkedYAMLError(problem="a key must be text or a number",
+                                       problem_mark=key_node.start_mark) from None
+        if duplicate:
             raise yaml.MarkedYAMLError(
                 problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
             )
-        data[key] = loader.construct_object(value_node, deep=True)
+        data[key] = loader.construct_object(_once(loader, value_node), deep=True)
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> list[Any]:
+    return [loader.construct_object(_once(loader, item), deep=True) for item in node.value]
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
 def load_yaml(path: Path) -> Any:

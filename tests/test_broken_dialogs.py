@@ -245,6 +245,73 @@ def test_conditional_doctor_reminder_does_not_count(data_copy, check) -> None:
                        "suggesting_activities")
 
 
+def test_restart_to_anywhere_but_the_start_fails(data_copy, check) -> None:
+    """A restart that jumped to the suggestions would skip the whole screening."""
+    def change(d: Data) -> None:
+        restart = next(t for t in d["transitions"] if t["trigger"] == "restart")
+        restart["dest"] = "suggesting_activities"
+
+    edit(data_copy.dialog, change)
+    lineno, _, what = data_error(check(), data_copy.dialog)
+    assert what == "a restart must go back to 'welcome', not to 'suggesting_activities'"
+    assert "trigger: restart" in line(data_copy.dialog, lineno)
+
+
+def test_restart_from_the_doctor_prompt_past_it_fails(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: d["transitions"].insert(0, {
+        "trigger": "restart", "source": "doctor_prompt", "dest": "asking_pool"}))
+    _, name, what = data_error(check(), data_copy.dialog)
+    assert (name, what) == ("doctor_prompt",
+                            "a restart must go back to 'welcome', not to 'asking_pool'")
+
+
+def test_red_flag_on_an_info_choice_fails(data_copy, check) -> None:
+    """A red flag that only showed the emergency text and asked again would let the
+    next answer carry on to the suggestions."""
+    def change(d: Data) -> None:
+        bladder = state(d, "asking_bladder")
+        bladder["choices"] = [{"id": "yes", "label": "choice.yes",
+                               "shows": "disposition.emergency"},
+                              {"id": "no", "label": "choice.no"},
+                              {"id": "unsure", "label": "choice.unsure"}]
+        d["transitions"].remove(transition(d, "asking_bladder", "yes"))
+
+    edit(data_copy.dialog, change)
+    _, name, what = data_error(check(), data_copy.dialog)
+    assert name == "asking_bladder"
+    assert what == ("red flag 'yes' only shows a message and asks again; a red-flag answer "
+                    "must lead to care")
+
+
+def test_doctor_prompt_tag_on_a_state_without_the_prompt_fails(data_copy, check) -> None:
+    """Moving the tag (and its acknowledgement) to the why-cards would let the real
+    prompt's "Not now" lead on; the tagged state must show the doctor prompt itself."""
+    def change(d: Data) -> None:
+        prompt, why = state(d, "doctor_prompt"), state(d, "explaining_why")
+        del prompt["tags"], prompt["acknowledge"]
+        why.update(tags=["doctor_prompt"], acknowledge="next")
+        transition(d, "doctor_prompt", "not_now")["dest"] = "asking_pool"
+
+    edit(data_copy.dialog, change)
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    assert_names_state(block[1], data_copy.dialog, "explaining_why")
+    assert "is tagged doctor_prompt but does not always show doctor.prompt" in block[1]
+
+
+def test_activity_named_in_a_red_flag_end_follows_line(data_copy, check) -> None:
+    """An end's "This advice follows: ..." line is shown too: after a red flag it may not
+    name an activity either."""
+    edit(data_copy.dialog, lambda d: state(d, "urgent_care")["follows"].append(
+        {"source": "aaos", "section": "Flexibility and strength work (as reported by "
+         "LIVESTRONG.com)"}))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "ii")
+    assert any("reaches activity state urgent_care" in p for p in block[1:])
+
+
 # -- references between files --
 
 
@@ -395,6 +462,26 @@ def test_duplicate_yaml_mapping_key(data_copy, check) -> None:
     lineno, _, what = data_error(check(), data_copy.dialog)
     assert what == "invalid YAML: duplicate key 'key'"
     assert lineno == duplicate
+
+
+def test_list_as_a_yaml_key(data_copy, check) -> None:
+    messages = data_copy.content / "messages.yaml"
+    messages.write_text(messages.read_text() + "? [a, b]\n: c\n")
+    lineno, _, what = data_error(check(), messages)
+    assert what == "invalid YAML: a key must be text or a number"
+    assert lineno == len(messages.read_text().splitlines()) - 1
+
+
+def test_yaml_aliases_are_refused(data_copy, check) -> None:
+    """Nested aliases expand to millions of values from a few lines: refused, at once."""
+    messages = data_copy.content / "messages.yaml"
+    bomb = "zz0: &z0 {a: x, b: x}\n" + "".join(
+        f"zz{n}: &z{n} {{a: *z{n - 1}, b: *z{n - 1}}}\n" for n in range(1, 40))
+    messages.write_text(messages.read_text() + bomb)
+    lineno, _, what = data_error(check(), messages)
+    assert what == ("invalid YAML: aliases are not supported: the &anchor here is used "
+                    "again by a *alias; write the value out")
+    assert line(messages, lineno).startswith("zz0: &z0")
 
 
 def test_duplicate_message_key(data_copy, check) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -102,6 +103,22 @@ def test_chat_free_text_and_bad_numbers(tmp_path: Path, messages: dict[str, str]
     assert out.count(messages["chat.use_numbers"]) == 3
     assert messages["error.use_buttons"] not in out
     assert messages["question.bladder"] in out
+
+
+def test_chat_odd_digits_and_bytes_are_free_text(tmp_path: Path,
+                                                 messages: dict[str, str]) -> None:
+    """Digits int() does not read ("²", "①"), a 5,000-digit number, bytes that are not
+    UTF-8 (with the strict decoding of a UTF-8 locale): free text, never a traceback."""
+    odd = ["\u00b2", "\u2460", "9" * 5000]
+    stdin = "".join(f"{line}\n" for line in odd).encode() + b"\xff\xfe\n1\n"
+    result = subprocess.run([sys.executable, "-m", "bot", "chat"], input=stdin, cwd=tmp_path,
+                            capture_output=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    out = " ".join(result.stdout.decode("utf-8", "replace").split())
+    assert result.returncode == 0, result.stderr
+    assert b"Traceback" not in result.stderr + result.stdout
+    assert out.count(messages["chat.use_numbers"]) == 4
+    assert messages["question.bladder"] in out  # and "1" still agreed
 
 
 def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
