@@ -449,13 +449,13 @@ def fill_sessions(db_path: Path, count: int) -> None:
 def startup_seconds(db_path: Path) -> float:
     """Process start to the bot's first getUpdates, against the tests' local Bot API."""
     sys.path.insert(0, str(REPO / "tests"))
-    from fake_bot_api import FakeBotAPI  # the tests' local Bot API server, on 127.0.0.1
+    from fake_bot_api import FakeBotAPI, loopback_env  # the tests' Bot API, on 127.0.0.1
 
     with FakeBotAPI() as api:
         api.send_text(7, "/help")  # so the first getUpdates returns at once
-        env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token,
-               "TELEGRAM_API_BASE_URL": api.base_url, "BACKBOT_DB": str(db_path),
-               "BACKBOT_LOG_LEVEL": "WARNING"}
+        env = loopback_env({**os.environ, "TELEGRAM_BOT_TOKEN": api.token,
+                            "TELEGRAM_API_BASE_URL": api.base_url, "BACKBOT_DB": str(db_path),
+                            "BACKBOT_LOG_LEVEL": "WARNING"})
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

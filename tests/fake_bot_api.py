@@ -48,6 +48,8 @@ NOT_MODIFIED = (
 )
 BLOCKED = "Forbidden: bot was blocked by the user"
 REPLIED_GONE = "Bad Request: message to be replied not found"
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+              "all_proxy")
 # What Telegram marks as a bot command at the start of a text ("/help," marks "/help").
 COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_]{1,64})?")
 
@@ -114,6 +116,13 @@ class ApiError(Exception):
         self.error_code = error_code
         self.description = description
         self.parameters = parameters
+
+
+def loopback_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that talks to this fake: no proxy from the environment may
+    carry its traffic off the machine."""
+    kept = {name: value for name, value in env.items() if name not in PROXY_VARS}
+    return {**kept, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
 # --------------------------------------------------------------------------- parameter parsing

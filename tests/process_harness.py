@@ -33,10 +33,10 @@ import yaml
 
 try:  # works whether or not tests/ is a package (pytest or `python -m benchmarks...`)
     import conftest
-    from fake_bot_api import FakeBotAPI
+    from fake_bot_api import FakeBotAPI, loopback_env
 except ImportError:  # pragma: no cover - depends on how sys.path is set up
     from tests import conftest
-    from tests.fake_bot_api import FakeBotAPI
+    from tests.fake_bot_api import FakeBotAPI, loopback_env
 
 REPO = Path(__file__).resolve().parent.parent
 DIALOG_FILE = REPO / "dialogs" / "screening.yaml"
@@ -134,7 +134,7 @@ class BotProcess:
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)
-        return env
+        return loopback_env(env)
 
     @property
     def running(self) -> bool:

@@ -18,6 +18,7 @@ modified" when nothing changes, 400 "message to edit not found" for an unknown m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ class RecordingRequest(BaseRequest):
                          read_timeout: Any = None, write_timeout: Any = None,
                          connect_timeout: Any = None, pool_timeout: Any = None,
                          ) -> tuple[int, bytes]:
+        # A network round trip yields to the event loop: updates processed together
+        # (a double tap) then interleave here, as they would against Telegram.
+        await asyncio.sleep(0)
         api_method = url.rsplit("/", 1)[-1]
         params = dict(request_data.parameters) if request_data is not None else {}
         call = Call(api_method, params)

@@ -33,9 +33,9 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
 try:  # works whether or not tests/ is a package
-    from fake_bot_api import Call, FakeBotAPI
+    from fake_bot_api import PROXY_VARS, Call, FakeBotAPI
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.fake_bot_api import Call, FakeBotAPI
+    from tests.fake_bot_api import PROXY_VARS, Call, FakeBotAPI
 
 __all__ = [
     "ACTIVITY",
@@ -73,9 +73,6 @@ ACTIVITY = re.compile(
 RED_FLAGS_NO = ("no",) * 7  # bladder, saddle, legs, trauma, fever, cancer, shooting pain
 TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
 TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "no", "yes")
-
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-              "all_proxy")
 
 
 def find_activity(text: str) -> str | None:

@@ -4,7 +4,8 @@ A hypothesis `RuleBasedStateMachine` drives the Application that `build_applicat
 builds (real handlers, real SQLite store, real `AIORateLimiter`) with private-chat and
 group updates, and checks it against a reference model after every step. There is no
 HTTP: `recording_request.RecordingRequest` answers the Bot API in-process and records
-every call, so an example of 50 steps takes milliseconds.
+every call (yielding to the event loop as a network call would, so updates processed
+together interleave), so an example of 50 steps takes milliseconds.
 
 Rules (2-3 users with private chats, plus one group): answer the current question with a
 button from the latest keyboard, or several in a row preferring answers that lead on (so
@@ -52,7 +53,8 @@ Invariants, after every step:
     words, and found in no tip or other shared text), a disposition message, a callback
     button, or an edit.
 
-200 examples of up to 50 steps run in CI. For a longer hunt:
+200 examples of up to 70 steps run in CI (measured: 211 examples, 58 steps each on
+average, 12,200 in all; Hypothesis ends some early). For a longer hunt:
 
     BACKBOT_PROPERTY_EXAMPLES=2000 .venv/bin/pytest tests/test_properties.py
 
@@ -122,7 +124,10 @@ except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
     )
 
 EXAMPLES = int(os.environ.get("BACKBOT_PROPERTY_EXAMPLES", "200"))
-SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=50, deadline=None,
+# Up to 70 steps: Hypothesis cuts some examples short (its shrinking needs a chance to
+# stop early, and a full data buffer stops one), so the mean stays above 50.
+STEPS = 70
+SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 # The reference model: its own engine, apart from the one the Application uses.
@@ -302,15 +307,18 @@ class Run:
 
 PICK = st.integers(0, 7)
 WHO = st.integers(0, 2)
+# Texts are kept short: Hypothesis ends an example once its data buffer is mostly used,
+# and long texts would cut examples short of their 50 steps (long and odd texts have
+# tests of their own).
 FORGED = st.one_of(
-    st.text(max_size=64),
-    st.builds("a|{}|{}".format, st.text(max_size=12), st.text(max_size=12)),
-    st.builds("f|{}".format, st.text(max_size=6)),
+    st.text(max_size=16),
+    st.builds("a|{}|{}".format, st.text(max_size=6), st.text(max_size=6)),
+    st.builds("f|{}".format, st.text(max_size=4)),
     st.sampled_from(["a|0.0.0|agree", "a|0.0.0|privacy", "a|0.0.0|stop", "a|0.1.1|no",
                      "f|yes", "f|no", "f|", "a||", "a|x|", "||", "a|0.0.0|agree|x",
                      "a|9.9.9|restart", "a|0.1.1|yes\n"]),
 ).filter(lambda data: len(data.encode()) <= MAX_CALLBACK_BYTES)
-TEXT = st.text(min_size=1, max_size=40).filter(lambda text: not text.startswith("/"))
+TEXT = st.text(min_size=1, max_size=12).filter(lambda text: not text.startswith("/"))
 FAULTS = st.one_of(
     st.just(Fault("forbidden", SEND_METHODS | EDIT_METHODS)),
     st.just(Fault("not_modified", EDIT_METHODS)),
