@@ -7,7 +7,9 @@ so the run is paced by that limit, not by the bot.
 
 Checked: no errors anywhere, every user finished, every tap got exactly one
 answerCallbackQuery, one "Your answer:" edit and one new question (no question sent twice),
-and every transcript keeps the safety rules (no activity word before "understood" at the
+every chat got exactly the messages the engine's replies to its taps render to, in order
+(none lost, none twice: cards and end advice included, not only the questions), and every
+transcript keeps the safety rules (no activity word before "understood" at the
 doctor prompt; none at all after a red flag).
 
 CI size: 50 users in at most 120 s. BACKBOT_LOAD_USERS=500 runs the full size through
@@ -45,6 +47,12 @@ from process_harness import (
     wait_quiet,
 )
 
+from bot.engine import Event
+from bot.loading import load_engine
+from bot.telegram_render import TelegramRenderer
+
+ENGINE = load_engine()
+RENDER = TelegramRenderer(ENGINE.content)
 CI_USERS = 50
 LOAD_USERS = int(os.environ.get("BACKBOT_LOAD_USERS", CI_USERS))
 CI_TIMEOUT_SECONDS = 120.0  # the whole CI-size run, start-up and shutdown included
@@ -129,6 +137,16 @@ def drive_user(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, user: User,
         after, not_ref = seen.message_id, seen.ref
 
 
+def expected_texts(taps: list[Tap]) -> list[str]:
+    """Every message a chat should get for /start and these taps, in order, as the bot's
+    own engine and renderer make them."""
+    snapshot, texts = None, []
+    for event in [Event("start"), *(Event.answer(t.choice, ref=t.ref) for t in taps)]:
+        snapshot, outputs = ENGINE.step(snapshot, event)
+        texts += [reply.text for reply in RENDER.replies(outputs)[1]]
+    return texts
+
+
 def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, users: list[User],
           bot: BotProcess, errors: list[BaseException | None]) -> list[str]:
     problems: list[str] = []
@@ -141,7 +159,9 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, users: list[User
     answers = Counter(str(c.params.get("callback_query_id"))
                       for c in api.calls_to("answerCallbackQuery"))
     questions: dict[int, list[str]] = defaultdict(list)
+    sent: dict[int, list[str]] = defaultdict(list)
     for c in api.calls_to("sendMessage"):
+        sent[int(c.params["chat_id"])].append(str(c.params.get("text")))
         markup = c.params.get("reply_markup")
         if isinstance(markup, dict) and markup.get("inline_keyboard"):
             data = markup["inline_keyboard"][0][0]["callback_data"]
@@ -167,6 +187,14 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, users: list[User
         duplicated = sorted(ref for ref, n in Counter(refs).items() if n > 1)
         if duplicated:
             problems.append(f"user {chat}: questions sent twice: {duplicated}")
+        want, got = expected_texts(user.taps), sent[chat]
+        if got != want:
+            pairs = zip(want, got, strict=False)  # the shorter list ends the search
+            at = next((i for i, (w, g) in enumerate(pairs) if w != g),
+                      min(len(want), len(got)))
+            problems.append(f"user {chat}: {len(got)} messages sent, {len(want)} expected; "
+                            f"first difference at {at}: "
+                            f"{(got[at:at + 1] or ['nothing'])[0][:60]!r}")
 
         for seen in watch.messages(chat):
             shown = {seen.text, str(seen.live.get("text", ""))}  # as sent, and as edited
