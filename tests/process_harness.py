@@ -121,6 +121,10 @@ class BotProcess:
         self.starts = 0
         self.kills = 0
         self.unexpected_exits: list[int] = []  # exit codes of lives that ended on their own
+        # This life was started to SIGKILL itself inside a write (tests/crash_hooks): its
+        # death is a kill, not an unexpected exit.
+        self.self_kill_armed = False
+        self.write_kills = 0
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -145,7 +149,7 @@ class BotProcess:
         if self.running:
             raise RuntimeError("the bot is already running")
         if self.proc is not None:  # a life that ended without kill() or stop()
-            self.unexpected_exits.append(self.proc.returncode)
+            self._ended_by_itself(self.proc)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -188,9 +192,16 @@ class BotProcess:
             proc.send_signal(signal.SIGKILL)
             self.kills += 1
         else:
-            self.unexpected_exits.append(proc.returncode)
+            self._ended_by_itself(proc)
         proc.wait(timeout=10)
         self.proc = None
+
+    def _ended_by_itself(self, proc: subprocess.Popen[bytes]) -> None:
+        if self.self_kill_armed and proc.returncode == -signal.SIGKILL:
+            self.kills += 1
+            self.write_kills += 1
+        else:
+            self.unexpected_exits.append(proc.returncode)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """A clean stop (SIGTERM, as a service manager does); SIGKILL if it hangs."""

@@ -2,7 +2,9 @@
 
 M users talk to the bot concurrently while the bot is killed with SIGKILL at seeded random
 points (a random number of Bot API calls, or a random delay, after each start, start-up
-included) and restarted on the same SQLite file. A client whose tap (or /start) was lost
+included; or, for some lives, at a random session write: just before it, while SQLite is
+writing, or just after it with no reply sent, see tests/crash_hooks) and restarted on the
+same SQLite file. A client whose tap (or /start) was lost
 to a kill sends /start and carries on from the question the bot shows ("Welcome back");
 one whose update is still unconfirmed just waits for the next process to get it.
 
@@ -70,6 +72,12 @@ SECONDS_PER_EXTRA = 3.0  # for each conversation and each kill beyond the CI siz
 POLL_SECONDS = 1.0  # how often a waiting client checks whether its request was lost
 CALLS_PER_CONVERSATION = 50  # Bot API calls (not getUpdates) a conversation makes, about
 STARTUP_KILL_SHARE = 0.2
+# Lives that SIGKILL themselves at their n-th session write (before, during or after it;
+# tests/crash_hooks): the killer's own kills land between Bot API calls, these inside a
+# write's way from update to reply.
+WRITE_KILL_SHARE = 0.4
+WRITE_KILL_POINTS = ("before", "during", "after")
+HOOKS = Path(__file__).resolve().parent / "crash_hooks"
 CONFIRM_DELAY = 0.2  # a round trip before a fetched batch is confirmed (see SlowConfirmAPI)
 FIRST_CHAT_ID = 800_000_001
 MOVED_ON = "moved on"  # content/messages.yaml button.moved_on, on a stale tap's answer
@@ -97,12 +105,14 @@ class CrashResult:
     redelivered: int
     problems: list[str]
     log_tail: str = ""
+    write_kills: int = 0  # of `kills`: in a session write (before, during or after it)
 
     def figures(self) -> dict[str, object]:
         taps = sum(len(c.taps) for c in self.conversations)
         return {
             "conversations": len(self.conversations),
             "kills": self.kills,
+            "kills_in_writes": self.write_kills,
             "bot_starts": self.starts,
             "seconds": round(self.seconds, 1),
             "taps": taps,
@@ -176,8 +186,13 @@ def killer(api: SlowConfirmAPI, bot: BotProcess, rng: random.Random, kills: int,
     def pause(seconds: float) -> bool:
         return done.wait(max(0.0, min(seconds, deadline - time.monotonic())))
 
-    for _ in range(kills):
-        if rng.random() < STARTUP_KILL_SHARE:
+    for left in range(kills - 1, -1, -1):
+        if bot.self_kill_armed:  # wait for it to die in a write (or kill it if stalled)
+            stalled = time.monotonic() + 10.0
+            while (bot.running and not done.is_set()
+                   and time.monotonic() < min(stalled, deadline)):
+                time.sleep(0.005)
+        elif rng.random() < STARTUP_KILL_SHARE:
             if pause(rng.uniform(0.0, 1.5)):
                 return
         else:
@@ -196,6 +211,13 @@ def killer(api: SlowConfirmAPI, bot: BotProcess, rng: random.Random, kills: int,
         bot.kill()
         time.sleep(api.confirm_delay + 0.1)  # a confirmation already in flight lands first
         lost_below.append(api.confirmed_below())
+        # The next life may kill itself in a write; never the last one (it must finish).
+        bot.self_kill_armed = left > 0 and rng.random() < WRITE_KILL_SHARE
+        bot.extra_env.pop("BACKBOT_CRASH_IN_WRITE", None)
+        if bot.self_kill_armed:
+            point = rng.choice(WRITE_KILL_POINTS)
+            bot.extra_env.update(BACKBOT_CRASH_IN_WRITE=f"{rng.randint(1, gap // 3 + 1)}:{point}",
+                                 PYTHONPATH=os.pathsep.join([str(HOOKS), str(HOOKS.parents[1])]))
         bot.start(ready_timeout=None)
 
 
@@ -365,7 +387,8 @@ def run_crash(n_conversations: int, kills: int, workdir: Path, *, seed: int = 7,
         stale = sum(MOVED_ON in str(c.params.get("text", ""))
                     for c in api.calls_to("answerCallbackQuery"))
         return CrashResult(conversations, bot.kills, bot.starts, seconds, stale, acked,
-                           stored, api.redelivered, problems, bot.log_tail())
+                           stored, api.redelivered, problems, bot.log_tail(),
+                           write_kills=bot.write_kills)
 
 
 def test_crash_acknowledged_answers_survive_sigkill(tmp_path: Path,
