@@ -39,7 +39,7 @@ from telegram.ext import (
 from bot.deeplinks import is_group_payload
 from bot.engine import Engine, Event
 from bot.loading import TIP_TAG
-from bot.outputs import Output, Say
+from bot.outputs import Answered, Output, Say
 from bot.store import SessionStore
 from bot.telegram_render import (
     FORGET,
@@ -128,6 +128,10 @@ class BackBot:
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
+        # Before consent nothing is stored, so a question's ref cannot tell a second tap
+        # on the welcome from a first: the messages answered so, kept (a bounded few) to
+        # answer a double tap as stale.
+        self._answered_unstored: dict[tuple[int, int], None] = {}
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -264,7 +268,13 @@ class BackBot:
                 # Delivered again after a crash: it was applied, but its replies may not
                 # have gone out, so show all of where we are.
                 event, notes = Event("again"), ()
+            tapped = _tapped_message(query) if snapshot is None else None
+            if tapped is not None and (user_id, tapped) in self._answered_unstored:
+                event = Event.answer(event.choice or "", ref=ANSWERED_ALREADY)  # stale
             new, outputs = self.engine.step(snapshot, event)
+            if (tapped is not None and not self.engine.has_consent(new)
+                    and any(isinstance(output, Answered) for output in outputs)):
+                _bounded_add(self._answered_unstored, (user_id, tapped))
             # Durable before anyone sees the reply; kept only with consent (and use
             # refreshes it, so retention counts from the last use, to the hour).
             if self.engine.has_consent(new):
@@ -431,3 +441,19 @@ def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
     message may go out joined with a note before it."""
     sent_text = "\n\n".join(reply.text for reply in sent)
     return [reply for reply in waiting if reply.text not in sent_text]
+
+
+# A ref no question has: the engine answers a tap carrying it as stale.
+ANSWERED_ALREADY = "answered"
+ANSWERED_UNSTORED_KEPT = 1024
+
+
+def _tapped_message(query: CallbackQuery | None) -> int | None:
+    message = query.message if query is not None else None
+    return message.message_id if message is not None else None
+
+
+def _bounded_add(kept: dict[tuple[int, int], None], key: tuple[int, int]) -> None:
+    kept[key] = None
+    if len(kept) > ANSWERED_UNSTORED_KEPT:
+        del kept[next(iter(kept))]  # the oldest

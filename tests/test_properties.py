@@ -98,7 +98,7 @@ from bot.config import load_settings
 from bot.deeplinks import group_payload
 from bot.engine import Engine, Event, Snapshot
 from bot.loading import load_engine
-from bot.outputs import Output, Say
+from bot.outputs import Answered, Output, Say
 from bot.store import SessionStore, open_database
 from bot.telegram_app import build_application
 
@@ -347,6 +347,9 @@ class TelegramMachine(RuleBasedStateMachine):
         self.users: tuple[int, ...] = USERS[:2]
         self.model: dict[int, Snapshot | None] = dict.fromkeys(USERS)
         self.runs: dict[int, Run] = {user: Run() for user in USERS}
+        # (user, message id) of questions answered while nothing was stored: the bot
+        # remembers them (in its process) to answer a second tap as stale
+        self.answered_unstored: set[tuple[int, int]] = set()
         # per chat: (message id, [callback data]) of every message sent with answer buttons
         self.keyboards: dict[int, list[tuple[int, list[str]]]] = {u: [] for u in USERS}
         self.forget_prompts: dict[int, list[int]] = {u: [] for u in USERS}
@@ -494,7 +497,15 @@ class TelegramMachine(RuleBasedStateMachine):
                 # a tap carries its message's date: the first answer makes it the run
                 message = raw.get("callback_query", {}).get("message") or {}
                 sent_at = (message.get("date") or None) if event.kind == "answer" else None
-                applied, outputs = step(before, replace(event, sent_at=sent_at))
+                tapped_key = (user, message.get("message_id"))
+                applied_event = replace(event, sent_at=sent_at)
+                if before is None and tapped and tapped_key in self.answered_unstored:
+                    applied_event = replace(applied_event, ref="answered")  # stale
+                applied, outputs = step(before, applied_event)
+                if (before is None and tapped and message.get("message_id") is not None
+                        and not MODEL.has_consent(applied)
+                        and any(isinstance(o, Answered) for o in outputs)):
+                    self.answered_unstored.add(tapped_key)
             stale = bool(outputs) and isinstance(outputs[0], Say) and (
                 outputs[0].key == "session.stale")
             toasts.append(EXPIRED if expired else MOVED_ON if stale else None)
@@ -689,8 +700,11 @@ class TelegramMachine(RuleBasedStateMachine):
                          together=together)
             return
         current = self.model[user] or MODEL.new_snapshot()  # nothing stored: the welcome
+        message_id = (raws[0]["callback_query"].get("message") or {}).get("message_id")
+        answered_before = (self.model[user] is None
+                           and (user, message_id) in self.answered_unstored)
         progress = (not self.request.has_faults and parsed[1] == MODEL.ref(current)
-                    and (current["state"], parsed[2]) in DEEPER)
+                    and (current["state"], parsed[2]) in DEEPER and not answered_before)
         since = len(self.request.calls)
         self.private(user, raws, Event.answer(parsed[2], ref=parsed[1]), tapped=True,
                      together=together)
@@ -884,6 +898,7 @@ class TelegramMachine(RuleBasedStateMachine):
         self.loop.run_until_complete(self.app.shutdown())
         self.app = None
         self.db.close()
+        self.answered_unstored.clear()  # a new process remembers none
         self._start_app()
 
     @rule(fault=FAULTS)

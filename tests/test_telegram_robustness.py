@@ -225,6 +225,35 @@ ODD_TEXTS = [
 ]
 
 
+def test_double_tap_on_no_thanks_before_consent_applies_once(tmp_path: Path) -> None:
+    """Before consent nothing is stored to tell the second tap from the first; it is
+    still answered as stale, not as a second "No thanks"."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            welcome = h.current(CHAT)
+            data = h.data_for(welcome, "stop")
+            sent = len(h.sent_texts(CHAT))
+            first = h.api.tap(CHAT, welcome["message_id"], data)
+            second = h.api.tap(CHAT, welcome["message_id"], data)
+            await h.processed(first)
+            await h.processed(second)
+            replies = h.sent_texts(CHAT)[sent:]
+            stopped = h.message_text("disposition.stopped")
+            assert sum(stopped in text for text in replies) == 1, replies
+            assert h.message_text("session.stale") in replies
+            assert h.rows(CHAT) == 0
+            # "What do you store?" only shows a note: tapping it twice is harmless, and
+            # the first welcome's "Yes" still starts the check-in
+            other = await h.say(CHAT, "/start")
+            welcome = h.current(CHAT)
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "agree"))
+            assert h.state(CHAT) == "asking_bladder", other
+
+    run_bounded(scenario())
+
+
 def test_free_text_stickers_photos_get_the_buttons_again(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=LOGGER)
