@@ -69,7 +69,7 @@ def replay(app_name: str, n: int, recording: Path) -> None:
 
     updates, calls = pickle.loads(recording.read_bytes())
     if app_name == "ours":
-        db = recording.with_name("ours.sqlite3")
+        db = recording.with_name(f"ours-{n}.sqlite3")  # the two ours runs go side by side
         app = our_app(SessionStore(open_database(db)), db)
     else:
         app = floor_app(calls)[0]

@@ -273,8 +273,11 @@ class Engine:
             return "session.outdated"
         state: str | None = self.dialog.initial
         follow = self._next
-        try:  # runs on every step: unpacking and one lookup per answer, no type tests
-            for source, choice in answers:
+        try:  # runs on every step: one type test, unpacking and one lookup per answer
+            for pair in answers:
+                if type(pair) is not list:  # a dict would unpack into its two keys
+                    return "session.outdated"
+                source, choice = pair
                 if source != state:
                     return "session.outdated"
                 state = follow.get((source, choice))  # None for anything not a choice
