@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from telegram import (
@@ -270,7 +271,7 @@ class BackBot:
                 event, notes = Event("again"), ()
             tapped = _tapped_message(query) if snapshot is None else None
             if tapped is not None and (user_id, tapped) in self._answered_unstored:
-                event = Event.answer(event.choice or "", ref=ANSWERED_ALREADY)  # stale
+                event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
             new, outputs = self.engine.step(snapshot, event)
             if (tapped is not None and not self.engine.has_consent(new)
                     and any(isinstance(output, Answered) for output in outputs)):
@@ -313,10 +314,12 @@ class BackBot:
         if self.job_queue is None:
             return
         job = self._sends_again.get(user_id)
-        if job is not None and snapshot is not None and job.data[3] == snapshot:  # type: ignore[index]
-            # Still at the same point: what waited from before goes too, ahead of these,
-            # unless these repeat it (the question, say).
-            replies = [*uncovered(job.data[2], replies), *replies]  # type: ignore[index]
+        if job is not None and snapshot is not None:
+            _, _, waiting, waiting_for = job.data  # type: ignore[misc]
+            if waiting_for == snapshot:
+                # Still at the same point: what waited from before goes too, ahead of
+                # these, unless these repeat it (the question, say).
+                replies = [*uncovered(waiting, replies), *replies]
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         self._sends_again[user_id] = self.job_queue.run_once(

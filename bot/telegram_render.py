@@ -29,9 +29,9 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # which PTB sends as it is.
 HTML: str = ParseMode.HTML.value
 ANSWER = "a"
+FORGET = "f"
 # A bot command as Telegram marks it: "/", up to 32 letters, digits or "_", "@botname".
 COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?")
-FORGET = "f"
 
 
 @dataclass(frozen=True, slots=True)

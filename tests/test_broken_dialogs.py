@@ -93,6 +93,14 @@ def finding_lines(result: Result, name: str) -> list[str]:
     return block
 
 
+def first_problem(result: Result, name: str, path: Path, state_name: str) -> str:
+    """Check (name) failed, its first problem naming `state_name`: that problem."""
+    assert result.rc == 1
+    block = finding_lines(result, name)
+    assert_names_state(block[1], path, state_name)
+    return block[1]
+
+
 def assert_names_state(problem: str, path: Path, name: str) -> None:
     """A finding names the file, the state and the line where that state starts."""
     match = re.match(rf"{re.escape(str(path))} \(state {name}, line (\d+)\): ", problem)
@@ -193,11 +201,8 @@ def test_red_flag_leading_to_suggestions(data_copy, check) -> None:
 def test_emergency_flag_to_urgent_care_fails(data_copy, check) -> None:
     edit(data_copy.dialog, lambda d: transition(d, "asking_bladder", "yes").update(
         dest="urgent_care"))
-    result = check()
-    assert result.rc == 1
-    block = finding_lines(result, "ii")
-    assert_names_state(block[1], data_copy.dialog, "asking_bladder")
-    assert "emergency answer 'yes' must end in an emergency disposition" in block[1]
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_bladder")
+    assert "emergency answer 'yes' must end in an emergency disposition" in problem
 
 
 def test_unreachable_state(data_copy, check) -> None:
@@ -293,11 +298,8 @@ def test_doctor_prompt_tag_on_a_state_without_the_prompt_fails(data_copy, check)
         transition(d, "doctor_prompt", "not_now")["dest"] = "asking_pool"
 
     edit(data_copy.dialog, change)
-    result = check()
-    assert result.rc == 1
-    block = finding_lines(result, "i")
-    assert_names_state(block[1], data_copy.dialog, "explaining_why")
-    assert "is tagged doctor_prompt but does not always show doctor.prompt" in block[1]
+    problem = first_problem(check(), "i", data_copy.dialog, "explaining_why")
+    assert "is tagged doctor_prompt but does not always show doctor.prompt" in problem
 
 
 def test_activity_named_in_a_red_flag_end_follows_line(data_copy, check) -> None:
