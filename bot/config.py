@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bot.errors import DataError
-from bot.zones import known_zone
+from bot.zones import known_zone, shown_zone
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
@@ -110,9 +110,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
                           f"CRITICAL, not {level}")
     timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
     if known_zone(timezone) is None:
-        shown = timezone if len(timezone) <= 40 else timezone[:40] + "..."
-        raise ConfigError(f"BACKBOT_TZ {shown!r} is not a known time zone (try UTC or "
-                          "Europe/London)")
+        raise ConfigError(f"BACKBOT_TZ {shown_zone(timezone)!r} is not a known time zone "
+                          "(try UTC or Europe/London)")
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     if secret and not WEBHOOK_SECRET.match(secret):

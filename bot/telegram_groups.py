@@ -41,7 +41,7 @@ from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
-from bot.zones import known_zone
+from bot.zones import known_zone, shown_zone
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ class GroupFeatures:
         try:
             parsed = parse_dailytip(args, self.default_zone)
         except BadZone as exc:
-            return self.content.message("dailytip.bad_zone").format(zone=exc.zone[:64])
+            return self.content.message("dailytip.bad_zone").format(zone=shown_zone(exc.zone))
         if parsed is None:
             return self.content.message("dailytip.usage")
         if parsed == "off":

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Checked before ZoneInfo, which recurses on long names until a RecursionError.
 ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
 MAX_ZONE_LENGTH = 64
+SHOWN_LENGTH = 40  # of a rejected name, echoed back in an error
 
 
 def known_zone(name: str) -> ZoneInfo | None:
@@ -19,3 +20,8 @@ def known_zone(name: str) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, or a folder or non-zone file
         return None
+
+
+def shown_zone(name: str) -> str:
+    """A rejected zone name as an error may echo it: short enough for one line."""
+    return name if len(name) <= SHOWN_LENGTH else name[:SHOWN_LENGTH] + "..."
