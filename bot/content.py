@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import schema
@@ -16,6 +17,8 @@ RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
 # Longest card body or message: a phone screen's worth, and far below Telegram's 4096.
 MAX_TEXT_CHARS = 1000
+# How serious a red flag is, in rising order: an answer must end at least this seriously.
+RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
@@ -62,10 +65,40 @@ class Card:
 
 
 @dataclass(frozen=True, slots=True)
+class RequiredFlag:
+    """A red flag every path to an activity must screen for (after `after`, if given)."""
+
+    question: str  # message id of the question that asks about it
+    answers: dict[str, str]  # choice id -> the least serious level it may be treated as
+    citations: tuple[Citation, ...]
+    after: tuple[str, str] | None = None  # (question id, choice id)
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyRules:
+    """What the safety proof holds the dialog to (content/safety.yaml)."""
+
+    activity_words: tuple[str, ...]
+    red_flags: tuple[RequiredFlag, ...]
+    _words: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        words = "|".join(map(re.escape, self.activity_words))
+        object.__setattr__(self, "_words", re.compile(rf"\b({words})", re.IGNORECASE))
+
+    def activity_word(self, text: str) -> str | None:
+        """The first word in `text` that names an activity, if any."""
+        found = self._words.search(text)
+        return found.group(1) if found else None
+
+
+@dataclass(frozen=True, slots=True)
 class Content:
     sources: dict[str, Source]
     cards: dict[str, Card]
     messages: dict[str, str]
+    safety: SafetyRules
+    directory: Path  # where these were loaded from, for naming a file in a finding
 
     def message(self, message_id: str) -> str:
         return self.messages[message_id]
@@ -83,7 +116,8 @@ def group_citations(citations: tuple[Citation, ...]) -> list[tuple[Source, list[
 
 
 def load_content(directory: Path, params: dict[str, object] | None = None) -> Content:
-    """Load and cross-check `sources.yaml`, `advice.yaml` and `messages.yaml`."""
+    """Load and cross-check `sources.yaml`, `advice.yaml`, `messages.yaml` and
+    `safety.yaml`."""
     sources = _load_sources(directory / "sources.yaml")
     cards = _load_cards(directory / "advice.yaml", sources)
     messages = _load_messages(directory / "messages.yaml", params or {})
@@ -91,7 +125,14 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
     if missing:
         raise DataError(directory / "messages.yaml", f"missing message(s) the code uses: "
                         f"{', '.join(missing)}")
-    return Content(sources=sources, cards=cards, messages=messages)
+    safety = _load_safety(directory / "safety.yaml", sources, messages)
+    for card in cards.values():  # /tip and the proof tell activity cards by this tag
+        word = safety.activity_word(f"{card.title}\n{card.body}")
+        if word is not None and "activity" not in card.tags:
+            raise DataError(directory / "advice.yaml", f"card {card.id} names an activity "
+                            f"({word!r}) but is not tagged activity")
+    return Content(sources=sources, cards=cards, messages=messages, safety=safety,
+                   directory=directory)
 
 
 def _top(path: Path, key: str) -> list[object]:
@@ -148,33 +189,81 @@ def _load_cards(path: Path, sources: dict[str, Source]) -> dict[str, Card]:
             id=cid,
             title=schema.text(item["title"], path, f"card {cid} title", line=item.line),
             body=body,
-            citations=_citations(item, path, cid, sources),
+            citations=_citations(item, path, f"card {cid}", sources),
             tags=frozenset(schema.text_list(item["tags"], path, f"card {cid} tags",
                                             line=item.line)),
         )
     return cards
 
 
-def _citations(item: Mapping, path: Path, cid: str, sources: dict[str, Source]) -> tuple[
+def _citations(item: Mapping, path: Path, what: str, sources: dict[str, Source]) -> tuple[
         Citation, ...]:
     raw = item["citations"]
     if not isinstance(raw, list) or not raw:
-        raise DataError(path, f"card {cid} cites no source", line=item.line)
+        raise DataError(path, f"{what} cites no source", line=item.line)
     citations = []
     for entry in raw:
-        cite = schema.mapping(entry, path, f"card {cid} citation", line=item.line)
-        schema.keys(cite, path, f"card {cid} citation", {"source", "section"})
-        sid = schema.text(cite["source"], path, f"card {cid} citation source", line=cite.line)
-        section = schema.text(cite["section"], path, f"card {cid} citation section",
+        cite = schema.mapping(entry, path, f"{what} citation", line=item.line)
+        schema.keys(cite, path, f"{what} citation", {"source", "section"})
+        sid = schema.text(cite["source"], path, f"{what} citation source", line=cite.line)
+        section = schema.text(cite["section"], path, f"{what} citation section",
                               line=cite.line)
         source = sources.get(sid)
         if source is None:
-            raise DataError(path, f"card {cid} cites unknown source {sid!r}", line=cite.line)
+            raise DataError(path, f"{what} cites unknown source {sid!r}", line=cite.line)
         if section not in source.sections:
-            raise DataError(path, f"card {cid} cites section {section!r} that source "
+            raise DataError(path, f"{what} cites section {section!r} that source "
                             f"{source.id} does not list", line=cite.line)
         citations.append(Citation(source=source, section=section))
     return tuple(citations)
+
+
+def _load_safety(path: Path, sources: dict[str, Source],
+                 messages: dict[str, str]) -> SafetyRules:
+    data = schema.mapping(load_yaml(path), path, "the file", line=1)
+    schema.keys(data, path, "the file", {"activity_words", "red_flags"})
+    words = schema.text_list(data["activity_words"], path, "activity_words", line=data.line)
+    if not words or any(not word.strip() for word in words):
+        raise DataError(path, "activity_words must list words", line=data.line)
+    raw_flags = data["red_flags"]
+    if not isinstance(raw_flags, list) or not raw_flags:
+        raise DataError(path, "red_flags must be a non-empty list", line=data.line)
+    flags = []
+    for raw in raw_flags:
+        item = schema.mapping(raw, path, "a red flag")
+        schema.keys(item, path, "a red flag", {"question", "answers", "citations"}, {"after"})
+        question = _message_ref(item["question"], path, "red flag question", messages,
+                                item.line)
+        what = f"red flag {question}"
+        answers = schema.mapping(item["answers"], path, f"{what} answers", line=item.line)
+        if not answers:
+            raise DataError(path, f"{what} lists no answers", line=item.line)
+        for choice, level in answers.items():
+            if not isinstance(choice, str):
+                raise DataError(path, f"{what} answers are choice ids (quote yes/no/on/off "
+                                "in YAML)", line=answers.line)
+            if level not in RED_FLAG_LEVELS:
+                raise DataError(path, f"{what}: level {level!r} is not one of "
+                                f"{', '.join(RED_FLAG_LEVELS)}", line=answers.line)
+        after = None
+        if "after" in item:
+            raw_after = schema.mapping(item["after"], path, f"{what} after", line=item.line)
+            schema.keys(raw_after, path, f"{what} after", {"question", "answer"})
+            after = (_message_ref(raw_after["question"], path, f"{what} after question",
+                                  messages, raw_after.line),
+                     schema.text(raw_after["answer"], path, f"{what} after answer",
+                                 line=raw_after.line))
+        flags.append(RequiredFlag(question=question, answers=dict(answers),
+                                  citations=_citations(item, path, what, sources), after=after))
+    return SafetyRules(activity_words=tuple(words), red_flags=tuple(flags))
+
+
+def _message_ref(value: object, path: Path, what: str, messages: dict[str, str],
+                 line: int) -> str:
+    ref = schema.text(value, path, what, line=line)
+    if ref not in messages:
+        raise DataError(path, f"{what} {ref!r} is not a message", line=line)
+    return ref
 
 
 def _load_messages(path: Path, params: dict[str, object]) -> dict[str, str]:

@@ -10,12 +10,11 @@ from typing import Any
 from transitions import EventData, Machine
 
 from bot import schema
-from bot.content import Content
+from bot.content import RED_FLAG_LEVELS, Content
 from bot.errors import DataError
 from bot.yamlio import Mapping, load_yaml
 
 TRIGGERS = frozenset({"answer", "restart"})
-RED_FLAG_LEVELS = frozenset({"emergency", "urgent"})
 DISPOSITIONS = frozenset({"emergency", "urgent", "activity", "stopped"})
 STATE_TAGS = frozenset({"doctor_prompt", "names_activity", "suggests_activity"})
 # Choice ids that end states answer to; a question may not use them.
@@ -23,8 +22,7 @@ END_ACTIONS = ("restart", "sources")
 CHOICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 
 _TOP_KEYS = {"name", "initial", "states", "transitions"}
-_OUR_TOP_KEYS = {"doctor_prompt", "doctor_reminder", "consent", "choice_sets", "predicates",
-                 "activity_words"}
+_OUR_TOP_KEYS = {"doctor_prompt", "doctor_reminder", "consent", "choice_sets", "predicates"}
 _STATE_KEYS = {"name"}
 _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
@@ -100,7 +98,6 @@ class Dialog:
     doctor_prompt: str  # message id the doctor_prompt state must show
     doctor_reminder: str
     consent: tuple[str, str] | None  # (state, choice): the answer that agrees to storage
-    activity_words: tuple[str, ...]
     machine_config: dict[str, Any]
 
     def answer_edges(self) -> list[Edge]:
@@ -154,8 +151,6 @@ def load_dialog(path: Path, content: Content) -> Dialog:
     prompt = schema.ident(raw.get("doctor_prompt"), path, "doctor_prompt", line=raw.line)
     if prompt not in content.messages:
         raise DataError(path, f"doctor_prompt {prompt!r} is not a message", line=raw.line)
-    words = raw.get("activity_words", [])
-    activity_words = tuple(schema.text_list(words, path, "activity_words", line=raw.line))
     _check_choices_routed(states, edges, path)
     _check_restart(states, edges, path, initial)
     consent = _consent(raw.get("consent"), states, path, raw.line)
@@ -171,7 +166,7 @@ def load_dialog(path: Path, content: Content) -> Dialog:
     }
     return Dialog(name=name, path=path, initial=initial, states=states, edges=tuple(edges),
                   doctor_prompt=prompt, doctor_reminder=reminder, consent=consent,
-                  activity_words=activity_words, machine_config=machine_config)
+                  machine_config=machine_config)
 
 
 def _consent(raw: Any, states: dict[str, StateSpec], path: Path,

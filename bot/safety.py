@@ -6,12 +6,12 @@ state and paths can be counted exactly.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
-from bot.content import Content
+from bot.content import RED_FLAG_LEVELS, Content, RequiredFlag
 from bot.dialog import Dialog, Edge, StateSpec
 
 
@@ -36,8 +36,8 @@ def check_dialog(dialog: Dialog, content: Content) -> list[Finding]:
         return [structure]
     activity = activity_states(dialog, content)
     return [
-        _check_doctor_prompt(dialog, graph, activity),
-        _check_red_flags(dialog, graph, activity),
+        _check_doctor_prompt(dialog, content, graph, activity),
+        _check_red_flags(dialog, content, graph, activity),
         structure,
         _check_end_reminder(dialog, graph),
     ]
@@ -45,17 +45,28 @@ def check_dialog(dialog: Dialog, content: Content) -> list[Finding]:
 
 def activity_states(dialog: Dialog, content: Content) -> set[str]:
     """States that name an activity: by tag, by showing an activity card, or by wording."""
-    words = re.compile(r"\b(" + "|".join(map(re.escape, dialog.activity_words)) + r")",
-                       re.IGNORECASE) if dialog.activity_words else None
     found = set()
     for spec in dialog.states.values():
         tagged = bool(spec.tags & {"names_activity", "suggests_activity"})
         shows_card = any(item.kind == "card" and "activity" in content.cards[item.ref].tags
                          for item in spec.show)
-        worded = words is not None and any(words.search(t) for t in state_texts(spec, content))
+        worded = any(content.safety.activity_word(t) for t in state_texts(spec, content))
         if tagged or shows_card or worded:
             found.add(spec.name)
     return found
+
+
+def unowned_messages(dialog: Dialog, content: Content) -> list[str]:
+    """Messages no state shows: help, errors, notes and the like, which can be shown at
+    any point of the dialog (before the doctor prompt, after a red flag)."""
+    owned = {item.ref for spec in dialog.states.values() for item in spec.show
+             if item.kind == "message"}
+    for spec in dialog.states.values():
+        owned.update(c.label for c in spec.choices)
+        owned.update(c.shows for c in spec.choices if c.shows)
+        if spec.ask:
+            owned.add(spec.ask)
+    return [mid for mid in content.messages if mid not in owned]
 
 
 def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
@@ -84,15 +95,17 @@ class _Graph:
         for edge in dialog.answer_edges():
             self.out[edge.source].append(edge)
 
-    def reachable(self, start: str, skip: set[tuple[str, str]] = frozenset()) -> dict[str, list[
-            str]]:  # type: ignore[assignment]
-        """State -> a witness path from `start`, following answer edges not in `skip`."""
+    def reachable(self, start: str, skip: Collection[tuple[str, str]] = (),
+                  avoid: Collection[str] = ()) -> dict[str, list[str]]:
+        """State -> a witness path from `start`, following answer edges not in `skip` and
+        entering no state in `avoid`."""
         seen = {start: [start]}
         todo = [start]
         while todo:
             state = todo.pop()
             for edge in self.out[state]:
-                if (edge.source, edge.choice or "") in skip or edge.dest in seen:
+                if ((edge.source, edge.choice or "") in skip or edge.dest in seen
+                        or edge.dest in avoid):
                     continue
                 seen[edge.dest] = [*seen[state], edge.dest]
                 todo.append(edge.dest)
@@ -154,7 +167,8 @@ def _check_structure(dialog: Dialog, graph: _Graph) -> Finding:
     return finding
 
 
-def _check_doctor_prompt(dialog: Dialog, graph: _Graph, activity: set[str]) -> Finding:
+def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
+                         activity: set[str]) -> Finding:
     finding = Finding("i", "every path to an activity passes the acknowledged doctor prompt")
     acks = {(s.name, s.acknowledge) for s in dialog.states.values() if s.acknowledge}
     if not acks:
@@ -172,13 +186,22 @@ def _check_doctor_prompt(dialog: Dialog, graph: _Graph, activity: set[str]) -> F
         finding.problems.append(_fail(dialog, dialog.states[name],
                                       f"names an activity but is reachable without the "
                                       f"doctor prompt's acknowledgement: {path}"))
+    for mid in unowned_messages(dialog, content):
+        word = content.safety.activity_word(content.messages[mid])
+        if word is not None:
+            finding.problems.append(
+                f"{content.directory / 'messages.yaml'}: message {mid} names an activity "
+                f"({word!r}) but no state owns it, so it can be shown at any point, before "
+                "the doctor prompt too")
     finding.states = len(activity)
     finding.paths = graph.count_paths(dialog.initial, activity)
     return finding
 
 
-def _check_red_flags(dialog: Dialog, graph: _Graph, activity: set[str]) -> Finding:
-    finding = Finding("ii", "no red-flag answer leads to an activity", unit="red-flag answers")
+def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
+                     activity: set[str]) -> Finding:
+    finding = Finding("ii", "every path to an activity screens for each required red flag, "
+                      "and no red-flag answer leads to one", unit="red-flag answers")
     flagged = 0
     for spec in dialog.states.values():
         for edge in graph.out[spec.name]:
@@ -199,8 +222,46 @@ def _check_red_flags(dialog: Dialog, graph: _Graph, activity: set[str]) -> Findi
                     + " -> ".join(reached[name]))))
             finding.paths += graph.count_paths(edge.dest, {
                 s.name for s in dialog.states.values() if s.final})
+    for flag in content.safety.red_flags:
+        finding.problems += _required_flag_problems(dialog, graph, activity, flag,
+                                                    content.directory / "safety.yaml")
     finding.states = flagged
     return finding
+
+
+def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
+                            flag: RequiredFlag, rules: Path) -> list[str]:
+    """Every state asking the flag's question treats its answers at least as seriously as
+    content/safety.yaml says, and no path to an activity (after `after`) goes around it."""
+    problems = []
+    asking = [spec for spec in dialog.states.values() if spec.ask == flag.question]
+    for spec in asking:
+        for choice, least in flag.answers.items():
+            level = spec.red_flags.get(choice)
+            if spec.choice(choice) is None:
+                problems.append(_fail(dialog, spec, f"asks {flag.question} but does not "
+                                      f"offer the answer {choice!r} (required by {rules})"))
+            elif level is None or RED_FLAG_LEVELS.index(level) < RED_FLAG_LEVELS.index(least):
+                problems.append(_fail(dialog, spec, (
+                    f"answer {choice!r} to {flag.question} must be a red flag of level "
+                    f"{least} or above (required by {rules}), but is {level or 'not a red flag'}")))
+    if flag.after is None:
+        starts = [dialog.initial]
+    else:
+        question, answer = flag.after
+        starts = [edge.dest for edge in dialog.answer_edges() if edge.choice == answer
+                  and dialog.states[edge.source].ask == question]
+    names = {spec.name for spec in asking}
+    for start in starts:
+        if start in names:
+            continue
+        around = graph.reachable(start, avoid=names)
+        missed = sorted(activity & around.keys(), key=lambda name: (len(around[name]), name))
+        if missed:  # the nearest one stands for all
+            problems.append(_fail(dialog, dialog.states[missed[0]], (
+                f"names an activity but is reachable without asking {flag.question} "
+                f"(required by {rules}): " + " -> ".join(around[missed[0]]))))
+    return problems
 
 
 def _check_end_reminder(dialog: Dialog, graph: _Graph) -> Finding:

@@ -191,11 +191,16 @@ def test_red_flag_leading_to_suggestions(data_copy, check) -> None:
     result = check()
     assert result.rc == 1
     block = finding_lines(result, "ii")
+    around = [p for p in block[1:] if "reachable without asking" in p]
     for problem in block[1:]:
-        assert_names_state(problem, data_copy.dialog, "asking_fever")
+        if problem not in around:
+            assert_names_state(problem, data_copy.dialog, "asking_fever")
     assert any("urgent answer 'yes' must end in an emergency or urgent disposition, but goes "
                "to asking_diagnosis" in p for p in block[1:])
     assert any("reaches activity state suggesting_activities" in p for p in block[1:])
+    # and the questions that path skips
+    assert [p.split(" (required by")[0].rsplit(" ", 1)[1] for p in around] == [
+        "question.cancer", "question.shooting_pain"]
 
 
 def test_emergency_flag_to_urgent_care_fails(data_copy, check) -> None:
@@ -523,3 +528,117 @@ def test_unquoted_yes_elsewhere_gets_a_hint(data_copy, check, where: str) -> Non
         replace_once(path, '  "yes": "Yes"\n', '  yes: "Yes"\n')
     _, _, what = data_error(check(), path)
     assert "quote" in what
+
+
+# -- what content/safety.yaml holds the dialog to, whatever the dialog says --
+
+
+def test_red_flag_label_dropped_fails(data_copy, check) -> None:
+    """Unlabelled, a bladder "yes" could go on to the next question and on to activities:
+    the required list still calls it an emergency."""
+    def change(d: Data) -> None:
+        del state(d, "asking_bladder")["red_flags"]
+        transition(d, "asking_bladder", "yes")["dest"] = "asking_saddle"
+        transition(d, "asking_bladder", "unsure")["dest"] = "asking_saddle"
+
+    edit(data_copy.dialog, change)
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_bladder")
+    assert problem.endswith("answer 'yes' to question.bladder must be a red flag of level "
+                            f"emergency or above (required by {data_copy.content}/safety.yaml),"
+                            " but is not a red flag")
+
+
+def test_red_flag_label_lowered_fails(data_copy, check) -> None:
+    def change(d: Data) -> None:
+        state(d, "asking_legs")["red_flags"]["yes"] = "urgent"
+        transition(d, "asking_legs", "yes")["dest"] = "urgent_care"
+
+    edit(data_copy.dialog, change)
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_legs")
+    assert "answer 'yes' to question.legs must be a red flag of level emergency or above" in (
+        problem)
+    assert problem.endswith("but is urgent")
+
+
+@pytest.mark.parametrize(("source", "choice", "dest", "skipped"), [
+    ("asking_bladder", "no", "asking_legs", "question.saddle"),
+    ("asking_diagnosis", "fracture", "asking_clearance", "question.fracture_clearance"),
+])
+def test_path_around_a_required_question_fails(data_copy, check, source: str, choice: str,
+                                               dest: str, skipped: str) -> None:
+    """A branch that never asks a required question (after a fracture: its clearance) is
+    caught though no red-flag answer is on it."""
+    edit(data_copy.dialog, lambda d: transition(d, source, choice).update(dest=dest))
+    result = check()
+    block = finding_lines(result, "ii")
+    around = [p for p in block[1:] if f"reachable without asking {skipped}" in p]
+    assert len(around) == 1, block  # the nearest activity state stands for all
+    assert_names_state(around[0], data_copy.dialog, "asking_pool")
+    witness = around[0].split(": ")[-1].split(" -> ")
+    assert witness[-2:] == ["doctor_prompt", "asking_pool"] and dest in witness, witness
+
+
+def test_message_shown_anywhere_naming_an_activity_fails(data_copy, check) -> None:
+    """/help can be read before the doctor prompt and after a red flag."""
+    path = data_copy.content / "messages.yaml"
+    replace_once(path, "help:\n  text: >-\n", "help:\n  text: >-\n    A brisk walk helps.\n")
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    assert block[1] == (f"{path}: message help.text names an activity ('walk') but no state "
+                        "owns it, so it can be shown at any point, before the doctor prompt too")
+
+
+def test_untagged_card_naming_an_activity_fails(data_copy, check) -> None:
+    """/tip offers untagged tips before the doctor prompt and in groups without the doctor
+    line, so a card that names an activity must say so by its tag."""
+    path = data_copy.content / "advice.yaml"
+    replace_once(path, "keep the pounds off.", "keep the pounds off, as can a gentle jog.")
+    _, _, what = data_error(check(), path)
+    assert what == "card tip.weight_matters names an activity ('jog') but is not tagged activity"
+
+
+def test_dialog_cannot_carry_its_own_activity_words(data_copy, check) -> None:
+    """The words live with the rules: a dialog that lists fewer cannot hide an activity."""
+    edit(data_copy.dialog, lambda d: d.update(activity_words=["xyzzy"]))
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == "the dialog has unknown key(s) activity_words"
+
+
+def test_activity_word_found_without_any_tag(data_copy, check) -> None:
+    """The pool question untagged and moved before the doctor prompt: its wording alone
+    (content/safety.yaml's words) marks it as naming an activity."""
+    def change(d: Data) -> None:
+        del state(d, "asking_pool")["tags"]
+        transition(d, "explaining_why", "next")["dest"] = "asking_pool"
+
+    edit(data_copy.dialog, change)
+    result = check()
+    block = finding_lines(result, "i")
+    pool = [p for p in block[1:] if "(state asking_pool," in p]
+    assert len(pool) == 1, block
+    assert_names_state(pool[0], data_copy.dialog, "asking_pool")
+    assert "names an activity but is reachable without the doctor prompt's acknowledgement" in (
+        pool[0])
+
+
+@pytest.mark.parametrize(("old", "new", "what"), [
+    ('answers: {"yes": emergency, unsure: urgent}\n    citations:\n      - {source: nhs_back_'
+     'pain, section: "Immediate action required: call 999 or go to A&E"}\n      - {source: '
+     'nhs_cauda_equina, section: Symptoms}\n      - {source: nice_ng59, section: 1.1 Assessment'
+     ' of low back pain and sciatica}\n  - question: question.saddle',
+     'answers: {"yes": mild, unsure: urgent}\n    citations:\n      - {source: nhs_back_'
+     'pain, section: "Immediate action required: call 999 or go to A&E"}\n  - question: '
+     'question.saddle', "red flag question.bladder: level 'mild' is not one of urgent, emergency"),
+    ("  - question: question.legs\n", "  - question: question.knees\n",
+     "red flag question 'question.knees' is not a message"),
+    ("      - {source: livestrong_cardio, section: Consult Your Doctor}\n",
+     "      - {source: livestrong_cardio, section: Bed Rest}\n",
+     "red flag question.fracture_clearance cites section 'Bed Rest' that source "
+     "livestrong_cardio does not list"),
+])
+def test_broken_safety_rules_stop_the_load(data_copy, check, old: str, new: str,
+                                           what: str) -> None:
+    path = data_copy.content / "safety.yaml"
+    replace_once(path, old, new)
+    assert data_error(check(), path)[2] == what

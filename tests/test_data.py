@@ -186,7 +186,8 @@ def test_red_flag_facts_cite_nice_and_nhs(bundle: tuple[Dialog, Content],
     for edge in dialog.answer_edges():
         level = dialog.states[edge.source].red_flags.get(edge.choice or "")
         dest = dialog.states[edge.dest]
-        if level is None or not (dest.disposition == "emergency" or dest.name == "urgent_care"):
+        if level is None or not (dest.disposition == "emergency"
+                                 or dest.name in ("urgent_care", "unsure_of_emergency_sign")):
             continue
         followed = {source for source, _ in dest.follows}
         assert "nice_ng59" in followed, (edge.source, edge.choice, dest.name)
@@ -203,7 +204,7 @@ def test_every_end_state_follows_sources_and_reminds(bundle: tuple[Dialog, Conte
                                                      engine: Engine) -> None:
     dialog, content = bundle
     finals = [s for s in dialog.states.values() if s.final]
-    assert len(finals) == 7
+    assert len(finals) == 8
     for spec in finals:
         assert spec.follows, spec.name
         for source, section in spec.follows:
@@ -287,3 +288,27 @@ def test_every_state_name_and_card_is_used(bundle: tuple[Dialog, Content]) -> No
     shown = {i.ref for s in dialog.states.values() for i in s.show if i.kind == "card"}
     for card in content.cards.values():
         assert card.id in shown or "tip" in card.tags, card.id
+
+
+def test_safety_rules_require_every_red_flag_of_the_screening(
+        bundle: tuple[Dialog, Content]) -> None:
+    """content/safety.yaml, which the proof holds the dialog to, asks for at least the red
+    flags the screening is specified with, each citing a guideline or an article."""
+    _, content = bundle
+    required = {flag.question: flag for flag in content.safety.red_flags}
+    for question in ("bladder", "saddle", "legs", "trauma"):
+        assert required[f"question.{question}"].answers == {"yes": "emergency",
+                                                            "unsure": "urgent"}, question
+    for question in ("fever", "cancer", "shooting_pain"):
+        assert required[f"question.{question}"].answers == {"yes": "urgent",
+                                                            "unsure": "urgent"}, question
+    fracture = required["question.fracture_clearance"]
+    assert fracture.answers == {"no": "urgent", "unsure": "urgent"}
+    assert fracture.after == ("question.diagnosis", "fracture")
+    for flag in required.values():
+        cited = {cite.source.id for cite in flag.citations}
+        articles = {"livestrong_cardio", "harbourview_low_impact"}
+        if flag.question not in ("question.shooting_pain", "question.fracture_clearance"):
+            assert cited & {"nice_ng59", "nhs_back_pain", "nhs_cauda_equina"}, flag.question
+        else:
+            assert cited & articles, flag.question

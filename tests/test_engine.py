@@ -297,7 +297,7 @@ def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> N
     """Emergency care, "see a doctor first" and the suggestions come back with any
     re-asking at an end, whatever the event."""
     ends = end_snapshots(engine)
-    assert len(ends) == 7
+    assert len(ends) == 8
     for name, snapshot in ends.items():
         if event.choice == "forged":
             event = Event.answer("forged", ref=engine.ref(snapshot))

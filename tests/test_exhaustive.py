@@ -133,7 +133,8 @@ def test_path_count(transcripts: list[Transcript], capsys: pytest.CaptureFixture
     assert len({str(t) for t in transcripts}) == len(transcripts)
     ends = Counter(t.final["state"] for t in transcripts)
     assert ends == {"suggesting_activities": 13 * 24, "declined_doctor": 13,
-                    "emergency_care": 4, "urgent_care": 8, "nerve_pain_first": 2,
+                    "emergency_care": 4, "unsure_of_emergency_sign": 4, "urgent_care": 4,
+                    "nerve_pain_first": 2,
                     "fracture_first": 2, "stopped": 1}
 
 
@@ -173,14 +174,22 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
         assert not [c.id for c in shown if c.tags & {"activity", "why"}], str(transcript)
         final = transcript.steps[-1]
         key = "disposition." + {"emergency_care": "emergency", "urgent_care": "urgent",
+                                "unsure_of_emergency_sign": "unsure_of_emergency_sign",
                                 "nerve_pain_first": "nerve_pain",
                                 "fracture_first": "fracture"}[transcript.final["state"]]
         assert key in [o.key for o in final.outputs if isinstance(o, Say)]
-        if transcript.final["state"] in {"emergency_care", "urgent_care"}:
-            # both say when to call the emergency number ("not sure" on an emergency
-            # question ends in urgent care: it must still say when it becomes one)
-            said = " ".join(o.text for o in final.outputs if isinstance(o, Say))
+        said = " ".join(o.text for o in final.outputs if isinstance(o, Say))
+        if transcript.final["state"] in {"emergency_care", "urgent_care",
+                                         "unsure_of_emergency_sign"}:
+            # each says when to call the emergency number
             assert "999" in said and "112" in said and "911" in said, str(transcript)
+        last_state, last_choice = transcript.answers[-1]
+        if (last_choice == "unsure"
+                and engine.dialog.states[last_state].red_flags.get("yes") == "emergency"):
+            # not sure about an emergency sign: checked now, not at an appointment
+            assert transcript.final["state"] == "unsure_of_emergency_sign", str(transcript)
+            advice = next(o.text for o in final.outputs if isinstance(o, Say) and o.key == key)
+            assert "111 now" in advice and "appointment" not in advice, str(transcript)
     # yes/unsure to the seven screening questions, no/unsure to fracture clearance
     assert flagged == 7 * 2 + 2
 

@@ -262,7 +262,7 @@ def test_back_and_restart_commands(tmp_path: Path) -> None:
             assert snapshot["answers"] == [["welcome", "agree"]]
             # The re-asked question can be answered differently.
             await h.choose(CHAT, "unsure")
-            assert h.state(CHAT) == "urgent_care"
+            assert h.state(CHAT) == "unsure_of_emergency_sign"
 
             restart = await h.say(CHAT, "/restart")
             assert restart[0].startswith(h.message_text("session.restarted"))
