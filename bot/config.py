@@ -72,6 +72,10 @@ def read_env_file(path: Path) -> dict[str, str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return values
+    except UnicodeDecodeError:
+        raise DataError(path, "cannot read: not UTF-8 text") from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):

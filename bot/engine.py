@@ -63,6 +63,12 @@ class Engine:
         )
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
         self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
+        # Refs of the end screens one answer from the start: the only ends reachable with
+        # nothing stored (before consent), so the only ones whose buttons work without a row.
+        self._unstored_end_refs = frozenset(
+            self.ref({"state": e.dest, "answers": [[e.source, e.choice]]})
+            for e in dialog.answer_edges()
+            if e.source == dialog.initial and self._states[e.dest].final)
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
                          for name, spec in self._states.items()}
 
@@ -78,8 +84,10 @@ class Engine:
             fresh = self.new_snapshot()
             if event.kind in ("start", "text"):
                 return fresh, self.render(fresh)
-            if event.kind == "answer" and event.choice in END_ACTIONS:
-                # an end screen reached before consent (nothing was stored): still works
+            if (event.kind == "answer" and event.choice in END_ACTIONS
+                    and (event.ref is None or event.ref in self._unstored_end_refs)):
+                # an end screen reached before consent (nothing was stored): still works;
+                # any other end's buttons are stale once its session is gone
                 if event.choice == "restart":
                     return self._restart(fresh)
                 return fresh, [*self.show("sources"), self.ask(fresh)]

@@ -118,9 +118,16 @@ def run(settings: Settings) -> int:
     except InvalidToken:
         raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
                           ) from None
-    except TelegramError as exc:  # e.g. Telegram unreachable at start-up
-        log.error("backbot stopped: %s", type(exc).__name__)
+    except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL
+        # Telegram's own description says what to fix (the log filter keeps the token out)
+        log.error("backbot stopped: %s: %s", type(exc).__name__, exc.message)
         return 1
+    except OSError as exc:
+        if not settings.webhook_url:
+            raise
+        raise ConfigError(f"cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
+                          f"(BACKBOT_WEBHOOK_LISTEN, BACKBOT_WEBHOOK_PORT): "
+                          f"{exc.strerror or exc}") from None
     finally:
         db.close()
     log.info("backbot stopped")

@@ -263,38 +263,22 @@ class BackBot:
         """Step the user's session, store it, then reply (`toast`: what the tapped
         button's answer says, if not the engine's)."""
         async with self.locks.hold(user_id):
-            stored = self.store.load(user_id)
-            snapshot, seen = stored.snapshot, stored.seen
-            if update_id is not None and update_id in seen:
-                # Delivered again after a crash: it was applied, but its replies may not
-                # have gone out, so show all of where we are.
-                event, notes = Event("again"), ()
-            tapped = _tapped_message(query) if snapshot is None else None
-            if tapped is not None and (user_id, tapped) in self._answered_unstored:
-                event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
-            new, outputs = self.engine.step(snapshot, event)
-            if (tapped is not None and not self.engine.has_consent(new)
-                    and any(isinstance(output, Answered) for output in outputs)):
-                _bounded_add(self._answered_unstored, (user_id, tapped))
-            # Durable before anyone sees the reply; kept only with consent (and use
-            # refreshes it, so retention counts from the last use, to the hour).
-            if self.engine.has_consent(new):
-                if update_id is not None and update_id not in seen:
-                    seen = [*seen, update_id]
-                self.store.save(user_id, new, seen, stored)
-            elif snapshot is not None:
-                self.store.delete(user_id)
+            try:
+                notes, outputs = self._step_and_store(user_id, event, notes, query, update_id)
+            except Exception:  # the store or the engine failed: nothing was changed
+                await self.say_sorry(chat_id, query)
+                raise  # logged by on_error
             edited, replies = self.render.replies([*notes, *outputs])
             unsent: list[Reply] = []
             try:  # as dropping_if_blocked does, written out on the path every tap takes
                 if query is not None:
-                    stale = bool(outputs) and isinstance(outputs[0], Say) and (
-                        outputs[0].key == "session.stale")
+                    first = outputs[0].key if outputs and isinstance(outputs[0], Say) else None
+                    stale = first == "session.stale"
                     await self.answer_query(
                         query, self.content.message("button.moved_on") if stale else toast)
                     if edited is not None:
                         await self.edit(query, edited)
-                    elif stale:
+                    elif stale or first == RESTARTED:
                         await self.edit(query, None)  # drop the old keyboard
                 await self.send(chat_id, replies, unsent)
                 if self._sends_again:
@@ -305,6 +289,45 @@ class BackBot:
                 if unsent:  # tied to the session as stored now, to tell if they moved on
                     self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id))
                 raise  # logged by on_error
+
+    def _step_and_store(self, user_id: int, event: Event, notes: Sequence[Output],
+                        query: CallbackQuery | None, update_id: int | None,
+                        ) -> tuple[Sequence[Output], list[Output]]:
+        """The notes to put first and the engine's outputs, with the step made durable."""
+        stored = self.store.load(user_id)
+        snapshot, seen = stored.snapshot, stored.seen
+        if update_id is not None and update_id in seen:
+            # Delivered again after a crash: it was applied, but its replies may not have
+            # gone out, so show all of where we are.
+            event, notes = Event("again"), ()
+        tapped = _tapped_message(query) if snapshot is None else None
+        if tapped is not None and (user_id, tapped) in self._answered_unstored:
+            event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
+        new, outputs = self.engine.step(snapshot, event)
+        if (tapped is not None and not self.engine.has_consent(new)
+                and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
+                        for o in outputs)):
+            _bounded_add(self._answered_unstored, (user_id, tapped))
+        # Durable before anyone sees the reply; kept only with consent (and use refreshes
+        # it, so retention counts from the last use, to the hour).
+        if self.engine.has_consent(new):
+            if update_id is not None and update_id not in seen:
+                seen = [*seen, update_id]
+            self.store.save(user_id, new, seen, stored)
+        elif snapshot is not None:
+            self.store.delete(user_id)
+        return notes, outputs
+
+    async def say_sorry(self, chat_id: int, query: CallbackQuery | None) -> None:
+        """Something of ours failed before any reply: say so (the tap is answered too)."""
+        text = self.content.message("error.try_again")
+        try:
+            if query is not None:
+                await query.answer(text, show_alert=True)
+            else:
+                await self.send(chat_id, [Reply(self.render.message("error.try_again"))])
+        except TelegramError as exc:
+            log.info("apology not sent: %s", type(exc).__name__)
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None) -> None:
@@ -446,6 +469,7 @@ def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
     return [reply for reply in waiting if reply.text not in sent_text]
 
 
+RESTARTED = "session.restarted"
 # A ref no question has: the engine answers a tap carrying it as stale.
 ANSWERED_ALREADY = "answered"
 ANSWERED_UNSTORED_KEPT = 1024

@@ -347,8 +347,8 @@ class TelegramMachine(RuleBasedStateMachine):
         self.users: tuple[int, ...] = USERS[:2]
         self.model: dict[int, Snapshot | None] = dict.fromkeys(USERS)
         self.runs: dict[int, Run] = {user: Run() for user in USERS}
-        # (user, message id) of questions answered while nothing was stored: the bot
-        # remembers them (in its process) to answer a second tap as stale
+        # (user, message id) of questions answered, or ends restarted from, while nothing
+        # was stored: the bot remembers them (in its process) to answer a second tap as stale
         self.answered_unstored: set[tuple[int, int]] = set()
         # per chat: (message id, [callback data]) of every message sent with answer buttons
         self.keyboards: dict[int, list[tuple[int, list[str]]]] = {u: [] for u in USERS}
@@ -504,7 +504,9 @@ class TelegramMachine(RuleBasedStateMachine):
                 applied, outputs = step(before, applied_event)
                 if (before is None and tapped and message.get("message_id") is not None
                         and not MODEL.has_consent(applied)
-                        and any(isinstance(o, Answered) for o in outputs)):
+                        and any(isinstance(o, Answered) or (isinstance(o, Say)
+                                                            and o.key == "session.restarted")
+                                for o in outputs)):
                     self.answered_unstored.add(tapped_key)
             stale = bool(outputs) and isinstance(outputs[0], Say) and (
                 outputs[0].key == "session.stale")

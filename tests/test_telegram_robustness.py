@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,76 @@ def test_double_tap_applies_one_answer(tmp_path: Path,
             assert len({str(c.params["reply_markup"]) for c in copies}) == 1
 
         assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize("end", ["emergency", "stopped"])
+def test_double_tap_on_start_again_restarts_once(tmp_path: Path, end: str) -> None:
+    """An end's "Start again" erases the session (it was stored: emergency care) or there
+    was none (stopped before consent): either way a second tap, together or later, is
+    stale, and the restart drops the end's old keyboard."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, *(["agree", "yes"] if end == "emergency" else ["stop"]))
+            screen = h.current(CHAT)
+            data = h.data_for(screen, "restart")
+            sent = len(h.sent_texts(CHAT))
+            first = h.api.tap(CHAT, screen["message_id"], data)
+            second = h.api.tap(CHAT, screen["message_id"], data)
+            await h.processed(first)
+            await h.processed(second)
+            replies = h.sent_texts(CHAT)[sent:]
+            restarted = h.message_text("session.restarted")
+            assert sum(text.startswith(restarted) for text in replies) == 1, replies
+            assert h.message_text("session.stale") in replies
+            dropped = [c for c in h.calls(CHAT, "editMessageReplyMarkup")
+                       if c.params["message_id"] == screen["message_id"]]
+            assert dropped, "the end's keyboard stays after the restart"
+            # later, once more: still stale, and the new welcome's buttons still work
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, screen["message_id"], data)
+            assert not any(t.startswith(restarted) for t in h.sent_texts(CHAT)[sent:])
+            welcome = h.current(CHAT)
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "agree"))
+            assert h.state(CHAT) == "asking_bladder"
+
+    run_bounded(scenario())
+
+
+def test_a_storage_failure_answers_the_tap_and_changes_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk or a database locked too long: the tap is still answered (an alert
+    saying so), nothing moves on, and the next tap works once the store does."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            before = h.snapshot(CHAT)
+            save = h.store.save
+
+            def full(*args: object, **kwargs: object) -> None:
+                raise sqlite3.OperationalError("database or disk is full")
+
+            h.store.save = full  # type: ignore[method-assign]
+            answers, sent = len(h.query_answers()), len(h.sent_texts(CHAT))
+            question = h.current(CHAT)
+            await h.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            toasts = h.query_answers()[answers:]
+            assert [(t.get("text"), t.get("show_alert")) for t in toasts] == [
+                (h.message_text("error.try_again"), True)]
+            assert h.sent_texts(CHAT)[sent:] == []
+            assert h.snapshot(CHAT) == before
+            sent = len(h.sent_texts(CHAT))
+            await h.send(CHAT, "/help")  # a command: told in a message instead
+            assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.try_again")]
+            h.store.save = save  # type: ignore[method-assign]
+            await h.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            assert h.state(CHAT) == "asking_saddle"
+
+        assert failures(caplog) and all("OperationalError" in f for f in failures(caplog))
 
     run_bounded(scenario())
 

@@ -280,3 +280,17 @@ def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.strip() == (f"backbot: cannot open the database "
                                          f"BACKBOT_DB={db_path}: {reason}")
+
+
+@pytest.mark.parametrize("kind", ["not_utf8", "folder"])
+def test_unreadable_env_file_is_one_line(tmp_path: Path, kind: str) -> None:
+    dotenv = tmp_path / ".env"
+    if kind == "folder":
+        dotenv.mkdir()
+    else:
+        dotenv.write_bytes(b"TELEGRAM_BOT_TOKEN=\xff\xfe123\n")
+    with pytest.raises(DataError) as raised:
+        load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+    message = str(raised.value)
+    assert message.startswith(f"{dotenv}: cannot read: ") and "\n" not in message
+    assert "123" not in message  # nothing of what the file holds

@@ -84,3 +84,42 @@ def test_webhook_mode(tmp_path: Path) -> None:
     assert api.token not in stderr
     assert SECRET not in stderr
     assert "Traceback" not in stderr
+
+
+def test_webhook_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    """Another program holds the port: one line naming the address and the settings, no
+    traceback, and the token nowhere."""
+    with FakeBotAPI() as api, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"),
+                      BACKBOT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
+                      BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port))
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"backbot: cannot listen on 127.0.0.1:{port} (BACKBOT_WEBHOOK_LISTEN,"
+                           " BACKBOT_WEBHOOK_PORT): "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert api.token not in result.stderr + result.stdout
+
+
+def test_webhook_refused_by_telegram_says_why(tmp_path: Path) -> None:
+    """Telegram's own reason for refusing the webhook reaches the operator."""
+    port = free_port()
+    with FakeBotAPI() as api:
+        api.fail_next("setWebhook", description="Bad Request: bad webhook: Webhook can be set "
+                      "up only on ports 80, 88, 443 or 8443")
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"),
+                      BACKBOT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
+                      BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port))
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert ("backbot stopped: BadRequest: Bad webhook: webhook can be set up only on ports 80, "
+            "88, 443 or 8443") in result.stderr, result.stderr
+    assert api.token not in result.stderr + result.stdout
