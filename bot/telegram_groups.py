@@ -71,6 +71,13 @@ INTRO_JOB = "intro"
 # members saw it in the group.
 INTRO_AFTER_SECONDS = 3.0
 UPGRADE_MEMORY_SECONDS = 600.0
+# A group's replies wait for its rate limit (20 a minute) inside their handlers, and the
+# Application runs at most 256 handlers at once: past this many replies waiting in one
+# chat, its further commands are let go, so one busy group cannot hold up everyone's
+# private check-ins. A repeated /tip or /start loses nothing.
+WAITING_REPLIES_PER_CHAT = 3
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
 class BadZone(ValueError):
@@ -176,25 +183,53 @@ class GroupFeatures:
         self.tips: list[Card] = content.cards_tagged(TIP_TAG)
         self.intro_after = INTRO_AFTER_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
+        self._waiting: dict[int, int] = {}  # chat id -> its replies under way
+        self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
-        app.add_handler(CommandHandler(["start", "check"], self.on_group_start, filters=GROUPS))
-        app.add_handler(CommandHandler("tip", self.on_tip, filters=GROUPS))
-        app.add_handler(CommandHandler("sources", self.on_group_sources, filters=GROUPS))
-        app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
+        bounded = self._bounded
+        app.add_handler(CommandHandler(["start", "check"], bounded(self.on_group_start),
+                                       filters=GROUPS))
+        app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=GROUPS))
+        app.add_handler(CommandHandler("sources", bounded(self.on_group_sources),
+                                       filters=GROUPS))
+        app.add_handler(CommandHandler("dailytip", bounded(self.on_dailytip), filters=GROUPS))
         app.add_handler(MessageHandler(
             filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
-            self.on_dailytip))
+            bounded(self.on_dailytip)))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(NotPrivateChatMemberHandler(self.on_my_chat_member,
                                                    ChatMemberHandler.MY_CHAT_MEMBER))
 
+    def _bounded(self, handler: Handler) -> Handler:
+        """`handler`, let go when its chat has WAITING_REPLIES_PER_CHAT replies waiting."""
+        async def bounded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            chat = update.effective_chat
+            if chat is None:
+                return
+            waiting = self._waiting.get(chat.id, 0)
+            if waiting >= WAITING_REPLIES_PER_CHAT:
+                log.info("a %s's commands come faster than it may be answered; one was "
+                         "let go", chat.type)
+                return
+            self._waiting[chat.id] = waiting + 1
+            try:
+                await handler(update, context)
+            finally:
+                self._waiting[chat.id] -= 1
+                if not self._waiting[chat.id]:
+                    del self._waiting[chat.id]
+
+        return bounded
+
     def restore_jobs(self, app: Application) -> None:  # type: ignore[type-arg]
         """Rebuild every daily tip from the database, so a restart loses none: one that
         fell due while the bot was down, less than the grace ago, goes out now."""
-        now = dt.datetime.now(dt.UTC)
+        now = self.now()
         for schedule in self.schedules.all():
-            self._schedule_job(app, schedule.chat_id, schedule.hhmm, schedule.tz)
+            # Nothing is scheduled yet: looking for a chat's old job would scan them all.
+            self._schedule_job(app, schedule.chat_id, schedule.hhmm, schedule.tz,
+                               replacing=False)
             if app.job_queue is not None and missed(schedule, now):
                 app.job_queue.run_once(self.post_daily_tip, when=spread_second(schedule.chat_id),
                                        chat_id=schedule.chat_id,
@@ -299,8 +334,18 @@ class GroupFeatures:
 
     async def post_daily_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
-        if job is not None and job.chat_id is not None:
+        if job is not None and job.chat_id is not None and not self._hour_repeated(job.chat_id):
             await self._post_tip(context, job.chat_id)
+
+    def _hour_repeated(self, chat_id: int) -> bool:
+        """The clocks went back and the tip's time came round again: today's went out an
+        hour ago (APScheduler fires at a repeated wall-clock time twice)."""
+        schedule = self.schedules.get(chat_id)
+        tzinfo = known_zone(schedule.tz) if schedule is not None else None
+        if schedule is None or tzinfo is None:
+            return False
+        local = self.now().astimezone(tzinfo)
+        return local.fold == 1 and schedule.last_day == local.date().isoformat()
 
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
                         migrated: bool = False) -> None:
@@ -309,7 +354,7 @@ class GroupFeatures:
         tip_id = self.schedules.next_tip(chat_id, tip_ids)
         if tip_id is None or schedule is None:
             return
-        due = last_due(schedule, dt.datetime.now(dt.UTC))
+        due = last_due(schedule, self.now())
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
@@ -346,8 +391,9 @@ class GroupFeatures:
         return moved
 
     def _schedule_job(self, app: Application, chat_id: int, hhmm: str,  # type: ignore[type-arg]
-                      zone: str) -> None:
-        self._unschedule(app, chat_id)
+                      zone: str, *, replacing: bool = True) -> None:
+        if replacing:
+            self._unschedule(app, chat_id)
         tzinfo = known_zone(zone)
         if tzinfo is None:  # stored once valid; the system's zone data no longer has it
             log.error("a daily tip's time zone is unknown here; that tip will not run")

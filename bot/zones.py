@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 # IANA names are short ASCII paths ("America/Argentina/Buenos_Aires" is 30 characters).
 # Checked before ZoneInfo, which recurses on long names until a RecursionError.
@@ -14,7 +15,7 @@ SHOWN_LENGTH = 40  # of a rejected name, echoed back in an error
 
 def known_zone(name: str) -> ZoneInfo | None:
     """The IANA time zone called `name`, or None for anything else."""
-    if len(name) > MAX_ZONE_LENGTH or not ZONE.match(name):
+    if len(name) > MAX_ZONE_LENGTH or not ZONE.match(name) or name not in _iana_names():
         return None
     try:
         return ZoneInfo(name)
@@ -25,3 +26,10 @@ def known_zone(name: str) -> ZoneInfo | None:
 def shown_zone(name: str) -> str:
     """A rejected zone name as an error may echo it: short enough for one line."""
     return name if len(name) <= SHOWN_LENGTH else name[:SHOWN_LENGTH] + "..."
+
+
+@cache
+def _iana_names() -> frozenset[str]:
+    """The zone data's IANA names: ZoneInfo also opens files that are not zones of their
+    own (posixrules, and the leap-second right/ copies, which it misreads)."""
+    return frozenset(available_timezones())

@@ -167,3 +167,27 @@ def test_admin_check_does_not_spend_the_groups_message_budget(tmp_path: Path) ->
 def test_production_limits_exempt_reads_from_the_group_budget() -> None:
     assert isinstance(telegram_limits(), GroupRateLimiter), (
         "bot/telegram_app.py telegram_limits() should build a GroupRateLimiter")
+
+
+def test_a_flood_of_commands_in_one_group_holds_up_no_one_else(tmp_path: Path) -> None:
+    """A group's replies wait for its 20-a-minute limit inside their handlers: past three
+    waiting in one chat its further commands are let go (one member typing /tip fast
+    cannot take every handler slot), and a private /start is answered meanwhile."""
+    flood = CHATS[0]
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+                api.method_delays["sendmessage"] = 0.5  # every reply is under way a while
+                for _ in range(8):
+                    api.send_text(flood, "/tip", user_id=5, chat_type="supergroup")
+                welcome = await bot.say(4242, "/start", user_id=4242, chat_type="private")
+                assert welcome["chat"]["id"] == 4242  # the private check-in went on
+                await bot.settle(pause=1.5)
+                assert len(api.sent_to(flood)) == 3  # three replies; five let go
+                api.method_delays.clear()
+                await bot.say(flood, "/tip", user_id=5)  # the chat is answered again
+                assert len(api.sent_to(flood)) == 4
+                assert bot.errors == []
+
+    run(scenario())

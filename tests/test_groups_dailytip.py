@@ -153,6 +153,9 @@ BAD_FORMS = [
     ("/dailytip 08:30 ../../etc/passwd", "bad_zone"),
     ("/dailytip 08:30 Europe", "bad_zone"),  # a directory of zones, not a zone
     ("/dailytip 08:30 leapseconds", "bad_zone"),  # a file in the zone directory, not a zone
+    ("/dailytip 08:30 posixrules", "bad_zone"),  # opens (as New York), but is no IANA name
+    ("/dailytip 08:30 right/Europe/London", "bad_zone"),  # leap-second copy, misread
+    ("/dailytip 08:30 posix/Europe/London", "bad_zone"),  # a copy, not an IANA name
     ("/dailytip 08:30 " + "ab/" * 1300 + "c", "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 " + "a" * 4001, "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 UTC extra", "usage"),
@@ -602,5 +605,26 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path) 
             assert_runs_at(bot, GROUP, "08:30", LONDON)
             await bot.job(GROUP).run(bot.app)
             assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
+
+    run(scenario())
+
+
+def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: Path) -> None:
+    """On 25 October 2026 London's 01:30 comes twice (BST, then GMT); APScheduler fires at
+    both. Today's tip goes out at the first only, and the next day's as usual."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 01:30 Europe/London", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            second = GROUP % 60  # each chat's tip is due at its own second of the minute
+            for utc, posts in ((dt.datetime(2026, 10, 25, 0, 30, second), 1),  # 01:30 BST
+                               (dt.datetime(2026, 10, 25, 1, 30, second), 0),  # 01:30 GMT
+                               (dt.datetime(2026, 10, 26, 1, 30, second), 1)):
+                bot.groups.now = lambda at=utc: at.replace(tzinfo=dt.UTC)
+                await bot.job(GROUP).run(bot.app)
+                assert len(api.sent_to(GROUP)) == base + posts, utc
+                base += posts
+            assert bot.errors == []
 
     run(scenario())

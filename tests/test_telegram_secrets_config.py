@@ -188,6 +188,7 @@ def test_bad_retention_days(tmp_path: Path, raw: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "../etc/passwd", "a" * 3000,
+                                  "posixrules", "right/Europe/London",
                                   "Europe/" + "x/" * 40 + "y"])
 def test_bad_time_zone_is_one_line(zone: str) -> None:
     """Unknown names, a folder of zones, paths and very long names: one clear error."""
