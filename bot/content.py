@@ -71,6 +71,7 @@ class RequiredFlag:
 
     question: str  # message id of the question that asks about it
     answers: dict[str, str]  # choice id -> the least serious level it may be treated as
+    clear: tuple[str, ...]  # the other answers a question asking it may offer
     citations: tuple[Citation, ...]
     after: tuple[str, str] | None = None  # (question id, choice id)
 
@@ -232,7 +233,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
     flags = []
     for raw in raw_flags:
         item = schema.mapping(raw, path, "a red flag")
-        schema.keys(item, path, "a red flag", {"question", "answers", "citations"}, {"after"})
+        schema.keys(item, path, "a red flag", {"question", "answers", "clear", "citations"},
+                    {"after"})
         question = _message_ref(item["question"], path, "red flag question", messages,
                                 item.line)
         what = f"red flag {question}"
@@ -246,6 +248,10 @@ def _load_safety(path: Path, sources: dict[str, Source],
             if level not in RED_FLAG_LEVELS:
                 raise DataError(path, f"{what}: level {level!r} is not one of "
                                 f"{', '.join(RED_FLAG_LEVELS)}", line=answers.line)
+        clear = tuple(schema.text_list(item["clear"], path, f"{what} clear", line=item.line))
+        if set(clear) & answers.keys():
+            raise DataError(path, f"{what}: an answer is both a red flag and clear",
+                            line=item.line)
         after = None
         if "after" in item:
             raw_after = schema.mapping(item["after"], path, f"{what} after", line=item.line)
@@ -254,7 +260,7 @@ def _load_safety(path: Path, sources: dict[str, Source],
                                   messages, raw_after.line),
                      schema.text(raw_after["answer"], path, f"{what} after answer",
                                  line=raw_after.line))
-        flags.append(RequiredFlag(question=question, answers=dict(answers),
+        flags.append(RequiredFlag(question=question, answers=dict(answers), clear=clear,
                                   citations=_citations(item, path, what, sources), after=after))
     return SafetyRules(activity_words=tuple(words), red_flags=tuple(flags))
 

@@ -63,12 +63,7 @@ class Engine:
         )
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
         self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
-        # Refs of the end screens one answer from the start: the only ends reachable with
-        # nothing stored (before consent), so the only ones whose buttons work without a row.
-        self._unstored_end_refs = frozenset(
-            self.ref({"state": e.dest, "answers": [[e.source, e.choice]]})
-            for e in dialog.answer_edges()
-            if e.source == dialog.initial and self._states[e.dest].final)
+        self._unstored_end_refs = self._ends_before_consent()
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
                          for name, spec in self._states.items()}
 
@@ -257,6 +252,26 @@ class Engine:
         return new, [self._say("session.restarted"), *self.render(new)]
 
     # -- helpers --
+
+    def _ends_before_consent(self) -> frozenset[str]:
+        """Refs of the end screens reachable without the consent answer: the only ends
+        reached with nothing stored, so the only ones whose buttons work without a row.
+        (The answer graph has no loops, so the walk ends.)"""
+        dialog = self.dialog
+        if dialog.consent is None:
+            return frozenset()  # everything is stored from the first answer
+        out: dict[str, list[str]] = {}
+        for edge in dialog.answer_edges():
+            if (edge.source, edge.choice) != dialog.consent and edge.choice is not None:
+                out.setdefault(edge.source, []).append(edge.dest)
+        refs: set[str] = set()
+        todo = [(dialog.initial, 0)]
+        while todo:
+            state, depth = todo.pop()
+            if self._states[state].final:
+                refs.add(self.ref({"state": state, "answers": [None] * depth}))
+            todo += [(dest, depth + 1) for dest in out.get(state, ())]
+        return frozenset(refs)
 
     def _say(self, message_id: str) -> Say:
         return Say(message_id, self.content.message(message_id))

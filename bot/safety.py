@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from bot.content import RED_FLAG_LEVELS, Content, RequiredFlag
+from bot.content import CODE_MESSAGES, RED_FLAG_LEVELS, Content, RequiredFlag
 from bot.dialog import Dialog, Edge, StateSpec
 
 
@@ -57,16 +57,22 @@ def activity_states(dialog: Dialog, content: Content) -> set[str]:
 
 
 def unowned_messages(dialog: Dialog, content: Content) -> list[str]:
-    """Messages no state shows: help, errors, notes and the like, which can be shown at
-    any point of the dialog (before the doctor prompt, after a red flag)."""
-    owned = {item.ref for spec in dialog.states.values() for item in spec.show
-             if item.kind == "message"}
-    for spec in dialog.states.values():
-        owned.update(c.label for c in spec.choices)
-        owned.update(c.shows for c in spec.choices if c.shows)
-        if spec.ask:
-            owned.add(spec.ask)
-    return [mid for mid in content.messages if mid not in owned]
+    """Messages that can be shown at any point of the dialog (before the doctor prompt,
+    after a red flag): those no state shows, and those the code shows wherever the person
+    is (help, errors, notes), whether or not a state shows them too."""
+    owned = {mid for spec in dialog.states.values() for mid in state_messages(spec)}
+    return [mid for mid in content.messages if mid not in owned or mid in CODE_MESSAGES]
+
+
+def state_messages(spec: StateSpec) -> Iterable[str]:
+    """The ids of the messages a state shows: its own, its question and its choices."""
+    yield from (item.ref for item in spec.show if item.kind == "message")
+    if spec.ask:
+        yield spec.ask
+    for choice in spec.choices:
+        yield choice.label
+        if choice.shows:
+            yield choice.shows
 
 
 def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
@@ -75,14 +81,7 @@ def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
             card = content.cards[item.ref]
             yield card.title
             yield card.body
-        else:
-            yield content.messages[item.ref]
-    if spec.ask:
-        yield content.messages[spec.ask]
-    for choice in spec.choices:
-        yield content.messages[choice.label]
-        if choice.shows:
-            yield content.messages[choice.shows]
+    yield from (content.messages[mid] for mid in state_messages(spec))
     for source, section in spec.follows:  # an end's "This advice follows: ..." line
         yield content.sources[source].title
         yield section
@@ -236,6 +235,11 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
     problems = []
     asking = [spec for spec in dialog.states.values() if spec.ask == flag.question]
     for spec in asking:
+        extra = [c.id for c in spec.choices if c.id not in flag.answers and c.id not in flag.clear]
+        if extra:  # an answer the rules do not know could lead anywhere, unscreened
+            problems.append(_fail(dialog, spec, (
+                f"asks {flag.question} with answer(s) {', '.join(map(repr, extra))} that are "
+                f"neither red flags nor clear answers (required by {rules})")))
         for choice, least in flag.answers.items():
             level = spec.red_flags.get(choice)
             if spec.choice(choice) is None:
@@ -251,6 +255,10 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
         question, answer = flag.after
         starts = [edge.dest for edge in dialog.answer_edges() if edge.choice == answer
                   and dialog.states[edge.source].ask == question]
+        if not starts:  # renamed or gone: the rule would check nothing
+            problems.append(f"{rules}: red flag {flag.question} is asked after the answer "
+                            f"{answer!r} to {question}, but no state asking {question} "
+                            "offers that answer")
     names = {spec.name for spec in asking}
     for start in starts:
         if start in names:

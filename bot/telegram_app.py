@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
+import socket
 import sqlite3
 from urllib.parse import urlparse
 
@@ -122,8 +124,9 @@ def run(settings: Settings) -> int:
         # Telegram's own description says what to fix (the log filter keeps the token out)
         log.error("backbot stopped: %s: %s", type(exc).__name__, exc.message)
         return 1
-    except OSError as exc:
-        if not settings.webhook_url:
+    except OSError as exc:  # binding the webhook's address: in use, not here, not allowed
+        if not settings.webhook_url or not (isinstance(exc, socket.gaierror) or exc.errno in (
+                errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)):
             raise
         raise ConfigError(f"cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
                           f"(BACKBOT_WEBHOOK_LISTEN, BACKBOT_WEBHOOK_PORT): "

@@ -206,7 +206,11 @@ class BackBot:
         # In turn with the person's other updates: the tip fits where they are once those
         # are applied, and goes out after their replies.
         async with self.locks.hold(user.id):
-            allowance = self.engine.tip_allowance(self.store.get(user.id))
+            try:
+                allowance = self.engine.tip_allowance(self.store.get(user.id))
+            except Exception:  # the store failed
+                await self.say_sorry(chat.id, None)
+                raise  # logged by on_error
             tips = [card for card in self.content.cards_tagged(TIP_TAG)
                     if allowance == "any" or "activity" not in card.tags]
             text = (self.render.message("tip.after_red_flag") if allowance == "none"
@@ -384,9 +388,13 @@ class BackBot:
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
-            await self.answer_query(query)
             if confirmed:
-                self.store.delete(user_id)
+                try:
+                    self.store.delete(user_id)
+                except Exception:  # nothing was erased: say so rather than "done"
+                    await self.say_sorry(user_id, query)
+                    raise  # logged by on_error
+            await self.answer_query(query)
             outcome = self.render.message("forget.done" if confirmed else "forget.kept")
             async with self.dropping_if_blocked(user_id):
                 if not await self.edit(query, outcome):  # too old to edit, or gone

@@ -72,9 +72,10 @@ INTRO_JOB = "intro"
 INTRO_AFTER_SECONDS = 3.0
 UPGRADE_MEMORY_SECONDS = 600.0
 # A group's replies wait for its rate limit (20 a minute) inside their handlers, and the
-# Application runs at most 256 handlers at once: past this many replies waiting in one
-# chat, its further commands are let go, so one busy group cannot hold up everyone's
-# private check-ins. A repeated /tip or /start loses nothing.
+# Application runs at most 256 handlers at once: while this many of one chat's /start,
+# /check, /tip and /sources are under way, further ones there are let go, so one busy
+# group cannot hold up everyone's private check-ins. A repeat of those loses nothing
+# (/dailytip, rare and admins' only, is always answered).
 WAITING_REPLIES_PER_CHAT = 3
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -193,16 +194,16 @@ class GroupFeatures:
         app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=GROUPS))
         app.add_handler(CommandHandler("sources", bounded(self.on_group_sources),
                                        filters=GROUPS))
-        app.add_handler(CommandHandler("dailytip", bounded(self.on_dailytip), filters=GROUPS))
+        app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
             filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
-            bounded(self.on_dailytip)))
+            self.on_dailytip))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(NotPrivateChatMemberHandler(self.on_my_chat_member,
                                                    ChatMemberHandler.MY_CHAT_MEMBER))
 
     def _bounded(self, handler: Handler) -> Handler:
-        """`handler`, let go when its chat has WAITING_REPLIES_PER_CHAT replies waiting."""
+        """`handler`, let go while WAITING_REPLIES_PER_CHAT of its chat's are under way."""
         async def bounded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             chat = update.effective_chat
             if chat is None:
@@ -338,14 +339,21 @@ class GroupFeatures:
             await self._post_tip(context, job.chat_id)
 
     def _hour_repeated(self, chat_id: int) -> bool:
-        """The clocks went back and the tip's time came round again: today's went out an
-        hour ago (APScheduler fires at a repeated wall-clock time twice)."""
+        """The clocks went back over the tip's time, which came round again (APScheduler
+        fires at a repeated wall-clock time twice), and today's tip went out the first
+        time. Checked against the second occurrence, not the clock now: a late run may
+        come after the repeated hour."""
         schedule = self.schedules.get(chat_id)
         tzinfo = known_zone(schedule.tz) if schedule is not None else None
         if schedule is None or tzinfo is None:
             return False
-        local = self.now().astimezone(tzinfo)
-        return local.fold == 1 and schedule.last_day == local.date().isoformat()
+        now = self.now()
+        local = now.astimezone(tzinfo)
+        hour, minute = map(int, schedule.hhmm.split(":"))
+        wall = local.replace(hour=hour, minute=minute, second=spread_second(chat_id),
+                             microsecond=0, fold=1)
+        repeated = wall.utcoffset() != wall.replace(fold=0).utcoffset()
+        return (repeated and now >= wall and schedule.last_day == local.date().isoformat())
 
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
                         migrated: bool = False) -> None:

@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 # Checked before ZoneInfo, which recurses on long names until a RecursionError.
 ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
 MAX_ZONE_LENGTH = 64
+# Names in the zone data that are no place's zone: the machine's own setting, and a
+# placeholder for "not set yet".
+NOT_ZONES = frozenset({"localtime", "Factory"})
 SHOWN_LENGTH = 40  # of a rejected name, echoed back in an error
 
 
@@ -32,4 +35,4 @@ def shown_zone(name: str) -> str:
 def _iana_names() -> frozenset[str]:
     """The zone data's IANA names: ZoneInfo also opens files that are not zones of their
     own (posixrules, and the leap-second right/ copies, which it misreads)."""
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - NOT_ZONES

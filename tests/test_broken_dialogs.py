@@ -623,13 +623,9 @@ def test_activity_word_found_without_any_tag(data_copy, check) -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "what"), [
-    ('answers: {"yes": emergency, unsure: urgent}\n    citations:\n      - {source: nhs_back_'
-     'pain, section: "Immediate action required: call 999 or go to A&E"}\n      - {source: '
-     'nhs_cauda_equina, section: Symptoms}\n      - {source: nice_ng59, section: 1.1 Assessment'
-     ' of low back pain and sciatica}\n  - question: question.saddle',
-     'answers: {"yes": mild, unsure: urgent}\n    citations:\n      - {source: nhs_back_'
-     'pain, section: "Immediate action required: call 999 or go to A&E"}\n  - question: '
-     'question.saddle', "red flag question.bladder: level 'mild' is not one of urgent, emergency"),
+    ('  - question: question.bladder\n    answers: {"yes": emergency,',
+     '  - question: question.bladder\n    answers: {"yes": mild,',
+     "red flag question.bladder: level 'mild' is not one of urgent, emergency"),
     ("  - question: question.legs\n", "  - question: question.knees\n",
      "red flag question 'question.knees' is not a message"),
     ("      - {source: livestrong_cardio, section: Consult Your Doctor}\n",
@@ -642,3 +638,38 @@ def test_broken_safety_rules_stop_the_load(data_copy, check, old: str, new: str,
     path = data_copy.content / "safety.yaml"
     replace_once(path, old, new)
     assert data_error(check(), path)[2] == what
+
+
+def test_extra_answer_to_a_required_question_fails(data_copy, check) -> None:
+    """A "maybe" on the bladder question that goes on towards activities: an answer the
+    rules call neither a red flag nor clear."""
+    def change(d: Data) -> None:
+        state(d, "asking_bladder")["choices"] = [
+            {"id": "yes", "label": "choice.yes"}, {"id": "no", "label": "choice.no"},
+            {"id": "unsure", "label": "choice.unsure"}, {"id": "maybe", "label": "choice.unsure"}]
+        d["transitions"].append({"trigger": "answer", "source": "asking_bladder",
+                                 "dest": "asking_saddle", "conditions": "chose_maybe"})
+
+    edit(data_copy.dialog, change)
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_bladder")
+    assert problem.endswith("asks question.bladder with answer(s) 'maybe' that are neither red "
+                            f"flags nor clear answers (required by {data_copy.content}"
+                            "/safety.yaml)")
+
+
+def test_renamed_after_answer_fails(data_copy, check) -> None:
+    """The fracture answer renamed: the clearance rule, asked after it, would check nothing."""
+    def change(d: Data) -> None:
+        choice = next(c for c in state(d, "asking_diagnosis")["choices"]
+                      if c["id"] == "fracture")
+        choice["id"] = "broken"
+        transition(d, "asking_diagnosis", "fracture")["conditions"] = "chose_broken"
+        d["predicates"]["ease_in"]["any"][0]["diagnosis"] = ["pinched_nerve", "slipped_disk",
+                                                             "broken"]
+
+    edit(data_copy.dialog, change)
+    result = check()
+    block = finding_lines(result, "ii")
+    assert f"{data_copy.content}/safety.yaml: red flag question.fracture_clearance is asked " \
+        "after the answer 'fracture' to question.diagnosis, but no state asking " \
+        "question.diagnosis offers that answer" in block[1:]

@@ -284,6 +284,39 @@ def test_a_storage_failure_answers_the_tap_and_changes_nothing(
     run_bounded(scenario())
 
 
+def test_forget_that_cannot_erase_does_not_say_done(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The database refuses the erase: the tap says something went wrong, the confirm
+    message does not turn into "done", and a later try erases."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            delete = h.store.delete
+
+            def locked(user_id: int) -> int:
+                raise sqlite3.OperationalError("database is locked")
+
+            h.store.delete = locked  # type: ignore[method-assign]
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            answers = len(h.query_answers())
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert [(t.get("text"), t.get("show_alert")) for t in h.query_answers()[answers:]
+                    ] == [(h.message_text("error.try_again"), True)]
+            assert h.rows(CHAT) == 1
+            shown = h.api.messages[(CHAT, confirm["message_id"])]["text"]
+            assert shown != h.message_text("forget.done")
+            h.store.delete = delete  # type: ignore[method-assign]
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+
+        assert [f for f in failures(caplog) if "OperationalError" in f]
+
+    run_bounded(scenario())
+
+
 # -------------------------------------------------------------------- 5. unexpected messages
 
 ODD_TEXTS = [
