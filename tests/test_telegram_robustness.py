@@ -28,6 +28,16 @@ def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
             if r.name == LOGGER and r.levelno >= logging.ERROR]
 
 
+async def double_tap(h: BotHarness, message: dict, data: str) -> list[str]:
+    """Two taps on one button, both queued before the bot sees either: the texts sent."""
+    sent = len(h.sent_texts(CHAT))
+    first = h.api.tap(CHAT, message["message_id"], data)
+    second = h.api.tap(CHAT, message["message_id"], data)
+    await h.processed(first)
+    await h.processed(second)
+    return h.sent_texts(CHAT)[sent:]
+
+
 async def at_bladder_question(h: BotHarness, chat_id: int = CHAT) -> None:
     await h.send(chat_id, "/start")
     await h.choose(chat_id, "agree")
@@ -225,12 +235,7 @@ def test_double_tap_on_start_again_restarts_once(tmp_path: Path, end: str) -> No
             await h.script(CHAT, *(["agree", "yes"] if end == "emergency" else ["stop"]))
             screen = h.current(CHAT)
             data = h.data_for(screen, "restart")
-            sent = len(h.sent_texts(CHAT))
-            first = h.api.tap(CHAT, screen["message_id"], data)
-            second = h.api.tap(CHAT, screen["message_id"], data)
-            await h.processed(first)
-            await h.processed(second)
-            replies = h.sent_texts(CHAT)[sent:]
+            replies = await double_tap(h, screen, data)
             restarted = h.message_text("session.restarted")
             assert sum(text.startswith(restarted) for text in replies) == 1, replies
             assert h.message_text("session.stale") in replies
@@ -336,13 +341,7 @@ def test_double_tap_on_no_thanks_before_consent_applies_once(tmp_path: Path) -> 
         async with bot_session(tmp_path) as h:
             await h.send(CHAT, "/start")
             welcome = h.current(CHAT)
-            data = h.data_for(welcome, "stop")
-            sent = len(h.sent_texts(CHAT))
-            first = h.api.tap(CHAT, welcome["message_id"], data)
-            second = h.api.tap(CHAT, welcome["message_id"], data)
-            await h.processed(first)
-            await h.processed(second)
-            replies = h.sent_texts(CHAT)[sent:]
+            replies = await double_tap(h, welcome, h.data_for(welcome, "stop"))
             stopped = h.message_text("disposition.stopped")
             assert sum(stopped in text for text in replies) == 1, replies
             assert h.message_text("session.stale") in replies

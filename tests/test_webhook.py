@@ -86,6 +86,17 @@ def test_webhook_mode(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
 
 
+def run_until_it_stops(tmp_path: Path, api: FakeBotAPI, port: int,
+                       ) -> subprocess.CompletedProcess[str]:
+    """`backbot run` in webhook mode on 127.0.0.1:port, for a run that stops by itself."""
+    env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
+                  BACKBOT_DB=str(tmp_path / "bot.sqlite3"),
+                  BACKBOT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
+                  BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port))
+    return subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_webhook_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     """Another program holds the port: one line naming the address and the settings, no
     traceback, and the token nowhere."""
@@ -93,12 +104,7 @@ def test_webhook_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = int(taken.getsockname()[1])
-        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
-                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"),
-                      BACKBOT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
-                      BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port))
-        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60)
+        result = run_until_it_stops(tmp_path, api, port)
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"backbot: cannot listen on 127.0.0.1:{port} (BACKBOT_WEBHOOK_LISTEN,"
@@ -113,12 +119,7 @@ def test_webhook_refused_by_telegram_says_why(tmp_path: Path) -> None:
     with FakeBotAPI() as api:
         api.fail_next("setWebhook", description="Bad Request: bad webhook: Webhook can be set "
                       "up only on ports 80, 88, 443 or 8443")
-        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
-                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"),
-                      BACKBOT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
-                      BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port))
-        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60)
+        result = run_until_it_stops(tmp_path, api, port)
     assert result.returncode == 1, result.stderr
     assert ("backbot stopped: BadRequest: Bad webhook: webhook can be set up only on ports 80, "
             "88, 443 or 8443") in result.stderr, result.stderr
