@@ -256,7 +256,8 @@ class Engine:
     def _ends_before_consent(self) -> frozenset[str]:
         """Refs of the end screens reachable without the consent answer: the only ends
         reached with nothing stored, so the only ones whose buttons work without a row.
-        (The answer graph has no loops, so the walk ends.)"""
+        (`backbot check` rejects loops; a path longer than the state count would be one,
+        so the walk stops there whatever dialog it is given.)"""
         dialog = self.dialog
         if dialog.consent is None:
             return frozenset()  # everything is stored from the first answer
@@ -268,6 +269,8 @@ class Engine:
         todo = [(dialog.initial, 0)]
         while todo:
             state, depth = todo.pop()
+            if depth > len(self._states):
+                continue
             if self._states[state].final:
                 refs.add(self.ref({"state": state, "answers": [None] * depth}))
             todo += [(dest, depth + 1) for dest in out.get(state, ())]

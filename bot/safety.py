@@ -56,7 +56,7 @@ def activity_states(dialog: Dialog, content: Content) -> set[str]:
     return found
 
 
-def unowned_messages(dialog: Dialog, content: Content) -> list[str]:
+def messages_shown_anywhere(dialog: Dialog, content: Content) -> list[str]:
     """Messages that can be shown at any point of the dialog (before the doctor prompt,
     after a red flag): those no state shows, and those the code shows wherever the person
     is (help, errors, notes), whether or not a state shows them too."""
@@ -185,7 +185,7 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
         finding.problems.append(_fail(dialog, dialog.states[name],
                                       f"names an activity but is reachable without the "
                                       f"doctor prompt's acknowledgement: {path}"))
-    for mid in unowned_messages(dialog, content):
+    for mid in messages_shown_anywhere(dialog, content):
         word = content.safety.activity_word(content.messages[mid])
         if word is not None:
             finding.problems.append(

@@ -206,11 +206,8 @@ class BackBot:
         # In turn with the person's other updates: the tip fits where they are once those
         # are applied, and goes out after their replies.
         async with self.locks.hold(user.id):
-            try:
+            async with self.sorry_on_failure(chat.id):
                 allowance = self.engine.tip_allowance(self.store.get(user.id))
-            except Exception:  # the store failed
-                await self.say_sorry(chat.id, None)
-                raise  # logged by on_error
             tips = [card for card in self.content.cards_tagged(TIP_TAG)
                     if allowance == "any" or "activity" not in card.tags]
             text = (self.render.message("tip.after_red_flag") if allowance == "none"
@@ -267,11 +264,8 @@ class BackBot:
         """Step the user's session, store it, then reply (`toast`: what the tapped
         button's answer says, if not the engine's)."""
         async with self.locks.hold(user_id):
-            try:
+            async with self.sorry_on_failure(chat_id, query):
                 notes, outputs = self._step_and_store(user_id, event, notes, query, update_id)
-            except Exception:  # the store or the engine failed: nothing was changed
-                await self.say_sorry(chat_id, query)
-                raise  # logged by on_error
             edited, replies = self.render.replies([*notes, *outputs])
             unsent: list[Reply] = []
             try:  # as dropping_if_blocked does, written out on the path every tap takes
@@ -322,16 +316,23 @@ class BackBot:
             self.store.delete(user_id)
         return notes, outputs
 
-    async def say_sorry(self, chat_id: int, query: CallbackQuery | None) -> None:
-        """Something of ours failed before any reply: say so (the tap is answered too)."""
-        text = self.content.message("error.try_again")
+    @asynccontextmanager
+    async def sorry_on_failure(self, chat_id: int,
+                               query: CallbackQuery | None = None) -> AsyncIterator[None]:
+        """The store or the engine failed (nothing was changed) before any reply: say so,
+        answering the tap if there is one, then let on_error log it."""
         try:
-            if query is not None:
-                await query.answer(text, show_alert=True)
-            else:
-                await self.send(chat_id, [Reply(self.render.message("error.try_again"))])
-        except TelegramError as exc:
-            log.info("apology not sent: %s", type(exc).__name__)
+            yield
+        except Exception:
+            try:
+                if query is not None:
+                    await query.answer(self.content.message("error.try_again"),
+                                       show_alert=True)
+                else:
+                    await self.send(chat_id, [Reply(self.render.message("error.try_again"))])
+            except TelegramError as exc:
+                log.info("apology not sent: %s", type(exc).__name__)
+            raise
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None) -> None:
@@ -389,11 +390,8 @@ class BackBot:
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
             if confirmed:
-                try:
+                async with self.sorry_on_failure(user_id, query):  # not "done" if not done
                     self.store.delete(user_id)
-                except Exception:  # nothing was erased: say so rather than "done"
-                    await self.say_sorry(user_id, query)
-                    raise  # logged by on_error
             await self.answer_query(query)
             outcome = self.render.message("forget.done" if confirmed else "forget.kept")
             async with self.dropping_if_blocked(user_id):

@@ -344,16 +344,13 @@ class GroupFeatures:
         time. Checked against the second occurrence, not the clock now: a late run may
         come after the repeated hour."""
         schedule = self.schedules.get(chat_id)
-        tzinfo = known_zone(schedule.tz) if schedule is not None else None
-        if schedule is None or tzinfo is None:
-            return False
         now = self.now()
-        local = now.astimezone(tzinfo)
-        hour, minute = map(int, schedule.hhmm.split(":"))
-        wall = local.replace(hour=hour, minute=minute, second=spread_second(chat_id),
-                             microsecond=0, fold=1)
-        repeated = wall.utcoffset() != wall.replace(fold=0).utcoffset()
-        return (repeated and now >= wall and schedule.last_day == local.date().isoformat())
+        due = last_due(schedule, now) if schedule is not None else None
+        if schedule is None or due is None:
+            return False
+        again = due.replace(fold=1)  # its second occurrence, if the clocks went back over it
+        return (again.utcoffset() != due.replace(fold=0).utcoffset() and now >= again
+                and schedule.last_day == due.date().isoformat())
 
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
                         migrated: bool = False) -> None:
