@@ -184,7 +184,9 @@ class SessionStore:
         rows[user_id] = stored
 
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode  # built once: it runs on every tap
+# Built once, as it runs on every tap; a snapshot is plain lists and dicts the engine
+# builds, so it has no cycles to look for.
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _seen(seen: Sequence[int]) -> str:

@@ -302,13 +302,14 @@ class BackBot:
         if tapped is not None and (user_id, tapped) in self._answered_unstored:
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
-        if (tapped is not None and not self.engine.has_consent(new)
+        consented = self.engine.has_consent(new)
+        if (tapped is not None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
             _bounded_add(self._answered_unstored, (user_id, tapped))
         # Durable before anyone sees the reply; kept only with consent (and use refreshes
         # it, so retention counts from the last use, to the hour).
-        if self.engine.has_consent(new):
+        if consented:
             if update_id is not None and update_id not in seen:
                 seen = [*seen, update_id]
             self.store.save(user_id, new, seen, stored)
@@ -316,23 +317,20 @@ class BackBot:
             self.store.delete(user_id)
         return notes, outputs
 
-    @asynccontextmanager
-    async def sorry_on_failure(self, chat_id: int,
-                               query: CallbackQuery | None = None) -> AsyncIterator[None]:
-        """The store or the engine failed (nothing was changed) before any reply: say so,
-        answering the tap if there is one, then let on_error log it."""
+    def sorry_on_failure(self, chat_id: int,
+                         query: CallbackQuery | None = None) -> _SorryOnFailure:
+        """`async with`: the store or the engine failed (nothing was changed) before any
+        reply: say so, answering the tap if there is one, then let on_error log it."""
+        return _SorryOnFailure(self, chat_id, query)
+
+    async def apologise(self, chat_id: int, query: CallbackQuery | None) -> None:
         try:
-            yield
-        except Exception:
-            try:
-                if query is not None:
-                    await query.answer(self.content.message("error.try_again"),
-                                       show_alert=True)
-                else:
-                    await self.send(chat_id, [Reply(self.render.message("error.try_again"))])
-            except TelegramError as exc:
-                log.info("apology not sent: %s", type(exc).__name__)
-            raise
+            if query is not None:
+                await query.answer(self.content.message("error.try_again"), show_alert=True)
+            else:
+                await self.send(chat_id, [Reply(self.render.message("error.try_again"))])
+        except TelegramError as exc:
+            log.info("apology not sent: %s", type(exc).__name__)
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None) -> None:
@@ -466,6 +464,23 @@ class BackBot:
     def attach(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app_bot = app.bot
         self.job_queue = app.job_queue
+
+
+class _SorryOnFailure:
+    """See BackBot.sorry_on_failure: a plain class, as this runs on every update."""
+
+    __slots__ = ("_backbot", "_chat_id", "_query")
+
+    def __init__(self, backbot: BackBot, chat_id: int, query: CallbackQuery | None) -> None:
+        self._backbot, self._chat_id, self._query = backbot, chat_id, query
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> bool:
+        if kind is not None and issubclass(kind, Exception):
+            await self._backbot.apologise(self._chat_id, self._query)
+        return False  # the error goes on to on_error
 
 
 def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
