@@ -121,11 +121,14 @@ class Engine:
     def render(self, snapshot: Snapshot) -> list[Output]:
         """Everything a state shows on entry, ending with its question."""
         spec = self._states[snapshot["state"]]
-        facts = self.facts(snapshot)
+        facts: dict[str, str] | None = None  # built only for a state with conditions
         out: list[Output] = []
         for item in spec.show:
-            if item.when is not None and not item.when.holds(facts):
-                continue
+            if item.when is not None:
+                if facts is None:
+                    facts = self.facts(snapshot)
+                if not item.when.holds(facts):
+                    continue
             if item.kind == "card":
                 out.append(ShowCard(self.content.cards[item.ref]))
             else:
