@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -9,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 AUTOCHECKPOINT_PAGES = 10_000  # about 40 MB of WAL
 # Update ids applied last for a user: after a crash Telegram delivers the unconfirmed ones
@@ -32,6 +33,34 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions (updated_at);
 """
+
+
+class DatabaseInUse(Exception):
+    """Another process holds the database (see `claim_database`)."""
+
+
+def claim_database(path: Path | str) -> IO[bytes] | None:
+    """Hold the database for this process alone while the returned file stays open.
+
+    Each bot keeps rows in memory after writing them, so two over one database would
+    overwrite each other's answers. The lock is on a file of its own beside the database
+    (SQLite's own locks are on the database itself), and the system lets go of it when
+    the process ends, however it ends."""
+    if str(path) == ":memory:":
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # open for as long as the process runs: no `with`
+    held = open(os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600), "r+b")  # noqa: SIM115
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        raise DatabaseInUse(path) from None
+    except BaseException:
+        held.close()
+        raise
+    return held
 
 
 def open_database(path: Path | str) -> sqlite3.Connection:

@@ -21,7 +21,7 @@ from bot.engine import Engine
 from bot.loading import load_engine
 from bot.logs import setup_logging
 from bot.schedules import ScheduleStore
-from bot.store import SessionStore, checkpoint, open_database
+from bot.store import DatabaseInUse, SessionStore, checkpoint, claim_database, open_database
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures, GroupRateLimiter
 
@@ -96,7 +96,12 @@ def run(settings: Settings) -> int:
     setup_logging(settings.log_level, [token, secret])
     engine = load_engine(retention_days=settings.retention_days)
     try:
+        claim = claim_database(settings.db_path)
         db = open_database(settings.db_path)
+    except DatabaseInUse:
+        raise ConfigError(f"another backbot is already running on BACKBOT_DB="
+                          f"{settings.db_path}; stop it first (two would overwrite each "
+                          f"other's sessions)") from None
     except (OSError, sqlite3.Error) as exc:
         reason = (f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError)
                   and exc.filename else exc.strerror if isinstance(exc, OSError) else exc)
@@ -133,5 +138,7 @@ def run(settings: Settings) -> int:
                           f"{exc.strerror or exc}") from None
     finally:
         db.close()
+        if claim is not None:
+            claim.close()
     log.info("backbot stopped")
     return 0

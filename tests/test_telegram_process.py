@@ -186,3 +186,25 @@ def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")
+
+
+def test_a_second_backbot_run_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
+    """Two bots over one database would each keep rows in memory and overwrite the
+    other's answers: the second stops at once, says why, and the first goes on."""
+    with FakeBotAPI() as api, running(api, tmp_path, "first") as first:
+        first.send(CHAT, "/start")
+        first.choose(CHAT, "agree")
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token,
+                      TELEGRAM_API_BASE_URL=api.base_url, BACKBOT_DB=str(first.db_path))
+        starts = len(api.calls_to("getMe"))  # each start asks who the bot is
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                                check=False)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "already" in lines[0] and str(first.db_path) in lines[0]
+        assert len(api.calls_to("getMe")) == starts  # it never reached Telegram
+        first.choose(CHAT, "no")  # the first bot still answers, with its answers kept
+        after = stored(first.db_path, CHAT)
+        assert after is not None and after["answers"][-1] == ["asking_bladder", "no"]
