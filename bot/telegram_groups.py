@@ -63,7 +63,8 @@ MISFIRE_GRACE_SECONDS = 15 * 60
 # Tips due in the same minute start at a per-chat second within it, so a popular time
 # does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
 SPREAD_SECONDS = 60
-DAILY_JOB, LATE_JOB = "dailytip", "dailytip-late"  # job names, followed by ":<chat id>"
+# job names, followed by ":<chat id>"
+DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
 INTRO_JOB = "intro"
 # When a group becomes a supergroup, Telegram adds the bot to the new chat ("left" to
 # "member") around the upgrade's service messages, in no fixed order. The introduction
@@ -338,6 +339,25 @@ class GroupFeatures:
         if job is not None and job.chat_id is not None and not self._hour_repeated(job.chat_id):
             await self._post_tip(context, job.chat_id)
 
+    async def post_zone_gone(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A daily tip whose time zone this system no longer knows cannot run: the chat is
+        told so (its admins can set it again) and the schedule removed. If Telegram does
+        not take the message, the schedule stays, and the next start tells them."""
+        job = context.job
+        if job is None or job.chat_id is None:
+            return
+        hhmm, zone = job.data  # type: ignore[misc]
+        schedule = self.schedules.get(job.chat_id)
+        if schedule is None or (schedule.hhmm, schedule.tz) != (hhmm, zone):
+            return  # changed since: an admin set it again, or turned it off
+        text = self.render.message("dailytip.zone_gone").format(
+            time=hhmm, zone=escape(shown_zone(zone)))
+        async with self._posting(context, job.chat_id):
+            await context.bot.send_message(job.chat_id, text, parse_mode=HTML)
+            self.schedules.remove(job.chat_id)
+            log.warning("a daily tip's time zone is unknown here: the chat was told, and "
+                        "the tip removed")
+
     def _hour_repeated(self, chat_id: int) -> bool:
         """The clocks went back over the tip's time, which came round again (APScheduler
         fires at a repeated wall-clock time twice), and today's tip went out the first
@@ -400,10 +420,12 @@ class GroupFeatures:
         if replacing:
             self._unschedule(app, chat_id)
         tzinfo = known_zone(zone)
-        if tzinfo is None:  # stored once valid; the system's zone data no longer has it
-            log.error("a daily tip's time zone is unknown here; that tip will not run")
-            return
         if app.job_queue is None:
+            return
+        if tzinfo is None:  # stored once valid; this system's zone data no longer has it
+            app.job_queue.run_once(self.post_zone_gone, when=spread_second(chat_id),
+                                   chat_id=chat_id, data=(hhmm, zone),
+                                   name=f"{ZONE_GONE_JOB}:{chat_id}")
             return
         hour, minute = map(int, hhmm.split(":"))
         app.job_queue.run_daily(
@@ -416,7 +438,7 @@ class GroupFeatures:
     def _unschedule(app: Application, chat_id: int) -> None:  # type: ignore[type-arg]
         if app.job_queue is None:
             return
-        for name in (DAILY_JOB, LATE_JOB):
+        for name in (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB):
             for job in app.job_queue.get_jobs_by_name(f"{name}:{chat_id}"):
                 job.schedule_removal()
 

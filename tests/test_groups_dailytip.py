@@ -388,6 +388,39 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     assert api.sent_to(posted) == [] and api.sent_to(too_late) == []
 
 
+def test_a_tip_whose_zone_is_no_longer_known_is_explained_and_removed(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """A zone stored while it was accepted (Factory, before it was refused; or one a later
+    zone data release dropped) cannot run: the chat hears so once, and the row goes."""
+    gone, kept = -100_222_000_200, -100_222_000_260  # both due at second 0 of the minute
+    db_path = tmp_path / "db.sqlite3"
+    db = open_database(db_path)
+    ScheduleStore(db).set(gone, "07:15", "Factory")
+    ScheduleStore(db).set(kept, FAR_FROM_NOW, "Europe/London")
+    db.close()
+
+    async def first_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            [notice] = await bot.wait_sent(gone, 1)
+            assert "07:15" in notice["text"] and "Factory" in notice["text"]
+            assert "/dailytip" in notice["text"] and "switched off" in notice["text"]
+            await eventually(lambda: bot.rows() == [(kept, FAR_FROM_NOW, "Europe/London")],
+                             what="the unknown zone's schedule removed")
+            assert bot.jobs(gone) == ()
+            assert_runs_at(bot, kept, FAR_FROM_NOW, LONDON)
+            assert bot.errors == []
+
+    async def second_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            assert bot.app.job_queue.get_jobs_by_name(f"dailytip-zone-gone:{gone}") == ()
+            assert bot.errors == []
+
+    run(first_start())
+    run(second_start())
+    assert len(api.sent_to(gone)) == 1  # told once, not at every start
+    assert api.sent_to(kept) == []
+
+
 def test_a_schedule_table_from_before_catch_up_gains_the_column(
         older_database: Callable[[str], Path]) -> None:
     path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "
