@@ -489,3 +489,27 @@ def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> Non
     # without a date (the terminal), the ref alone decides
     new, _ = engine.step(snapshot, Event.answer("no", ref))
     assert new["state"] == "asking_saddle"
+
+
+def test_every_answer_goes_where_a_fresh_machine_takes_it() -> None:
+    """The engine remembers the Machine's decisions: each one, asked first or remembered,
+    is where the Machine built from the YAML goes for that state and choice."""
+    engine = load_engine()
+    machine = bot.dialog.build_machine(engine.dialog)
+
+    class Model:
+        state: str
+
+    model = Model()
+    machine.add_model(model)
+    for _ in range(2):  # the second time round, every decision is a remembered one
+        for name, spec in engine.dialog.states.items():
+            for choice in spec.choices:
+                if choice.shows is not None:
+                    continue  # a note, not a move
+                model.state = name
+                assert machine.events["answer"].trigger(model, choice=choice.id)
+                assert engine._fire("answer", name, choice.id) == model.state, (name, choice)
+            model.state = name
+            machine.events["restart"].trigger(model)
+            assert engine._fire("restart", name) == model.state == engine.dialog.initial
