@@ -95,6 +95,7 @@ def run(settings: Settings) -> int:
               else secrets.token_urlsafe(32))
     setup_logging(settings.log_level, [token, secret])
     engine = load_engine(retention_days=settings.retention_days)
+    claim = None
     try:
         claim = claim_database(settings.db_path)
         db = open_database(settings.db_path)
@@ -105,6 +106,8 @@ def run(settings: Settings) -> int:
     except (OSError, sqlite3.Error) as exc:
         reason = (f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError)
                   and exc.filename else exc.strerror if isinstance(exc, OSError) else exc)
+        if claim is not None:
+            claim.close()
         raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
                           f"{reason}") from None
     store = SessionStore(db)
