@@ -44,6 +44,11 @@ class ScheduleStore:
         return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ?",
                                (chat_id,)).rowcount > 0
 
+    def remove_if(self, chat_id: int, hhmm: str, tz: str) -> bool:
+        """Remove the chat's schedule only if it is still this one (not set anew since)."""
+        return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ? AND hhmm = ? "
+                               "AND tz = ?", (chat_id, hhmm, tz)).rowcount > 0
+
     def move(self, old_chat_id: int, new_chat_id: int) -> Schedule | None:
         """A group upgraded to a supergroup gets a new id: its schedule and rotation follow.
 

@@ -48,7 +48,7 @@ def claim_database(path: Path | str) -> IO[bytes] | None:
     the process ends, however it ends."""
     if str(path) == ":memory:":
         return None
-    path = Path(path)
+    path = Path(path).resolve()  # a link to the same file takes the same lock
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # open for as long as the process runs: no `with`
     held = open(os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600), "r+b")  # noqa: SIM115

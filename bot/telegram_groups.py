@@ -354,7 +354,8 @@ class GroupFeatures:
             time=hhmm, zone=escape(shown_zone(zone)))
         async with self._posting(context, job.chat_id):
             await context.bot.send_message(job.chat_id, text, parse_mode=HTML)
-            self.schedules.remove(job.chat_id)
+            # an admin may have set it anew while the notice was on its way
+            self.schedules.remove_if(job.chat_id, hhmm, zone)
             log.warning("a daily tip's time zone is unknown here: the chat was told, and "
                         "the tip removed")
 
