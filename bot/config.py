@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bot.errors import DataError
-from bot.zones import known_zone, shown_zone
+from bot.zones import known_zone, shown_zone, zone_data_present
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
@@ -113,6 +113,9 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raise ConfigError("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
                           f"CRITICAL, not {level}")
     timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
+    if not zone_data_present():  # else every stored daily tip would look unknown
+        raise ConfigError("this system has no IANA time zone data: install the tzdata "
+                          "package (pip install tzdata)")
     if known_zone(timezone) is None:
         raise ConfigError(f"BACKBOT_TZ {shown_zone(timezone)!r} is not a known time zone "
                           "(try UTC or Europe/London)")

@@ -26,6 +26,11 @@ def known_zone(name: str) -> ZoneInfo | None:
         return None
 
 
+def zone_data_present() -> bool:
+    """False when this system has no IANA zone data at all (a broken install)."""
+    return bool(_iana_names())
+
+
 def shown_zone(name: str) -> str:
     """A rejected zone name as an error may echo it: short enough for one line."""
     return name if len(name) <= SHOWN_LENGTH else name[:SHOWN_LENGTH] + "..."

@@ -421,6 +421,65 @@ def test_a_tip_whose_zone_is_no_longer_known_is_explained_and_removed(
     assert api.sent_to(kept) == []
 
 
+@pytest.mark.parametrize(("code", "description"), [
+    (403, "Forbidden: bot was kicked from the supergroup chat"),
+    (500, "Internal Server Error"),
+])
+def test_a_zone_gone_notice_telegram_refuses(api: FakeBotAPI, tmp_path: Path, code: int,
+                                             description: str) -> None:
+    """A chat the bot may not post in loses the schedule with the notice; after a passing
+    failure the schedule stays, and the next start tells them."""
+    gone = -100_222_000_200
+    db_path = tmp_path / "db.sqlite3"
+    ScheduleStore(open_database(db_path)).set(gone, "07:15", "Factory")
+    api.fail_next("sendMessage", chat_id=gone, error_code=code, description=description)
+    chat_gone = code == 403
+
+    async def first_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            await eventually(lambda: bot.sends(gone), what="the notice tried")
+            await bot.settle()
+            assert bot.rows() == ([] if chat_gone else [(gone, "07:15", "Factory")])
+            assert all(isinstance(e, NetworkError) for e in bot.errors)
+            assert bool(bot.errors) is not chat_gone  # a passing failure reaches the log
+
+    async def second_start() -> None:
+        async with running_bot(api, db_path) as bot:
+            if not chat_gone:
+                await bot.wait_sent(gone, 1)
+                await eventually(lambda: bot.rows() == [], what="the schedule removed")
+            await bot.settle()
+            assert bot.errors == []
+
+    run(first_start())
+    run(second_start())
+    assert len(api.sent_to(gone)) == (0 if chat_gone else 1)
+
+
+def test_a_zone_gone_notice_keeps_a_schedule_an_admin_set_meanwhile(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    gone = -100_222_000_200
+    db_path = tmp_path / "db.sqlite3"
+    ScheduleStore(open_database(db_path)).set(gone, "07:15", "Factory")
+    send = api._method_table["sendmessage"]
+
+    def admin_sets_it_anew(params: dict[str, Any]) -> Any:
+        if params.get("chat_id") == gone:  # while the notice is on its way
+            ScheduleStore(open_database(db_path)).set(gone, FAR_FROM_NOW, "Europe/London")
+        return send(params)
+
+    api._method_table["sendmessage"] = admin_sets_it_anew
+
+    async def scenario() -> None:
+        async with running_bot(api, db_path) as bot:
+            await bot.wait_sent(gone, 1)
+            await bot.settle()
+            assert bot.rows() == [(gone, FAR_FROM_NOW, "Europe/London")]
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_a_schedule_table_from_before_catch_up_gains_the_column(
         older_database: Callable[[str], Path]) -> None:
     path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "

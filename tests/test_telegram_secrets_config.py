@@ -20,6 +20,7 @@ from telegram_harness import (
     shared_engine,
 )
 
+import bot.zones as zone_data
 from bot.config import TELEGRAM_API, ConfigError, load_settings
 from bot.errors import DataError
 from bot.logs import QUIET, TELLING, setup_logging
@@ -199,6 +200,21 @@ def test_bad_time_zone_is_one_line(zone: str) -> None:
     assert len(str(raised.value)) < 120
     assert load_settings(environ={"BACKBOT_TZ": "Asia/Tokyo"}, env_file=None).timezone == (
         "Asia/Tokyo")
+
+
+def test_no_time_zone_data_at_all_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken install with no IANA zone data would find every stored daily tip's zone
+    unknown (and UTC too): it is refused at start-up, saying what to install."""
+    monkeypatch.setattr(zone_data, "available_timezones", set)
+    zone_data._iana_names.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"^this system has no IANA time zone data: "
+                                              r"install the tzdata package"):
+            load_settings(environ={}, env_file=None)
+    finally:
+        monkeypatch.undo()
+        zone_data._iana_names.cache_clear()
+    assert load_settings(environ={}, env_file=None).timezone == "UTC"
 
 
 def test_bad_env_file_line_names_the_line(tmp_path: Path) -> None:
