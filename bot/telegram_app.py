@@ -88,6 +88,12 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     return app
 
 
+def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigError:
+    reason = (f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.filename
+              else exc.strerror if isinstance(exc, OSError) else exc)
+    return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: {reason}")
+
+
 def run(settings: Settings) -> int:
     """`backbot run`: long polling, or a webhook when BACKBOT_WEBHOOK_URL is set."""
     token = settings.require_token()
@@ -95,25 +101,23 @@ def run(settings: Settings) -> int:
               else secrets.token_urlsafe(32))
     setup_logging(settings.log_level, [token, secret])
     engine = load_engine(retention_days=settings.retention_days)
-    claim = None
     try:
         claim = claim_database(settings.db_path)
-        db = open_database(settings.db_path)
     except DatabaseInUse:
         raise ConfigError(f"another backbot is already running on BACKBOT_DB="
                           f"{settings.db_path}; stop it first (two would overwrite each "
                           f"other's sessions)") from None
-    except (OSError, sqlite3.Error) as exc:
-        reason = (f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError)
-                  and exc.filename else exc.strerror if isinstance(exc, OSError) else exc)
-        if claim is not None:
-            claim.close()
-        raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
-                          f"{reason}") from None
-    store = SessionStore(db)
-    app = build_application(settings, engine, store)
-    log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
+    except OSError as exc:
+        raise _cannot_open(settings, exc) from None
     try:
+        db = open_database(settings.db_path)
+    except (OSError, sqlite3.Error) as exc:
+        if claim is not None:  # None: an in-memory database, nothing to hold
+            claim.close()
+        raise _cannot_open(settings, exc) from None
+    try:  # from here on, whatever happens, the database and its lock are let go
+        app = build_application(settings, engine, SessionStore(db))
+        log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
         if settings.webhook_url:
             app.run_webhook(
                 listen=settings.webhook_listen,

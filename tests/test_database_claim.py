@@ -1,0 +1,71 @@
+"""One bot per database: the lock beside it, whatever path names it, and `backbot run`
+letting go of the database and the lock when it cannot start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import bot.telegram_app as telegram_app
+from bot.config import ConfigError, Settings, load_settings
+from bot.store import DatabaseInUse, claim_database
+
+
+def settings_for(db_path: Path) -> Settings:
+    return load_settings(environ={"TELEGRAM_BOT_TOKEN": "123:not-used",
+                                  "BACKBOT_DB": str(db_path)}, env_file=None)
+
+
+def assert_free(db_path: Path) -> None:
+    claim = claim_database(db_path)
+    assert claim is not None
+    claim.close()
+
+
+def test_a_link_to_the_database_takes_the_same_lock(tmp_path: Path) -> None:
+    db_path = tmp_path / "data" / "bot.sqlite3"
+    held = claim_database(db_path)
+    link = tmp_path / "link.sqlite3"
+    link.symlink_to(db_path)
+    with pytest.raises(DatabaseInUse):
+        claim_database(link)
+    with pytest.raises(DatabaseInUse):
+        claim_database(tmp_path / "data" / ".." / "data" / "bot.sqlite3")
+    assert held is not None
+    held.close()
+    assert_free(link)
+
+
+def test_run_lets_go_of_the_lock_when_the_database_cannot_be_opened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    db_path = tmp_path / "bot.sqlite3"
+    db_path.mkdir()  # a folder where the file should be
+    with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB="):
+        telegram_app.run(settings_for(db_path))
+    assert_free(db_path)
+
+
+def test_run_lets_go_of_database_and_lock_when_the_bot_cannot_be_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    opened = []
+    real_open = telegram_app.open_database
+
+    def open_database(path: Path) -> object:
+        opened.append(real_open(path))
+        return opened[-1]
+
+    def build_application(*args: object) -> object:
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(telegram_app, "open_database", open_database)
+    monkeypatch.setattr(telegram_app, "build_application", build_application)
+    db_path = tmp_path / "bot.sqlite3"
+    with pytest.raises(RuntimeError, match="cannot build"):
+        telegram_app.run(settings_for(db_path))
+    [db] = opened
+    with pytest.raises(Exception, match="closed database"):
+        db.execute("SELECT 1")
+    assert_free(db_path)
