@@ -8,7 +8,7 @@ from bot.dialog import Dialog
 
 
 def mermaid(dialog: Dialog) -> str:
-    config = dict(dialog.machine_config)
+    config = dialog.machine_kwargs()
     # `restart` leads from every state back to the start; drawing it would hide the flow.
     config["transitions"] = [t for t in config["transitions"] if t["trigger"] != "restart"]
     config["name"] = ""

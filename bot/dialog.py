@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,10 @@ class Dialog:
     consent: tuple[str, str] | None  # (state, choice): the answer that agrees to storage
     machine_config: dict[str, Any]
 
+    def machine_kwargs(self) -> dict[str, Any]:
+        """`machine_config` afresh: a Machine writes to the state entries it is given."""
+        return copy.deepcopy(self.machine_config)
+
     def answer_edges(self) -> list[Edge]:
         return [e for e in self.edges if e.trigger == "answer"]
 
@@ -117,7 +122,17 @@ class ChoiceIs:
 
 def build_machine(dialog: Dialog) -> Machine:
     """One Machine per dialog; sessions are plain snapshots, never machines of their own."""
-    config = dict(dialog.machine_config)
+    config = dialog.machine_kwargs()
+    # The engine remembers each (trigger, state, choice) outcome: only plain transitions,
+    # whose one condition is the choice, keep that true. A loaded dialog has no others.
+    for t in config["transitions"]:
+        conditions = t.get("conditions", [])
+        if set(t) - _TRANSITION_KEYS - {"conditions"} or len(conditions) > 1 or not all(
+                isinstance(c, str) and c.startswith("chose_") for c in conditions):
+            raise ValueError(f"transition {t!r}: only trigger, source, dest and one "
+                             f"chose_<choice> condition are supported")
+    if any(set(state) - {"name", "final"} for state in config["states"]):
+        raise ValueError("states take only a name and final (no callbacks)")
     config["transitions"] = [
         {**t, "conditions": [ChoiceIs(t["conditions"][0][len("chose_"):])]}
         if t.get("conditions") else t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -513,3 +514,23 @@ def test_every_answer_goes_where_a_fresh_machine_takes_it() -> None:
             model.state = name
             machine.events["restart"].trigger(model)
             assert engine._fire("restart", name) == model.state == engine.dialog.initial
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: {**t, "after": "log_it"},  # a callback: a remembered outcome would skip it
+    lambda t: {**t, "conditions": ["chose_yes", "is_weekday"]},  # a test beyond the choice
+    lambda t: {**t, "conditions": [lambda event: True]},
+])
+def test_machines_are_built_only_from_transitions_whose_outcome_can_be_remembered(
+        change: object) -> None:
+    dialog = load_engine().dialog
+    # building the engine's Machine left the dialog's own config as loaded
+    assert all(set(state) == {"name", "final"} for state in dialog.machine_config["states"])
+    config = copy.deepcopy(dialog.machine_config)
+    config["transitions"][0] = change(config["transitions"][0])  # type: ignore[operator]
+    with pytest.raises(ValueError, match="only trigger, source, dest and one chose_"):
+        bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
+    config = copy.deepcopy(dialog.machine_config)
+    config["states"][0]["on_enter"] = "greet"
+    with pytest.raises(ValueError, match="no callbacks"):
+        bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
