@@ -29,6 +29,7 @@ _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
                    "disposition", "follows"}
 _TRANSITION_KEYS = {"trigger", "source", "dest"}
+_MACHINE_KEYS = {"name", "initial", "states", "transitions"}  # of a dialog's machine_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +121,28 @@ class ChoiceIs:
         return event.kwargs.get("choice") == self.choice
 
 
-def build_machine(dialog: Dialog) -> Machine:
-    """One Machine per dialog; sessions are plain snapshots, never machines of their own."""
-    config = dialog.machine_kwargs()
-    # The engine remembers each (trigger, state, choice) outcome: only plain transitions,
-    # whose one condition is the choice, keep that true. A loaded dialog has no others.
+def _check_plain(config: dict[str, Any]) -> None:
+    """The engine remembers each (trigger, state, choice) outcome: true only of a Machine
+    with no callbacks and one condition per transition, the choice. A loaded dialog has
+    no others; this keeps a hand-built one from breaking that unseen."""
+    if extra := set(config) - _MACHINE_KEYS:
+        raise ValueError(f"machine options {sorted(extra)} are not supported (no callbacks)")
+    for state in config["states"]:
+        if not isinstance(state, dict) or set(state) - {"name", "final"}:
+            raise ValueError(f"state {state!r}: only a mapping of name and final is "
+                             f"supported (no callbacks)")
     for t in config["transitions"]:
         conditions = t.get("conditions", [])
         if set(t) - _TRANSITION_KEYS - {"conditions"} or len(conditions) > 1 or not all(
                 isinstance(c, str) and c.startswith("chose_") for c in conditions):
             raise ValueError(f"transition {t!r}: only trigger, source, dest and one "
                              f"chose_<choice> condition are supported")
-    if any(set(state) - {"name", "final"} for state in config["states"]):
-        raise ValueError("states take only a name and final (no callbacks)")
+
+
+def build_machine(dialog: Dialog) -> Machine:
+    """One Machine per dialog; sessions are plain snapshots, never machines of their own."""
+    config = dialog.machine_kwargs()
+    _check_plain(config)
     config["transitions"] = [
         {**t, "conditions": [ChoiceIs(t["conditions"][0][len("chose_"):])]}
         if t.get("conditions") else t

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import bot.dialog
+from bot.diagram import mermaid
 from bot.engine import SNAPSHOT_VERSION, Engine, Event, Snapshot
 from bot.loading import load_engine
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
@@ -522,15 +524,18 @@ def test_every_answer_goes_where_a_fresh_machine_takes_it() -> None:
     lambda t: {**t, "conditions": [lambda event: True]},
 ])
 def test_machines_are_built_only_from_transitions_whose_outcome_can_be_remembered(
-        change: object) -> None:
+        change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     dialog = load_engine().dialog
-    # building the engine's Machine left the dialog's own config as loaded
+    mermaid(dialog)
+    # building the engine's Machine and the diagram's left the dialog's config as loaded
     assert all(set(state) == {"name", "final"} for state in dialog.machine_config["states"])
     config = copy.deepcopy(dialog.machine_config)
-    config["transitions"][0] = change(config["transitions"][0])  # type: ignore[operator]
+    config["transitions"][0] = change(config["transitions"][0])
     with pytest.raises(ValueError, match="only trigger, source, dest and one chose_"):
         bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
-    config = copy.deepcopy(dialog.machine_config)
-    config["states"][0]["on_enter"] = "greet"
-    with pytest.raises(ValueError, match="no callbacks"):
-        bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
+    for part, callback in (("states", {"on_enter": "greet"}), ("", {"on_final": "bye"}),
+                           ("", {"after_state_change": "log_it"})):
+        config = copy.deepcopy(dialog.machine_config)
+        (config[part][0] if part else config).update(callback)
+        with pytest.raises(ValueError, match=r"supported \(no callbacks\)"):
+            bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
