@@ -72,20 +72,24 @@ def open_database(path: Path | str) -> sqlite3.Connection:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # autocommit: each statement is its own transaction, durable once it returns
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    # NORMAL survives a killed process (not a power cut) and keeps a commit cheap
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    # Checkpoints (which fsync) normally run inside some unlucky write; `checkpoint` runs
-    # them off the event loop instead, and this high mark is only a backstop.
-    db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-    # An erased session (/forget, a blocked bot, the purge) must not linger on disk:
-    # deleted rows are zeroed in their pages (the default of some SQLite builds, not of
-    # all). Older copies of their pages in the log go with the checkpoint after an erase
-    # (`checkpoint(empty_log=True)`); between erases, the write after each checkpoint
-    # cuts the log back to what it holds, so it stays small after a busy spell.
-    db.execute("PRAGMA secure_delete=ON")
-    db.execute("PRAGMA journal_size_limit=0")
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process (not a power cut) and keeps a commit cheap
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints (which fsync) normally run inside some unlucky write; `checkpoint` runs
+        # them off the event loop instead, and this high mark is only a backstop.
+        db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        # An erased session (/forget, a blocked bot, the purge) must not linger on disk:
+        # deleted rows are zeroed in their pages (the default of some SQLite builds, not of
+        # all). Older copies of their pages in the log go with the checkpoint after an erase
+        # (`checkpoint(empty_log=True)`); between erases, the write after each checkpoint
+        # cuts the log back to what it holds, so it stays small after a busy spell.
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute("PRAGMA journal_size_limit=0")
+    except BaseException:  # not a database, or one it cannot set up: let go of the file
+        db.close()
+        raise
     return db
 
 

@@ -3,6 +3,7 @@ letting go of the database and the lock when it cannot start."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,6 @@ def test_a_link_to_the_database_takes_the_same_lock(tmp_path: Path) -> None:
     link.symlink_to(db_path)
     with pytest.raises(DatabaseInUse):
         claim_database(link)
-    with pytest.raises(DatabaseInUse):
-        claim_database(tmp_path / "data" / ".." / "data" / "bot.sqlite3")
     assert held is not None
     held.close()
     assert_free(link)
@@ -66,6 +65,25 @@ def test_run_lets_go_of_database_and_lock_when_the_bot_cannot_be_built(
     with pytest.raises(RuntimeError, match="cannot build"):
         telegram_app.run(settings_for(db_path))
     [db] = opened
-    with pytest.raises(Exception, match="closed database"):
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
         db.execute("SELECT 1")
     assert_free(db_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_let_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    db_path = tmp_path / "notes.sqlite3"
+    db_path.write_bytes(b"my own notes, not a database\n" * 200)
+    opened = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect",
+                        lambda *args, **kwargs: opened.append(connect(*args, **kwargs))
+                        or opened[-1])
+    with pytest.raises(ConfigError, match=r"file is not a database$"):
+        telegram_app.run(settings_for(db_path))
+    [db] = opened
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        db.execute("SELECT 1")
+    assert_free(db_path)
+    assert db_path.read_bytes().startswith(b"my own notes")  # left as it was
