@@ -271,6 +271,9 @@ class FakeBotAPI:
         self.first_name = "backbot"
         self.delay = delay  # seconds added before every response (simulated latency)
         self.method_delays: dict[str, float] = {}  # lower-case method -> extra seconds
+        # lower-case method -> called with the parameters before the method runs (on the
+        # server's thread): lets a test change things while a call is on its way
+        self.before_call: dict[str, Callable[[dict[str, Any]], None]] = {}
 
         self.calls: list[Call] = []
         self.messages: dict[tuple[int | str, int], JSONDict] = {}
@@ -769,6 +772,8 @@ class FakeBotAPI:
                 error = ApiError(404, "Not Found: method not found")
             else:
                 try:
+                    if hook := self.before_call.get(method_name.lower()):
+                        hook(params)
                     result = handler(params)
                 except ApiError as exc:
                     error = exc
