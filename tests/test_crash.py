@@ -60,7 +60,7 @@ from process_harness import (
     wait_quiet,
 )
 
-from bot.engine import Event
+from bot.engine import Engine, Event
 from bot.loading import load_engine
 
 CI_CONVERSATIONS = 10
@@ -228,6 +228,25 @@ def acknowledged(api: FakeBotAPI, t: Tap) -> bool:
         f"<b>{html.escape(t.label, quote=False)}</b>")
 
 
+def last_check_in(engine: Engine, acked: list[Tap]) -> list[Tap]:
+    """The acknowledged taps of the check-in the stored row can hold. One that ended
+    before consent (a "stop") stored nothing, and the next /start asks the same first
+    question under the same ref: its taps are no answers to look for in the row."""
+    check_in: list[Tap] = []
+    for t in acked:
+        check_in.append(t)
+        snapshot = engine.new_snapshot()
+        for done in check_in:
+            if snapshot["state"] != done.state:
+                break  # not a path: left for the checks to report
+            snapshot, _ = engine.step(snapshot, Event.answer(done.choice,
+                                                             ref=engine.ref(snapshot)))
+        else:
+            if engine.is_finished(snapshot) and not engine.has_consent(snapshot):
+                check_in = []
+    return check_in
+
+
 def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
           conversations: list[Conversation], errors: list[BaseException | None],
           ) -> tuple[list[str], int, int]:
@@ -253,12 +272,14 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
     for conv in conversations:
         chat = conv.chat_id
         raw = rows.get(chat)
-        acked_answers = [(t.state, t.choice) for t in conv.taps if acknowledged(api, t)]
+        acked = [t for t in conv.taps if acknowledged(api, t)]
+        acked_total += len(acked)
+        check_in = last_check_in(engine, acked)
+        acked_answers = [(t.state, t.choice) for t in check_in]
         if raw is None:  # nothing is stored before consent (and "stop" stores nothing)
             if dialog.consented(acked_answers):
                 problems.append(f"conversation {chat}: no stored session, acknowledged "
                                 f"{acked_answers}")
-            acked_total += len(acked_answers)
             continue
         snapshot = json.loads(raw)
         answers = [tuple(pair) for pair in snapshot.get("answers", [])]
@@ -287,10 +308,7 @@ def check(api: FakeBotAPI, watch: MessageWatch, dialog: Dialog, bot: BotProcess,
         # question is acknowledged twice (once stored, its ref is gone: a second
         # acknowledgement means the first answer was lost, or applied twice).
         acked_refs: Counter[str] = Counter()
-        for t in conv.taps:
-            if not acknowledged(api, t):
-                continue
-            acked_total += 1
+        for t in check_in:
             acked_refs[t.ref] += 1
             if acked_refs[t.ref] == 2:
                 problems.append(f"conversation {chat}: question {t.ref} ({t.state}) "
@@ -398,3 +416,22 @@ def test_crash_acknowledged_answers_survive_sigkill(tmp_path: Path,
         print("\n" + result.summary())
     assert result.problems == [], "\n".join(result.problems[:40]) + "\n" + result.log_tail
     assert result.kills == CRASH_KILLS, result.summary()
+
+
+def test_the_check_looks_for_the_answers_of_the_last_check_in_only() -> None:
+    """A "stop" acknowledged before a kill stores nothing; the next /start asks the first
+    question again under the same ref, and only that check-in's answers are in the row."""
+    engine = load_engine()
+    welcome = engine.ref(engine.new_snapshot())
+
+    def acked(message_id: int, choice: str, ref: str = welcome,
+              state: str = "welcome") -> Tap:
+        return Tap(1, message_id, ref, state, choice, choice, "", message_id, 0.0)
+
+    stopped, agreed = acked(1, "stop"), acked(2, "agree")
+    after = engine.step(engine.new_snapshot(), Event.answer("agree", ref=welcome))[0]
+    first_no = acked(3, "no", ref=engine.ref(after), state=after["state"])
+    assert last_check_in(engine, [stopped, agreed, first_no]) == [agreed, first_no]
+    assert last_check_in(engine, [stopped]) == []
+    # an agreed check-in is never cut, whatever follows
+    assert last_check_in(engine, [agreed, first_no]) == [agreed, first_no]
