@@ -494,6 +494,25 @@ def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> Non
     assert new["state"] == "asking_saddle"
 
 
+def test_the_first_answer_given_again_after_back_begins_the_check_in_anew(
+        engine: Engine) -> None:
+    """Back to the first question and answered there on a newer message: the check-in
+    counts from that message, so a question message sent before it is stale, even one
+    whose ref is current again (the property test found this path)."""
+    began = 1_800_000_000
+    snapshot, _ = engine.step(None, Event("start"))
+    snapshot, _ = engine.step(snapshot, Event.answer("agree", "0.0", sent_at=began))
+    first_question = engine.ref(snapshot)  # on a message sent at began + 1
+    snapshot, _ = engine.step(snapshot, Event("back"))
+    assert snapshot["answers"] == [] and snapshot["run"] == began
+    snapshot, _ = engine.step(snapshot, Event.answer("agree", "0.0", sent_at=began + 5))
+    assert snapshot["run"] == began + 5 and engine.ref(snapshot) == first_question
+    old, outputs = engine.step(snapshot, Event.answer("no", first_question, sent_at=began + 1))
+    assert old == snapshot and say_keys(outputs) == ["session.stale"]
+    new, _ = engine.step(snapshot, Event.answer("no", first_question, sent_at=began + 5))
+    assert new["state"] == "asking_saddle"
+
+
 def test_every_answer_goes_where_a_fresh_machine_takes_it() -> None:
     """The engine remembers the Machine's decisions: each one, asked first or remembered,
     is where the Machine built from the YAML goes for that state and choice."""

@@ -702,11 +702,16 @@ class TelegramMachine(RuleBasedStateMachine):
                          together=together)
             return
         current = self.model[user] or MODEL.new_snapshot()  # nothing stored: the welcome
-        message_id = (raws[0]["callback_query"].get("message") or {}).get("message_id")
+        message = raws[0]["callback_query"].get("message") or {}
         answered_before = (self.model[user] is None
-                           and (user, message_id) in self.answered_unstored)
+                           and (user, message.get("message_id")) in self.answered_unstored)
+        # A message sent before the check-in's first answer was given (after /back to the
+        # first question, the answer given again there) is an earlier one's: stale, even
+        # with the current question's ref.
+        earlier = bool(current["answers"]) and message.get("date", 0) < current["run"]
         progress = (not self.request.has_faults and parsed[1] == MODEL.ref(current)
-                    and (current["state"], parsed[2]) in DEEPER and not answered_before)
+                    and (current["state"], parsed[2]) in DEEPER and not answered_before
+                    and not earlier)
         since = len(self.request.calls)
         self.private(user, raws, Event.answer(parsed[2], ref=parsed[1]), tapped=True,
                      together=together)
