@@ -89,7 +89,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
 
 
 def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigError:
-    said = exc.strerror or exc if isinstance(exc, OSError) else exc
+    said = (exc.strerror or exc) if isinstance(exc, OSError) else exc
     reason = f"{said} ({exc.filename})" if isinstance(exc, OSError) and exc.filename else said
     return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: {reason}")
 
