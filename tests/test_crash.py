@@ -233,17 +233,15 @@ def last_check_in(engine: Engine, acked: list[Tap]) -> list[Tap]:
     before consent (a "stop") stored nothing, and the next /start asks the same first
     question under the same ref: its taps are no answers to look for in the row."""
     check_in: list[Tap] = []
+    snapshot: dict | None = engine.new_snapshot()
     for t in acked:
         check_in.append(t)
-        snapshot = engine.new_snapshot()
-        for done in check_in:
-            if snapshot["state"] != done.state:
-                break  # not a path: left for the checks to report
-            snapshot, _ = engine.step(snapshot, Event.answer(done.choice,
-                                                             ref=engine.ref(snapshot)))
-        else:
-            if engine.is_finished(snapshot) and not engine.has_consent(snapshot):
-                check_in = []
+        if snapshot is None or snapshot["state"] != t.state:
+            snapshot = None  # not a path: left for the checks to report
+            continue
+        snapshot, _ = engine.step(snapshot, Event.answer(t.choice, ref=engine.ref(snapshot)))
+        if engine.is_finished(snapshot) and not engine.has_consent(snapshot):
+            check_in, snapshot = [], engine.new_snapshot()
     return check_in
 
 
