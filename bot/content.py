@@ -23,7 +23,8 @@ RED_FLAG_LEVELS = ("urgent", "emergency")
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
     "answered.label", "button.expired", "button.moved_on", "button.not_here",
-    "card.sources_label", "chat.bye", "chat.forget", "chat.hint", "chat.use_numbers",
+    "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
+    "chat.privacy", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",
@@ -36,7 +37,7 @@ CODE_MESSAGES = frozenset({
     "group.start_button",
     "help.text", "privacy.note", "session.finished", "session.outdated", "session.restarted",
     "session.resumed", "session.stale", "session.went_back", "sources.header",
-    "tip.after_red_flag", "tip.doctor_first", "tip.none",
+    "tip.after_red_flag", "tip.doctor_first", "tip.none", "welcome.question",
 })
 
 

@@ -22,11 +22,15 @@ COMMANDS = {
 }
 QUIT = {"/quit", "/exit", "/q"}
 FORGET = "/forget"
-# Engine messages that talk about buttons, in the words that fit a terminal.
+# Engine messages about buttons or about what Telegram stores, in the words that are
+# true in a terminal (which stores nothing).
 TERMINAL_WORDING = {
     "error.use_buttons": "chat.use_numbers",
     "error.unknown_choice": "chat.use_numbers",
     "error.unknown_event": "chat.use_numbers",
+    "welcome.question": "chat.consent",
+    "privacy.note": "chat.privacy",
+    "help.text": "chat.help",
 }
 
 
@@ -46,7 +50,8 @@ def render_one(output: Output, content: Content) -> str:
         return "\n".join([f"* {card.title}", _wrap(card.body, "  "),
                           _wrap(f"{content.message('card.sources_label')} {cites}", "  ")])
     if isinstance(output, Ask):
-        lines = [_wrap(output.text)]
+        wording = TERMINAL_WORDING.get(output.key)
+        lines = [_wrap(content.message(wording) if wording else output.text)]
         lines += [f"  {n}) {choice.label}" for n, choice in enumerate(output.choices, 1)]
         return "\n".join(lines)
     if isinstance(output, SourceList):
@@ -77,7 +82,7 @@ def to_event(line: str, ask: Ask | None) -> Event:
 
 def match_label(typed: str, ask: Ask) -> str | None:
     """The choice whose label is what was typed, or else the only one whose words start
-    with the typed words ("slipped" for "Slipped (herniated) disk")."""
+    with the typed words ("slipped" for "Slipped (herniated) disc")."""
     typed_words = _words(typed)
     if not typed_words:
         return None

@@ -76,7 +76,7 @@ def test_chat_emergency(tmp_path: Path, messages: dict[str, str], find_activity)
 
 def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> None:
     out, result = chat([], tmp_path)
-    assert messages["welcome.question"] in out
+    assert messages["chat.consent"] in out
     assert out.endswith(messages["chat.bye"])
     assert result.stdout.count(">") == 1
 
@@ -91,9 +91,9 @@ def test_chat_back(tmp_path: Path, messages: dict[str, str]) -> None:
     out, _ = chat(["1", "/back", "/back", "3"], tmp_path)
     went_back = out.index(messages["session.went_back"])
     assert out.index(messages["question.bladder"]) < went_back
-    assert out.count(messages["welcome.question"]) == 3  # start, back, nothing to go back
+    assert out.count(messages["chat.consent"]) == 3  # start, back, nothing to go back
     assert messages["error.nothing_to_go_back"] in out
-    assert out.index(messages["welcome.question"], went_back) > went_back
+    assert out.index(messages["chat.consent"], went_back) > went_back
     assert messages["disposition.stopped"] in out  # "3" answered the welcome again
 
 
@@ -127,6 +127,19 @@ def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
     assert messages["chat.forget"] in out
     # the question is asked again and the next answer still applies
     assert out.index(messages["question.saddle"]) > out.index(messages["chat.forget"])
+
+
+def test_chat_says_what_is_true_in_a_terminal(tmp_path: Path,
+                                              messages: dict[str, str]) -> None:
+    """The terminal stores nothing, so it never promises Telegram's storage or /tip."""
+    out, _ = chat(["2", "/help", "/privacy", "1"], tmp_path)
+    assert out.count(messages["chat.consent"]) == 4  # asked, and again after each of three
+    assert out.count(messages["chat.privacy"]) == 2  # the "What do you store?" answer too
+    assert messages["chat.help"] in out
+    for telegram_only in ("welcome.question", "privacy.note", "help.text"):
+        assert messages[telegram_only] not in out
+    assert "/tip" not in out and "days" not in out
+    assert messages["question.bladder"] in out  # "1" still agreed
 
 
 def test_to_event_by_number_label_and_command() -> None:
