@@ -22,7 +22,8 @@ RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
-    "answered.label", "button.expired", "button.moved_on", "button.not_here",
+    "answered.label", "button.busy", "button.expired", "button.moved_on",
+    "button.not_here",
     "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
     "chat.privacy", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",

@@ -116,7 +116,10 @@ def run(settings: Settings) -> int:
             claim.close()
         raise _cannot_open(settings, exc) from None
     try:  # from here on, whatever happens, the database and its lock are let go
-        app = build_application(settings, engine, SessionStore(db))
+        try:
+            app = build_application(settings, engine, SessionStore(db))
+        except sqlite3.Error as exc:  # its tables: e.g. another program's of the same name
+            raise _cannot_open(settings, exc) from None
         log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
         if settings.webhook_url:
             app.run_webhook(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -54,6 +54,8 @@ from bot.telegram_render import (
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
 # Commands and the engine event each becomes; /forget is handled here (it erases data).
 COMMAND_EVENTS = {
     "start": Event("start"),
@@ -73,6 +75,10 @@ MEMBERSHIP_GROUP = 1
 # Replies Telegram did not take (timed out, failed) are sent again this much later, once,
 # so no one is left after an answer with no next question and no buttons.
 SEND_AGAIN_SECONDS = 5.0
+# Updates of one person in hand at once (applying or waiting their turn): each holds one
+# of PTB's handler slots, so past this one person's burst is let go rather than let it
+# hold up everyone else. A person tapping and typing waits on a few at most.
+IN_HAND_PER_USER = 8
 
 
 class KeyedLocks:
@@ -86,6 +92,11 @@ class KeyedLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+    def in_hand(self, key: int) -> int:
+        """How many hold or wait for `key`'s lock."""
+        entry = self._locks.get(key)
+        return 0 if entry is None else int(entry[1])
 
 
 class _Held:
@@ -136,11 +147,12 @@ class BackBot:
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
-        app.add_handler(CallbackQueryHandler(self.on_callback))
+        bounded = self._bounded
+        app.add_handler(CallbackQueryHandler(bounded(self.on_callback)))
         for name in COMMAND_EVENTS:
-            app.add_handler(CommandHandler(name, self.on_command, filters=PRIVATE))
-        app.add_handler(CommandHandler("forget", self.on_forget, filters=PRIVATE))
-        app.add_handler(CommandHandler("tip", self.on_tip, filters=PRIVATE))
+            app.add_handler(CommandHandler(name, bounded(self.on_command), filters=PRIVATE))
+        app.add_handler(CommandHandler("forget", bounded(self.on_forget), filters=PRIVATE))
+        app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=PRIVATE))
         app.add_handler(ChatMemberHandler(self.on_my_chat_member), group=MEMBERSHIP_GROUP)
         app.add_error_handler(self.on_error)
 
@@ -159,6 +171,21 @@ class BackBot:
                 await app.bot.set_my_commands(commands, scope=scope)
             except TelegramError as exc:  # the menu is a convenience; the bot works without
                 log.warning("could not set the command menu: %s", type(exc).__name__)
+
+    def _bounded(self, handler: Handler) -> Handler:
+        """`handler`, let go while IN_HAND_PER_USER of the person's updates are in hand (a
+        tap let go is answered, so its spinner stops; they can tap it again)."""
+        async def bounded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            user = update.effective_user
+            if user is not None and self.locks.in_hand(user.id) >= IN_HAND_PER_USER:
+                log.info("one person's updates come faster than they apply; one was let go")
+                if update.callback_query is not None:
+                    await self.answer_query(update.callback_query,
+                                            self.content.message("button.busy"))
+                return
+            await handler(update, context)
+
+        return bounded
 
     # -- handlers --
 

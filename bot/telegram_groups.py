@@ -11,8 +11,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from telegram import (
@@ -209,20 +209,29 @@ class GroupFeatures:
             chat = update.effective_chat
             if chat is None:
                 return
-            waiting = self._waiting.get(chat.id, 0)
-            if waiting >= WAITING_REPLIES_PER_CHAT:
-                log.info("a %s's commands come faster than it may be answered; one was "
-                         "let go", chat.type)
-                return
-            self._waiting[chat.id] = waiting + 1
-            try:
-                await handler(update, context)
-            finally:
-                self._waiting[chat.id] -= 1
-                if not self._waiting[chat.id]:
-                    del self._waiting[chat.id]
+            with self._reply_slot(chat.id, chat.type) as free:
+                if free:
+                    await handler(update, context)
 
         return bounded
+
+    @contextmanager
+    def _reply_slot(self, chat_id: int, chat_type: str) -> Iterator[bool]:
+        """Whether a reply may wait for the chat's post budget: a reply waits inside its
+        handler, so a chat with many waiting could take every handler slot."""
+        waiting = self._waiting.get(chat_id, 0)
+        if waiting >= WAITING_REPLIES_PER_CHAT:
+            log.info("a %s's commands come faster than it may be answered; one was let go",
+                     chat_type)
+            yield False
+            return
+        self._waiting[chat_id] = waiting + 1
+        try:
+            yield True
+        finally:
+            self._waiting[chat_id] -= 1
+            if not self._waiting[chat_id]:
+                del self._waiting[chat_id]
 
     def restore_jobs(self, app: Application) -> None:  # type: ignore[type-arg]
         """Rebuild every daily tip from the database, so a restart loses none: one that
@@ -278,15 +287,18 @@ class GroupFeatures:
         _, addressee, args = parsed
         if addressee and addressee.lower() != (context.bot.username or "").lower():
             return  # a command for another bot in the same channel
-        async with self._posting(context, chat.id):
-            # Channel posts come only from the channel's admins; in groups we ask Telegram.
-            admin = chat.type == ChatType.CHANNEL or await self._is_admin(update, context)
-            if not admin:
-                refusal = "dailytip.not_admin" if admin is False else "dailytip.admin_unknown"
-                await reply_to(message, self.render.message(refusal))
-                return
-            reply = self._configure(context.application, chat.id, args)
-            await reply_to(message, escape(reply))
+        # Channel posts come only from the channel's admins; in groups we ask Telegram.
+        admin = chat.type == ChatType.CHANNEL or await self._is_admin(update, context)
+        if admin:
+            reply = escape(self._configure(context.application, chat.id, args))
+        else:
+            reply = self.render.message(
+                "dailytip.not_admin" if admin is False else "dailytip.admin_unknown")
+        # An admin's setting is applied whatever; only its answer waits its turn to post.
+        with self._reply_slot(chat.id, chat.type) as free:
+            if free:
+                async with self._posting(context, chat.id):
+                    await reply_to(message, reply)
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A group upgraded to a supergroup: Telegram sends one service message in each."""

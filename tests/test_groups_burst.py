@@ -23,10 +23,10 @@ from bot.telegram_app import telegram_limits
 from bot.telegram_groups import GroupRateLimiter
 
 try:  # works whether or not tests/ is a package
-    from group_harness import Call, fake_api, plain, run, running_bot
+    from group_harness import Call, eventually, fake_api, plain, run, running_bot
     from group_harness import engine as shipped_engine
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.group_harness import Call, fake_api, plain, run, running_bot
+    from tests.group_harness import Call, eventually, fake_api, plain, run, running_bot
     from tests.group_harness import engine as shipped_engine
 
 CHATS = [-100_600_000_000 - n for n in range(50)]
@@ -169,25 +169,57 @@ def test_production_limits_exempt_reads_from_the_group_budget() -> None:
         "bot/telegram_app.py telegram_limits() should build a GroupRateLimiter")
 
 
-def test_a_flood_of_commands_in_one_group_holds_up_no_one_else(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["/tip", "/dailytip 08:30"])
+def test_a_flood_of_commands_in_one_group_holds_up_no_one_else(tmp_path: Path,
+                                                               command: str) -> None:
     """A group's replies wait for its 20-a-minute limit inside their handlers: past three
-    waiting in one chat its further commands are let go (one member typing /tip fast
-    cannot take every handler slot), and a private /start is answered meanwhile."""
+    waiting in one chat its further commands are let go (one member typing /tip, or a
+    refused /dailytip, fast cannot take every handler slot), and a private /start is
+    answered meanwhile."""
     flood = CHATS[0]
 
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+                api.set_member_status(flood, 5, "member")
                 api.method_delays["sendmessage"] = 0.5  # every reply is under way a while
                 for _ in range(8):
-                    api.send_text(flood, "/tip", user_id=5, chat_type="supergroup")
+                    api.send_text(flood, command, user_id=5, chat_type="supergroup")
                 welcome = await bot.say(4242, "/start", user_id=4242, chat_type="private")
                 assert welcome["chat"]["id"] == 4242  # the private check-in went on
                 await bot.settle(pause=1.5)
                 assert len(api.sent_to(flood)) == 3  # three replies; five let go
                 api.method_delays.clear()
-                await bot.say(flood, "/tip", user_id=5)  # the chat is answered again
+                await bot.say(flood, command, user_id=5)  # the chat is answered again
                 assert len(api.sent_to(flood)) == 4
+                assert bot.rows() == []  # a member's /dailytip stores nothing
+                assert bot.errors == []
+
+    run(scenario())
+
+
+def test_an_admins_dailytip_applies_even_when_its_answer_is_let_go(tmp_path: Path) -> None:
+    """Past three answers waiting in the group, an admin's /dailytip is still applied:
+    only the confirmation is let go, never the setting."""
+    flood = CHATS[1]
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+                api.set_member_status(flood, ADMIN, "administrator")
+                api.method_delays["sendmessage"] = 2.0  # under way past the admin's turn
+                for _ in range(7):  # three tips take the slots, before the admin's turn
+                    api.send_text(flood, "/tip", user_id=5, chat_type="supergroup")
+                api.send_text(flood, "/dailytip 09:15 Europe/London", user_id=ADMIN,
+                              chat_type="supergroup")
+                await eventually(lambda: bot.rows() == [(flood, "09:15", "Europe/London")],
+                                 what="the admin's daily tip stored")
+                assert api.calls_to("sendMessage") == []  # the tips still under way
+                await bot.settle(pause=2.5)
+                confirmation = shipped_engine().content.message("dailytip.set").format(
+                    time="09:15", zone="Europe/London")
+                sent = [plain(m["text"]) for m in api.sent_to(flood)]
+                assert len(sent) == 3 and confirmation not in sent  # the tips only
                 assert bot.errors == []
 
     run(scenario())

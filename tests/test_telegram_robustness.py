@@ -18,6 +18,8 @@ from telegram_harness import (
     run_bounded,
 )
 
+from bot.telegram_bot import IN_HAND_PER_USER
+
 CHAT = 2002
 LOGGER = "bot.telegram_bot"
 
@@ -219,6 +221,42 @@ def test_double_tap_applies_one_answer(tmp_path: Path,
             copies = [c for c in h.calls(CHAT, "sendMessage") if c.params["text"] == saddle]
             assert len({str(c.params["reply_markup"]) for c in copies}) == 1
 
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_one_persons_flood_is_let_go_and_holds_up_no_one_else(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """300 /help from one person while Telegram is slow: each waits its turn holding one
+    of PTB's 256 handler slots, so unbounded they would keep another person's /start
+    waiting for seconds. Past IN_HAND_PER_USER the rest are let go: a tap let go is still
+    answered (its spinner stops), and nothing about the session changes."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    other = CHAT + 1
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            snapshot, sent = h.snapshot(CHAT), len(h.sent_texts(CHAT))
+            question = h.current(CHAT)
+            answers = len(h.query_answers())
+            h.api.method_delays["sendmessage"] = 0.1  # /help sends two: 0.2 s each
+            flood = [h.api.send_text(CHAT, "/help") for _ in range(300)]
+            tap = h.api.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            start = h.api.send_text(other, "/start")
+            await h.processed(start, timeout=3.0)  # not behind the flood (unbounded: ~9 s)
+            await h.processed(tap)
+            for update in flood:
+                await h.processed(update, timeout=10.0)
+            helps = h.sent_texts(CHAT)[sent:].count(h.message_text("help.text"))
+            assert 1 <= helps <= IN_HAND_PER_USER
+            assert [a.get("text") for a in h.query_answers()[answers:]] == [
+                h.message_text("button.busy")]
+            assert h.snapshot(CHAT) == snapshot  # the tap let go; nothing else changes it
+            h.api.method_delays.clear()
+            await h.choose(CHAT, "no")  # tapped again, it applies
+            assert h.state(CHAT) == "asking_saddle"
         assert failures(caplog) == []
 
     run_bounded(scenario())

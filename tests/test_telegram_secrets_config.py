@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -281,14 +282,20 @@ def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message:
 
 
 def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
-    """A folder where the file should be, or a file that is not SQLite: one clear line."""
+    """A folder where the file should be, a file that is not SQLite, another program's
+    database with a table of the same name: one clear line, and nothing changed."""
+    import sqlite3
     import subprocess
     import sys
 
     not_sqlite = tmp_path / "notes.txt"
     not_sqlite.write_text("not a database\n", encoding="utf-8")
+    other = tmp_path / "other.sqlite3"
+    with contextlib.closing(sqlite3.connect(other)) as db, db:
+        db.execute("CREATE TABLE sessions (id INTEGER)")
     for db_path, reason in ((not_sqlite / "x.sqlite3", f"File exists ({not_sqlite})"),
-                            (not_sqlite, "file is not a database")):
+                            (not_sqlite, "file is not a database"),
+                            (other, "no such column: updated_at")):
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
                "TELEGRAM_BOT_TOKEN": "111:not-a-real-token", "BACKBOT_DB": str(db_path),
                "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
@@ -297,6 +304,8 @@ def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.strip() == (f"backbot: cannot open the database "
                                          f"BACKBOT_DB={db_path}: {reason}")
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("sessions",)]
 
 
 @pytest.mark.parametrize("kind", ["not_utf8", "folder"])
