@@ -24,7 +24,15 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -76,8 +84,11 @@ UPGRADE_MEMORY_SECONDS = 600.0
 # Application runs at most 256 handlers at once: while this many of one chat's /start,
 # /check, /tip and /sources are under way, further ones there are let go, so one busy
 # group cannot hold up everyone's private check-ins. A repeat of those loses nothing
-# (/dailytip, rare and admins' only, is always answered).
+# (an admin's /dailytip is applied all the same; only its answer is let go).
 WAITING_REPLIES_PER_CHAT = 3
+# A daily tip Telegram did not take (a server or network error) is tried again this much
+# later, while still within the grace.
+TIP_RETRY_SECONDS = 60.0
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
@@ -102,8 +113,8 @@ def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
 
 
 def missed(schedule: Schedule, now: dt.datetime) -> bool:
-    """Whether the chat's last tip fell due less than the grace ago (while the bot was not
-    running) and has not gone out: APScheduler starts counting from now, so it would not."""
+    """Whether the chat's last tip fell due less than the grace ago and has not gone out
+    (the bot was down then, or Telegram did not take it): APScheduler would not post it."""
     due = last_due(schedule, now)
     return (due is not None and 0 < (now - due).total_seconds() <= MISFIRE_GRACE_SECONDS
             and schedule.last_day != due.date().isoformat())
@@ -184,6 +195,7 @@ class GroupFeatures:
         self.render = TelegramRenderer(content)
         self.tips: list[Card] = content.cards_tagged(TIP_TAG)
         self.intro_after = INTRO_AFTER_SECONDS
+        self.retry_after = TIP_RETRY_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
@@ -411,8 +423,35 @@ class GroupFeatures:
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
             log.error("daily tip %s refused: %s", tip_id, exc.message)
+        except TimedOut:
+            raise  # it may have gone out all the same: not posted twice (logged)
+        except (NetworkError, RetryAfter) as exc:  # not taken: again soon, within the grace
+            self._try_again(app, chat_id, due, exc)
+            return
         self.schedules.mark_posted(chat_id, tip_id, tip_ids,
                                    day=due.date().isoformat() if due is not None else "")
+
+    def _try_again(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+                   due: dt.datetime | None, exc: TelegramError) -> None:
+        later = self.now() + dt.timedelta(seconds=self.retry_after)
+        if app.job_queue is None or due is None or (
+                (later - due).total_seconds() > MISFIRE_GRACE_SECONDS):
+            log.warning("a daily tip was not taken (%s); the next goes out tomorrow",
+                        type(exc).__name__)
+            return
+        app.job_queue.run_once(self.post_missed_tip, when=self.retry_after, chat_id=chat_id,
+                               name=f"{LATE_JOB}:{chat_id}")
+        log.warning("a daily tip was not taken (%s); trying again in %.0f s",
+                    type(exc).__name__, self.retry_after)
+
+    async def post_missed_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Today's tip, if it is still due and has not gone out (nor been changed)."""
+        job = context.job
+        if job is None or job.chat_id is None:
+            return
+        schedule = self.schedules.get(job.chat_id)
+        if schedule is not None and missed(schedule, self.now()):
+            await self._post_tip(context, job.chat_id)
 
     def migrate(self, app: Application, old_chat_id: int,  # type: ignore[type-arg]
                 new_chat_id: int) -> Schedule | None:
