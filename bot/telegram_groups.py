@@ -6,6 +6,7 @@ runs in a private chat.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import random
@@ -198,6 +199,7 @@ class GroupFeatures:
         self.retry_after = TIP_RETRY_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
+        self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
         self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -549,8 +551,20 @@ class GroupFeatures:
             return message.sender_chat.id == chat.id  # an anonymous admin posts as the group
         if user is None or chat is None:
             return False
+        # One question to Telegram for a burst of one member's commands: reads skip the
+        # rate limiter, and a flood of them could draw a "retry after" for the whole bot.
+        key = (chat.id, user.id)
+        check = self._checking.get(key)
+        if check is None:
+            check = asyncio.create_task(self._ask_if_admin(context.bot, chat.id, user.id))
+            self._checking[key] = check
+            check.add_done_callback(lambda _: self._checking.pop(key, None))
+        return await asyncio.shield(check)
+
+    @staticmethod
+    async def _ask_if_admin(bot: Bot, chat_id: int, user_id: int) -> bool | None:
         try:
-            member = await context.bot.get_chat_member(chat.id, user.id)
+            member = await bot.get_chat_member(chat_id, user_id)
         except TelegramError as exc:
             log.info("admin check failed: %s", type(exc).__name__)
             return None

@@ -198,6 +198,35 @@ def test_a_flood_of_commands_in_one_group_holds_up_no_one_else(tmp_path: Path,
     run(scenario())
 
 
+def test_a_burst_of_one_members_dailytip_asks_telegram_once(tmp_path: Path) -> None:
+    """The admin check skips the rate limiter, so a burst of one member's /dailytip shares
+    one getChatMember (each their own: two members, two questions); the next command
+    after the burst asks afresh, so a member just made admin is one."""
+    chat = CHATS[2]
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+                api.method_delays["getchatmember"] = 0.5  # the burst arrives meanwhile
+                for user in (5, 5, 5, 5, 5, 6, 6):
+                    api.send_text(chat, "/dailytip 08:30", user_id=user,
+                                  chat_type="supergroup")
+                await bot.settle(pause=1.5)
+                asked = sorted(c.params["user_id"] for c in api.calls_to("getChatMember"))
+                assert asked == [5, 6]
+                assert bot.rows() == []
+                api.method_delays.clear()
+                api.set_member_status(chat, 5, "administrator")
+                reply = await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=5)
+                assert plain(reply["text"]) == shipped_engine().content.message(
+                    "dailytip.set").format(time="08:30", zone="Europe/London")
+                assert len(api.calls_to("getChatMember")) == 3
+                assert bot.rows() == [(chat, "08:30", "Europe/London")]
+                assert bot.errors == []
+
+    run(scenario())
+
+
 def test_an_admins_dailytip_applies_even_when_its_answer_is_let_go(tmp_path: Path) -> None:
     """Past three answers waiting in the group, an admin's /dailytip is still applied:
     only the confirmation is let go, never the setting."""
