@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx
 from telegram import (
     Bot,
     ChatMember,
@@ -69,6 +70,9 @@ MAY_NOT_POST = ("chat not found", "bot was kicked", "not enough rights to send",
 # APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
 # once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
 MISFIRE_GRACE_SECONDS = 15 * 60
+# A late tip's one-off job: APScheduler's own default drops a job woken over 1 s late (a
+# busy loop); the tip itself still goes out only within the grace (`missed`).
+LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
 # Tips due in the same minute start at a per-chat second within it, so a popular time
 # does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
 SPREAD_SECONDS = 60
@@ -150,6 +154,21 @@ def may_not_post(exc: TelegramError) -> bool:
     if isinstance(exc, Forbidden):
         return True
     return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in MAY_NOT_POST)
+
+
+def not_taken(exc: TelegramError) -> bool:
+    """Telegram certainly did not post it: it said so (flood control, its own error
+    answer), or the request never left (no connection; PTB's pool full). A connection lost
+    or a read timing out after the request went may come after Telegram posted it."""
+    if isinstance(exc, RetryAfter):
+        return True
+    cause = exc.__cause__
+    if isinstance(exc, TimedOut):
+        return isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
+    # No cause: PTB read Telegram's JSON error answer (a transport error or an unreadable
+    # answer, such as a proxy's page, carries one).
+    return isinstance(exc, NetworkError) and (cause is None
+                                              or isinstance(cause, httpx.ConnectError))
 
 
 class GroupRateLimiter(AIORateLimiter):
@@ -258,7 +277,8 @@ class GroupFeatures:
             if app.job_queue is not None and missed(schedule, now):
                 app.job_queue.run_once(self.post_daily_tip, when=spread_second(schedule.chat_id),
                                        chat_id=schedule.chat_id,
-                                       name=f"{LATE_JOB}:{schedule.chat_id}")
+                                       name=f"{LATE_JOB}:{schedule.chat_id}",
+                                       job_kwargs=LATE_JOB_KWARGS)
 
     # -- handlers --
 
@@ -425,11 +445,14 @@ class GroupFeatures:
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
             log.error("daily tip %s refused: %s", tip_id, exc.message)
-        except TimedOut:
-            raise  # it may have gone out all the same: not posted twice (logged)
-        except (NetworkError, RetryAfter) as exc:  # not taken: again soon, within the grace
-            self._try_again(app, chat_id, due, exc)
-            return
+        except (NetworkError, RetryAfter) as exc:
+            if not_taken(exc):  # again soon, within the grace
+                self._try_again(app, chat_id, due, exc)
+                return
+            # It may have gone out, its answer lost on the way back: counted as posted, so
+            # neither a retry nor a restart posts it twice.
+            log.warning("a daily tip may not have arrived (%s); it is not sent again",
+                        type(exc).__name__)
         self.schedules.mark_posted(chat_id, tip_id, tip_ids,
                                    day=due.date().isoformat() if due is not None else "")
 
@@ -442,7 +465,7 @@ class GroupFeatures:
                         type(exc).__name__)
             return
         app.job_queue.run_once(self.post_missed_tip, when=self.retry_after, chat_id=chat_id,
-                               name=f"{LATE_JOB}:{chat_id}")
+                               name=f"{LATE_JOB}:{chat_id}", job_kwargs=LATE_JOB_KWARGS)
         log.warning("a daily tip was not taken (%s); trying again in %.0f s",
                     type(exc).__name__, self.retry_after)
 

@@ -39,6 +39,9 @@ __all__ = ["Call", "FakeBotAPI", "UploadedFile"]
 
 JSONDict = dict[str, Any]
 
+# `_dispatch`'s status for "carried out, but hang up without an answer".
+NO_ANSWER = 0
+
 # Long polls never block longer than this, so a forgotten Application can't hang a test.
 MAX_LONG_POLL_SECONDS = 5.0
 
@@ -240,6 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = self.server.fake._dispatch(
             self.path, self.headers.get("Content-Type", ""), body
         )
+        if status == NO_ANSWER:
+            self.close_connection = True  # the client reads "disconnected without a response"
+            return
         data = json.dumps(payload).encode("utf-8")
         try:
             self.send_response(status)
@@ -290,6 +296,7 @@ class FakeBotAPI:
         self._sent_order: list[tuple[int | str, int]] = []
         self._member_status: dict[tuple[int | str, int], str] = {}
         self._fail_rules: list[_FailRule] = []
+        self._unanswered: list[tuple[str, int | str | None]] = []  # (method, chat) to hang up on
         self._blocked: set[int | str] = set()
         self._deleted: set[tuple[int | str, int]] = set()  # users' messages deleted since
         self._callback_ids = itertools.count(1)
@@ -437,6 +444,22 @@ class FakeBotAPI:
         )
         with self._lock:
             self._fail_rules.append(rule)
+
+    def hang_up_next(self, method: str, *, chat_id: int | str | None = None) -> None:
+        """Carry out the next call to ``method`` (in ``chat_id``) but close the connection
+        instead of answering: the answer lost on its way back. PTB raises NetworkError."""
+        with self._lock:
+            self._unanswered.append(
+                (method.lower(), None if chat_id is None else _chat_key(chat_id)))
+
+    def _hangs_up(self, method: str, params: dict[str, Any]) -> bool:
+        chat = _chat_key(params["chat_id"]) if "chat_id" in params else None
+        with self._lock:
+            for rule in self._unanswered:
+                if rule[0] == method and rule[1] in (None, chat):
+                    self._unanswered.remove(rule)
+                    return True
+        return False
 
     def block_user(self, chat_id: int | str) -> None:
         with self._lock:
@@ -789,6 +812,8 @@ class FakeBotAPI:
             self.calls.append(call)
             self._cond.notify_all()
 
+        if error is None and self._hangs_up(method_name.lower(), params):
+            return NO_ANSWER, {}
         if error is not None:
             payload: JSONDict = {
                 "ok": False,

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, RetryAfter
+from telegram.error import (
+    BadRequest,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+)
 from telegram.ext import (
     AIORateLimiter,
     ApplicationBuilder,
@@ -180,6 +187,22 @@ def test_update_builders_parse_in_ptb(api: FakeBotAPI) -> None:
             assert group_msg.entities[0].length == len("/start@backbot_test_bot")
 
     run(scenario())
+
+
+def test_hang_up_next_carries_the_call_out_but_sends_no_answer(api: FakeBotAPI) -> None:
+    api.hang_up_next("sendMessage", chat_id=11)
+
+    async def scenario() -> None:
+        async with make_bot(api) as bot:
+            await bot.send_message(12, "other chat is unaffected")
+            with pytest.raises(NetworkError) as info:
+                await bot.send_message(11, "hi")
+            assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+            await bot.send_message(11, "hi again")  # only the next call
+
+    run(scenario())
+    assert [m["text"] for m in api.sent_to(11)] == ["hi", "hi again"]  # it did go out
+    assert [c.ok for c in api.calls_to("sendMessage")] == [True, True, True]
 
 
 # RetryAfter.__init__ itself trips PTB 22's int-vs-timedelta deprecation warning.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from group_harness import (
     FakeBotAPI,
@@ -29,11 +30,11 @@ from group_harness import (
     running_bot,
 )
 from group_harness import engine as shipped_engine
-from telegram.error import NetworkError
+from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
-from bot.telegram_groups import last_due
+from bot.telegram_groups import MISFIRE_GRACE_SECONDS, last_due, missed, not_taken
 from bot.zones import known_zone
 
 BOT = "backbot_test_bot"
@@ -369,6 +370,8 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     day = last_due(store.get(posted), dt.datetime.now(dt.UTC)).date().isoformat()
     store.mark_posted(posted, TIPS[0].id, [c.id for c in TIPS], day=day)
     store.set(too_late, minutes_ago(30), "UTC")  # beyond the grace: tomorrow, as ever
+    pending = -100_222_000_030  # due at second 50: its late run waits that long
+    store.set(pending, minutes_ago(3), "UTC")
     db.close()
 
     def late_jobs(bot: Any, chat: int) -> tuple[Any, ...]:
@@ -379,6 +382,9 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
             [tip] = await bot.wait_sent(missed, 1)
             assert_daily_tip(tip, missed)
             assert late_jobs(bot, posted) == () and late_jobs(bot, too_late) == ()
+            # APScheduler's own 1 s grace would drop it if the loop were busy at that second
+            [late] = late_jobs(bot, pending)
+            assert late.job.misfire_grace_time == MISFIRE_GRACE_SECONDS
             for chat in (missed, posted, too_late):
                 assert bot.job(chat).next_t > dt.datetime.now(dt.UTC)  # and every day after
             assert bot.errors == []
@@ -717,6 +723,10 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path,
                           description="Internal Server Error")
             await bot.job(GROUP).run(bot.app)
             assert [c.error_code for c in bot.sends(GROUP)[base:base + 1]] == [500]
+            retries = bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{GROUP}")
+            # APScheduler's own 1 s grace would drop the retry if the loop were busy then
+            assert [job.job.misfire_grace_time for job in retries] == (
+                [MISFIRE_GRACE_SECONDS] if retried else [])
             await bot.settle(pause=0.6)
             sent = api.sent_to(GROUP)[base:]
             assert len(sent) == (1 if retried else 0)  # one retry, and only one tip
@@ -732,6 +742,53 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path,
             assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
 
     run(scenario())
+
+
+def test_a_tip_whose_answer_was_lost_is_not_sent_again(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Telegram posted the tip but the connection dropped before its answer: it counts as
+    posted (not retried, not posted again after a restart), and the rotation moves on."""
+    caplog.set_level(logging.WARNING, logger="bot.telegram_groups")
+    due = dt.datetime(2026, 11, 2, 8, 30, GROUP % 60, tzinfo=LONDON)
+    later = (due + dt.timedelta(seconds=20)).astimezone(dt.UTC)
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            bot.groups.now = lambda: later
+            bot.groups.retry_after = 0.2
+            base = len(api.sent_to(GROUP))
+            api.hang_up_next("sendMessage", chat_id=GROUP)
+            await bot.job(GROUP).run(bot.app)
+            await bot.settle(pause=0.6)
+            [first] = [assert_daily_tip(m, GROUP) for m in api.sent_to(GROUP)[base:]]
+            assert bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{GROUP}") == ()
+            assert any("may not have arrived" in r.getMessage() for r in caplog.records)
+            assert bot.errors == []
+            schedule = ScheduleStore(bot.db).get(GROUP)
+            assert schedule.last_day == "2026-11-02" and not missed(schedule, later)
+            await bot.job(GROUP).run(bot.app)  # the next day's: the next tip
+            assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) != first
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("error", "cause", "taken"), [
+    (RetryAfter(dt.timedelta(seconds=3)), None, False),  # flood control: not done
+    (NetworkError("Internal Server Error"), None, False),  # Telegram's own error answer
+    (NetworkError("httpx.ConnectError"), httpx.ConnectError("refused"), False),
+    (TimedOut("pool"), httpx.PoolTimeout("pool full"), False),  # never left PTB
+    (TimedOut(), httpx.ConnectTimeout("connect"), False),
+    (TimedOut(), httpx.ReadTimeout("read"), True),  # sent; its answer late
+    (NetworkError("httpx.ReadError"), httpx.ReadError("reset"), True),
+    (NetworkError("httpx.RemoteProtocolError"), httpx.RemoteProtocolError("gone"), True),
+    (NetworkError("Bad Gateway (502). Parsing failed"), TelegramError("Invalid"), True),
+])
+def test_only_a_post_telegram_certainly_did_not_take_is_tried_again(
+        error: TelegramError, cause: Exception | None, taken: bool) -> None:
+    error.__cause__ = cause  # as PTB raises them: `raise TimedOut(...) from err`
+    assert not_taken(error) is not taken
 
 
 def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: Path) -> None:
