@@ -22,14 +22,15 @@ RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
-    "answered.label", "button.busy", "button.expired", "button.moved_on",
+    "answered.label", "button.busy", "error.busy", "button.expired", "button.moved_on",
     "button.not_here",
     "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
     "chat.privacy", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",
-    "dailytip.admin_unknown", "dailytip.bad_zone", "dailytip.not_admin", "dailytip.off",
+    "dailytip.admin_unknown", "dailytip.bad_zone", "dailytip.current", "dailytip.none",
+    "dailytip.not_admin", "dailytip.off",
     "dailytip.set", "dailytip.usage", "dailytip.zone_gone", "end.follows", "end.question",
     "end.restart", "end.sources",
     "error.nothing_to_go_back", "error.try_again", "error.unknown_choice",

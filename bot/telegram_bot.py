@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -79,6 +80,9 @@ SEND_AGAIN_SECONDS = 5.0
 # of PTB's handler slots, so past this one person's burst is let go rather than let it
 # hold up everyone else. A person tapping and typing waits on a few at most.
 IN_HAND_PER_USER = 8
+# A message let go is answered "send it again", once in this long per person: the notice
+# is one more post, and a burst should not bring one per message.
+BUSY_NOTICE_SECONDS = 30.0
 
 
 class KeyedLocks:
@@ -144,6 +148,7 @@ class BackBot:
         # on the welcome from a first: the messages answered so, kept (a bounded few) to
         # answer a double tap as stale.
         self._answered_unstored: dict[tuple[int, int], None] = {}
+        self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -174,7 +179,8 @@ class BackBot:
 
     def _bounded(self, handler: Handler) -> Handler:
         """`handler`, let go while IN_HAND_PER_USER of the person's updates are in hand (a
-        tap let go is answered, so its spinner stops; they can tap it again)."""
+        tap let go is answered, so its spinner stops; they can tap it again; a message let
+        go, such as a /forget, is answered "send it again")."""
         async def bounded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             user = update.effective_user
             if user is not None and self.locks.in_hand(user.id) >= IN_HAND_PER_USER:
@@ -182,10 +188,29 @@ class BackBot:
                 if update.callback_query is not None:
                     await self.answer_query(update.callback_query,
                                             self.content.message("button.busy"))
+                elif self._may_tell_busy(user.id):
+                    await self._tell_busy(user.id)
                 return
             await handler(update, context)
 
         return bounded
+
+    def _may_tell_busy(self, user_id: int) -> bool:
+        now = time.monotonic()
+        if now - self._told_busy.get(user_id, -BUSY_NOTICE_SECONDS) < BUSY_NOTICE_SECONDS:
+            return False
+        if len(self._told_busy) >= 1024:  # kept small: only those told in the last while
+            self._told_busy = {user: told for user, told in self._told_busy.items()
+                               if now - told < BUSY_NOTICE_SECONDS}
+        self._told_busy[user_id] = now
+        return True
+
+    async def _tell_busy(self, user_id: int) -> None:
+        try:
+            async with self.dropping_if_blocked(user_id):
+                await self.send(user_id, [Reply(self.render.message("error.busy"))])
+        except TelegramError as exc:  # they can still see nothing happened, and send again
+            log.info("busy notice not sent: %s", type(exc).__name__)
 
     # -- handlers --
 

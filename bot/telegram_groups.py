@@ -523,7 +523,14 @@ class GroupFeatures:
 
     def _configure(self, app: Application, chat_id: int,  # type: ignore[type-arg]
                    args: list[str]) -> str:
-        """Apply an admin's /dailytip arguments; the answer to give them."""
+        """Apply an admin's /dailytip arguments; the answer to give them. With none, the
+        chat's current setting (an answer let go in a flood can be asked for again)."""
+        if not args:
+            schedule = self.schedules.get(chat_id)
+            if schedule is None:
+                return self.content.message("dailytip.none")
+            return self.content.message("dailytip.current").format(
+                time=schedule.hhmm, zone=shown_zone(schedule.tz))
         try:
             parsed = parse_dailytip(args, self.default_zone)
         except BadZone as exc:

@@ -170,7 +170,6 @@ BAD_FORMS = [
     ("/dailytip 08:30 " + "a" * 4001, "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 UTC extra", "usage"),
     ("/dailytip off now", "usage"),
-    ("/dailytip", "usage"),
     (f"/dailytip@{BOT}, 08:30", "usage"),  # Telegram marks "/dailytip@bot" as the command
     ("/dailytip, 08:30", "usage"),
 ]
@@ -228,6 +227,28 @@ def test_commands_deleted_before_the_answer_still_get_one(api: FakeBotAPI,
             assert len(sends) == 4 and all(call.ok for call in sends)
             assert all(call.params["reply_parameters"]["allow_sending_without_reply"]
                        for call in sends)
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_dailytip_alone_shows_the_setting_and_changes_nothing(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            reply = await bot.say(GROUP, "/dailytip", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.none")
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job = bot.rows(), bot.job(GROUP)
+            reply = await bot.say(GROUP, f"/dailytip@{BOT}", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.current").format(
+                time="08:30", zone="Europe/London")
+            assert "\n" not in plain(reply["text"])
+            assert bot.rows() == rows and bot.job(GROUP).id == job.id
+            reply = await bot.say(GROUP, "/dailytip", user_id=MEMBER)  # admins' business
+            assert plain(reply["text"]) == msg("dailytip.not_admin")
             assert bot.errors == []
 
     run(scenario())

@@ -251,6 +251,8 @@ def test_one_persons_flood_is_let_go_and_holds_up_no_one_else(
                 await h.processed(update, timeout=10.0)
             helps = h.sent_texts(CHAT)[sent:].count(h.message_text("help.text"))
             assert 1 <= helps <= IN_HAND_PER_USER
+            # the messages let go get one "send it again", not one each
+            assert h.sent_texts(CHAT)[sent:].count(h.message_text("error.busy")) == 1
             assert [a.get("text") for a in h.query_answers()[answers:]] == [
                 h.message_text("button.busy")]
             assert h.snapshot(CHAT) == snapshot  # the tap let go; nothing else changes it
