@@ -22,7 +22,7 @@ RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
 CODE_MESSAGES = frozenset({
-    "answered.label", "button.busy", "error.busy", "button.expired", "button.moved_on",
+    "answered.label", "button.busy", "button.expired", "button.moved_on",
     "button.not_here",
     "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
     "chat.privacy", "chat.use_numbers",
@@ -33,7 +33,7 @@ CODE_MESSAGES = frozenset({
     "dailytip.not_admin", "dailytip.off",
     "dailytip.set", "dailytip.usage", "dailytip.zone_gone", "end.follows", "end.question",
     "end.restart", "end.sources",
-    "error.nothing_to_go_back", "error.try_again", "error.unknown_choice",
+    "error.busy", "error.nothing_to_go_back", "error.try_again", "error.unknown_choice",
     "error.unknown_event", "error.use_buttons", "forget.confirm", "forget.done", "forget.kept",
     "forget.no", "forget.yes", "group.from_group", "group.intro", "group.start",
     "group.start_button",
