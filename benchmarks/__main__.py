@@ -50,7 +50,7 @@ from bot.loading import load_engine
 from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
-FULL_PATH = ["agree", "no", "no", "no", "no", "no", "no", "no", "pinched_nerve", "yes", "next",
+FULL_PATH = ["agree", *["no"] * 9, "pinched_nerve", "yes", "next",  # nine screening questions
              "understood", "yes", "yes", "no", "yes"]
 REPO = Path(__file__).resolve().parent.parent
 TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what every tap must make

@@ -223,23 +223,29 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
                 s.name for s in dialog.states.values() if s.final})
     for flag in content.safety.red_flags:
         finding.problems += _required_flag_problems(dialog, graph, activity, flag,
+                                                    content.safety.red_flags,
                                                     content.directory / "safety.yaml")
     finding.states = flagged
     return finding
 
 
 def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
-                            flag: RequiredFlag, rules: Path) -> list[str]:
+                            flag: RequiredFlag, every_flag: Iterable[RequiredFlag],
+                            rules: Path) -> list[str]:
     """Every state asking the flag's question treats its answers at least as seriously as
     content/safety.yaml says, and no path to an activity (after `after`) goes around it."""
     problems = []
+    # An answer that another rule's question must follow (its `after`) is screened there.
+    followed_up = {other.after[1] for other in every_flag
+                   if other.after is not None and other.after[0] == flag.question}
+    allowed = {*flag.answers, *flag.clear, *followed_up}
     asking = [spec for spec in dialog.states.values() if spec.ask == flag.question]
     for spec in asking:
-        extra = [c.id for c in spec.choices if c.id not in flag.answers and c.id not in flag.clear]
+        extra = [c.id for c in spec.choices if c.id not in allowed]
         if extra:  # an answer the rules do not know could lead anywhere, unscreened
             problems.append(_fail(dialog, spec, (
                 f"asks {flag.question} with answer(s) {', '.join(map(repr, extra))} that are "
-                f"neither red flags nor clear answers (required by {rules})")))
+                f"neither red flags, clear answers nor followed up (required by {rules})")))
         for choice, least in flag.answers.items():
             level = spec.red_flags.get(choice)
             if spec.choice(choice) is None:

@@ -70,7 +70,8 @@ ACTIVITY = re.compile(
 )
 
 # Answers (choice ids) that walk the screening dialog.
-RED_FLAGS_NO = ("no",) * 7  # bladder, saddle, legs, trauma, fever, cancer, shooting pain
+# bladder, saddle, legs, chest, accident, fever, cancer, other signs, shooting pain
+RED_FLAGS_NO = ("no",) * 9
 TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
 TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "no", "yes")
 

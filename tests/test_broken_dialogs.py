@@ -200,7 +200,7 @@ def test_red_flag_leading_to_suggestions(data_copy, check) -> None:
     assert any("reaches activity state suggesting_activities" in p for p in block[1:])
     # and the questions that path skips
     assert [p.split(" (required by")[0].rsplit(" ", 1)[1] for p in around] == [
-        "question.cancer", "question.shooting_pain"]
+        "question.cancer", "question.other_signs", "question.shooting_pain"]
 
 
 def test_emergency_flag_to_urgent_care_fails(data_copy, check) -> None:
@@ -323,7 +323,7 @@ def test_activity_named_in_a_red_flag_end_follows_line(data_copy, check) -> None
 
 
 def test_dangling_transition_dest(data_copy, check) -> None:
-    replace_once(data_copy.dialog, "source: asking_legs, dest: asking_trauma,",
+    replace_once(data_copy.dialog, "source: asking_legs, dest: asking_chest,",
                  "source: asking_legs, dest: nowhere,")
     lineno, name, what = data_error(check(), data_copy.dialog)
     assert what == "transition to unknown state 'nowhere'"
@@ -563,6 +563,8 @@ def test_red_flag_label_lowered_fails(data_copy, check) -> None:
 @pytest.mark.parametrize(("source", "choice", "dest", "skipped"), [
     ("asking_bladder", "no", "asking_legs", "question.saddle"),
     ("asking_diagnosis", "fracture", "asking_clearance", "question.fracture_clearance"),
+    # an accident's "yes" is allowed only because the doctor-checked question follows it
+    ("asking_trauma", "yes", "asking_fever", "question.trauma_checked"),
 ])
 def test_path_around_a_required_question_fails(data_copy, check, source: str, choice: str,
                                                dest: str, skipped: str) -> None:
@@ -653,8 +655,16 @@ def test_extra_answer_to_a_required_question_fails(data_copy, check) -> None:
     edit(data_copy.dialog, change)
     problem = first_problem(check(), "ii", data_copy.dialog, "asking_bladder")
     assert problem.endswith("asks question.bladder with answer(s) 'maybe' that are neither red "
-                            f"flags nor clear answers (required by {data_copy.content}"
+                            f"flags, clear answers nor followed up (required by {data_copy.content}"
                             "/safety.yaml)")
+
+
+def test_follow_up_rule_removed_makes_its_answer_extra(data_copy, check) -> None:
+    """Without the rule that follows up an accident's "yes", that answer is unscreened."""
+    path = data_copy.content / "safety.yaml"
+    replace_once(path, '    after: {question: question.trauma, answer: "yes"}\n', "")
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_trauma")
+    assert "asks question.trauma with answer(s) 'yes' that are neither red flags" in problem
 
 
 def test_renamed_after_answer_fails(data_copy, check) -> None:

@@ -18,8 +18,8 @@ from bot.terminal import to_event
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # by number, by label in any case, and by label exactly
-TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "No diagnosis", "yes", "Continue",
-                  "Yes, I will", "Yes", "YES", "no", "Yes"]
+TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "2", "2", "Something else, or none",
+                  "yes", "Continue", "Yes, I will", "Yes", "YES", "no", "Yes"]
 
 
 def run_bot(args: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -193,8 +193,9 @@ def test_red_flag_facts_cite_nice_and_nhs(bundle: tuple[Dialog, Content],
         assert "nice_ng59" in followed, (edge.source, edge.choice, dest.name)
         assert followed & nhs, (edge.source, edge.choice, dest.name)
         checked += 1
-    # bladder, saddle, legs, trauma (yes and unsure each) plus fever and cancer (yes, unsure)
-    assert checked == 12
+    # bladder, saddle, legs, chest, fever, cancer, other signs (yes and unsure each), an
+    # accident (unsure), and no doctor having checked it since (no and unsure)
+    assert checked == 7 * 2 + 1 + 2
 
 
 # -- end states --
@@ -296,10 +297,15 @@ def test_safety_rules_require_every_red_flag_of_the_screening(
     flags the screening is specified with, each citing a guideline or an article."""
     _, content = bundle
     required = {flag.question: flag for flag in content.safety.red_flags}
-    for question in ("bladder", "saddle", "legs", "trauma"):
+    for question in ("bladder", "saddle", "legs", "chest"):
         assert required[f"question.{question}"].answers == {"yes": "emergency",
                                                             "unsure": "urgent"}, question
-    for question in ("fever", "cancer", "shooting_pain"):
+    # a serious accident: an emergency unless a doctor has checked the back since
+    assert required["question.trauma"].answers == {"unsure": "urgent"}
+    checked = required["question.trauma_checked"]
+    assert checked.answers == {"no": "emergency", "unsure": "urgent"}
+    assert checked.after == ("question.trauma", "yes")
+    for question in ("fever", "cancer", "other_signs", "shooting_pain"):
         assert required[f"question.{question}"].answers == {"yes": "urgent",
                                                             "unsure": "urgent"}, question
     fracture = required["question.fracture_clearance"]

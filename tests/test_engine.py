@@ -16,7 +16,8 @@ from bot.engine import SNAPSHOT_VERSION, Engine, Event, Snapshot
 from bot.loading import load_engine
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
-TO_DOCTOR = ["agree", "no", "no", "no", "no", "no", "no", "no", "none", "yes", "next"]
+SCREENING_NO = ["no"] * 9  # bladder .. shooting pain
+TO_DOCTOR = ["agree", *SCREENING_NO, "none", "yes", "next"]
 TO_SUGGESTIONS = [*TO_DOCTOR, "understood", "yes", "yes", "no", "yes"]
 
 
@@ -421,10 +422,12 @@ def test_snapshots_are_small_json(engine: Engine) -> None:
         text = json.dumps(snapshot)
         assert json.loads(text) == snapshot
         sizes.append(len(text.encode("utf-8")))
-    # the fracture branch has the longest state name; leaning "unsure" the longest answer
-    longest, _ = walk(engine, [*TO_DOCTOR[:8], "fracture", "yes", "next",
-                               "understood", "yes", "yes", "yes", "unsure"])
-    assert len(longest["answers"]) == 16
+    # the most answers: a checked accident; the fracture branch has the longest state name;
+    # leaning "unsure" the longest answer
+    longest, _ = walk(engine, ["agree", *SCREENING_NO[:4], "yes", "yes", *SCREENING_NO[5:],
+                               "fracture", "yes", "next", "understood", "yes", "yes", "yes",
+                               "unsure"])
+    assert len(longest["answers"]) == 19
     assert len(json.dumps(longest).encode()) == max(sizes)
     assert max(sizes) < 1024
     # a long-lived user: even a huge restart count fits

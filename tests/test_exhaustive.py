@@ -17,10 +17,19 @@ from bot.loading import load_bundle
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 from bot.safety import check_dialog
 
-# Counted by hand: 1 stop + 16 red-flag ends of the seven screening questions + 5 diagnoses
-# (fracture: 2 "not cleared" ends and 1 on; others: 3 clearance answers each, so 13 paths
-# reach the doctor prompt), each with 1 decline + 2*2*2*3 = 24 preference combinations.
-EXPECTED_PATHS = 1 + 2 * 7 + 2 + 13 * (1 + 24)
+# Counted by hand: 1 stop; 2 red-flag ends of each of the four questions before the
+# accident one; the accident: 1 end for "not sure", and after "yes" 2 ends unless a doctor
+# has checked the back, so 2 ways on. Each way on: 2 ends of each of the four questions
+# after it, then 5 diagnoses (fracture: 2 "not cleared" ends and 1 on; others: 3 clearance
+# answers each, so 13 paths reach the doctor prompt), each with 1 decline + 2*2*2*3 = 24
+# preference combinations.
+WAYS_ON = 2
+TO_DOCTOR = WAYS_ON * 13
+EXPECTED_PATHS = 1 + 2 * 4 + 1 + 2 + WAYS_ON * (2 * 4 + 2 + 13 * (1 + 24))
+
+# the tests' own list of questions about signs that call for emergency care
+EMERGENCY_SIGN_STATES = {"asking_bladder", "asking_saddle", "asking_legs", "asking_chest",
+                         "asking_trauma", "asking_trauma_checked"}
 
 # the tests' own map from question state to the fact it records
 FACT_OF = {"asking_pool": "pool", "asking_bike": "bike", "asking_elliptical": "elliptical",
@@ -118,7 +127,7 @@ def acks(engine: Engine) -> set[tuple[str, str]]:
 def red_flags(engine: Engine) -> dict[tuple[str, str], str]:
     flags = {(s.name, choice): level for s in engine.dialog.states.values()
              for choice, level in s.red_flags.items()}
-    assert len(flags) == 16
+    assert len(flags) == 21
     return flags
 
 
@@ -128,14 +137,14 @@ def test_path_count(transcripts: list[Transcript], capsys: pytest.CaptureFixture
     with capsys.disabled():  # reported in every run's output
         print(f"\nexhaustive: {len(transcripts)} complete paths "
               f"(backbot check (iii): {structure.paths})")
-    assert len(transcripts) == EXPECTED_PATHS == 342
+    assert len(transcripts) == EXPECTED_PATHS == 682
     assert len(transcripts) == structure.paths
     assert len({str(t) for t in transcripts}) == len(transcripts)
     ends = Counter(t.final["state"] for t in transcripts)
-    assert ends == {"suggesting_activities": 13 * 24, "declined_doctor": 13,
-                    "emergency_care": 4, "unsure_of_emergency_sign": 4, "urgent_care": 4,
-                    "nerve_pain_first": 2,
-                    "fracture_first": 2, "stopped": 1}
+    assert ends == {"suggesting_activities": TO_DOCTOR * 24, "declined_doctor": TO_DOCTOR,
+                    "emergency_care": 4 + 1, "unsure_of_emergency_sign": 4 + 2,
+                    "urgent_care": WAYS_ON * 6, "nerve_pain_first": WAYS_ON * 2,
+                    "fracture_first": WAYS_ON * 2, "stopped": 1}
 
 
 def test_no_activity_before_the_doctor_prompt_is_acknowledged(
@@ -152,7 +161,7 @@ def test_no_activity_before_the_doctor_prompt_is_acknowledged(
             assert activity_words_in(transcript.steps[ack_at:], find_activity)
             ask = before[-1].outputs[-1]
             assert isinstance(ask, Ask) and ask.key == "doctor.question"
-    assert acknowledged == 13 * 24
+    assert acknowledged == TO_DOCTOR * 24
 
 
 def test_red_flags_end_in_care_and_never_name_an_activity(
@@ -184,14 +193,15 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
             # each says when to call the emergency number
             assert "999" in said and "112" in said and "911" in said, str(transcript)
         last_state, last_choice = transcript.answers[-1]
-        if (last_choice == "unsure"
-                and engine.dialog.states[last_state].red_flags.get("yes") == "emergency"):
+        if last_choice == "unsure" and last_state in EMERGENCY_SIGN_STATES:
             # not sure about an emergency sign: checked now, not at an appointment
             assert transcript.final["state"] == "unsure_of_emergency_sign", str(transcript)
             advice = next(o.text for o in final.outputs if isinstance(o, Say) and o.key == key)
             assert "111 now" in advice and "appointment" not in advice, str(transcript)
-    # yes/unsure to the seven screening questions, no/unsure to fracture clearance
-    assert flagged == 7 * 2 + 2
+    # yes/unsure to the four questions before the accident one, unsure to it, no/unsure to
+    # whether a doctor checked it; on each way on, yes/unsure to the four after it and
+    # no/unsure to fracture clearance
+    assert flagged == 4 * 2 + 1 + 2 + WAYS_ON * (4 * 2 + 2)
 
 
 def test_every_end_reminds_of_the_doctor(transcripts: list[Transcript], engine: Engine) -> None:
@@ -242,21 +252,21 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
         doctor_cards = [o.card.id for o in doctor_step.outputs if isinstance(o, ShowCard)]
         assert doctor_cards == [c for c in ("caution.ease_in", "safety.stop_on_pain")
                                 if c != "caution.ease_in" or "caution.ease_in" in shown]
-    total = 13 * 24
+    total = TO_DOCTOR * 24
     assert seen["activity.walking"] == seen["activity.avoid"] == total
     assert seen["activity.pool"] == total // 2
     assert seen["activity.elliptical"] == total // 2
     assert seen["activity.bike_recumbent"] == total // 2 * 2 // 3
     assert seen["activity.bike_stationary"] == total // 2 // 3
     # ease in: pinched/slipped (2 x 3 clearance answers) + fracture cleared (1) + none/unsure
-    # with clearance no/unsure (2 x 2): 11 of the 13 ways to the doctor prompt
-    assert seen["caution.ease_in"] == 11 * 24
+    # with clearance no/unsure (2 x 2): 11 of the 13 ways to the doctor prompt, on each way on
+    assert seen["caution.ease_in"] == WAYS_ON * 11 * 24
 
 
 def test_declining_the_doctor_names_no_activity(transcripts: list[Transcript],
                                                 find_activity) -> None:
     declined = [t for t in transcripts if t.final["state"] == "declined_doctor"]
-    assert len(declined) == 13
+    assert len(declined) == TO_DOCTOR
     for transcript in declined:
         assert transcript.answers[-1] == ("doctor_prompt", "not_now")
         assert activity_words_in(transcript.steps, find_activity) == []

@@ -94,11 +94,12 @@ def test_full_path_to_suggestions(tmp_path: Path) -> None:
                 assert "reply_markup" not in edits[message_id].params
 
             # The why cards cite their sources with links.
-            why = "\n".join(replies["9:yes"])  # the clearance answer leads to the why cards
+            # the clearance answer, just before "next", leads to the why cards
+            why = "\n".join(replies[f"{len(TO_DOCTOR_PROMPT) - 2}:yes"])
             assert h.message_text("why.intro") in why
             assert '<a href="https://www.livestrong.com/' in why
             assert '<a href="https://www.harbourviewtherapy.com/' in why
-            doctor = "\n".join(replies["10:next"])
+            doctor = "\n".join(replies[f"{len(TO_DOCTOR_PROMPT) - 1}:next"])
             assert h.message_text("doctor.prompt") in doctor
 
             # Nothing before the doctor prompt was acknowledged names an activity.
@@ -128,9 +129,9 @@ def test_full_path_to_suggestions(tmp_path: Path) -> None:
 
 DISPOSITIONS = {
     "emergency_bladder": (("agree", "yes"), "emergency_care", "emergency number"),
-    "urgent_fever": (("agree", "no", "no", "no", "no", "yes"), "urgent_care",
+    "urgent_fever": (("agree", *RED_FLAGS_NO[:5], "yes"), "urgent_care",
                      "urgent appointment"),
-    "shooting_pain": (("agree", *RED_FLAGS_NO[:6], "yes"), "nerve_pain_first",
+    "shooting_pain": (("agree", *RED_FLAGS_NO[:8], "yes"), "nerve_pain_first",
                       "Electrical or shooting pain"),
     "fracture_not_cleared": (("agree", *RED_FLAGS_NO, "fracture", "no"), "fracture_first",
                              "spinal fracture needs your doctor"),
@@ -187,9 +188,9 @@ def test_restart_mid_dialog_resumes_and_old_buttons_work(tmp_path: Path) -> None
                 await second.tap(CHAT, old_question["message_id"], data)
                 after = second.snapshot(CHAT)
                 assert after is not None
-                assert after["state"] == "asking_trauma"
+                assert after["state"] == "asking_chest"
                 assert after["answers"] == [*before["answers"], ["asking_legs", "no"]]
-                assert second.sent_texts(CHAT)[-1] == second.message_text("question.trauma")
+                assert second.sent_texts(CHAT)[-1] == second.message_text("question.chest")
                 assert "Your answer:" in api.messages[(CHAT, old_question["message_id"])]["text"]
                 assert second.query_answers()[-1].get("text") is None
 

@@ -140,7 +140,7 @@ def test_backbot_run_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> No
             # The question's message from before the kill still takes the answer.
             second.tap(OTHER, legs, "no")
             after = stored(second.db_path, OTHER)
-            assert after is not None and after["state"] == "asking_trauma"
+            assert after is not None and after["state"] == "asking_chest"
             # The finished user is still finished.
             assert stored(second.db_path, CHAT) == finished
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from telegram_harness import (
+    RED_FLAGS_NO,
     BotHarness,
     assert_telegram_html,
     bot_session,
@@ -664,7 +665,7 @@ def test_cards_whose_reply_failed_still_go_out_after_a_re_ask(tmp_path: Path) ->
         async with bot_session(tmp_path) as h:
             h.app.bot_data["backbot"].send_again_after = 0.3
             await at_bladder_question(h)
-            await h.script(CHAT, *("no",) * 7, "none")
+            await h.script(CHAT, *RED_FLAGS_NO, "none")
             assert h.state(CHAT) == "asking_clearance"
             h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
             message = h.current(CHAT)
@@ -695,7 +696,7 @@ def test_cards_stay_due_when_the_re_ask_fails_too(tmp_path: Path) -> None:
         async with bot_session(tmp_path) as h:
             h.app.bot_data["backbot"].send_again_after = 0.3
             await at_bladder_question(h)
-            await h.script(CHAT, *("no",) * 7, "none")
+            await h.script(CHAT, *RED_FLAGS_NO, "none")
             message = h.current(CHAT)
             before = len(h.sent_texts(CHAT))
             h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
