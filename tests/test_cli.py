@@ -74,6 +74,15 @@ def test_chat_emergency(tmp_path: Path, messages: dict[str, str], find_activity)
     assert "* " not in out  # no cards at all
 
 
+def test_chat_keeps_a_listed_question_one_item_per_line(tmp_path: Path) -> None:
+    """The other warning signs are a list: each stays on a line of its own."""
+    _, result = chat(TO_SUGGESTIONS[:9], tmp_path)  # up to the other-signs question
+    _, content = load_bundle()
+    lines = content.message("question.other_signs").split("\n")
+    assert len(lines) > 2
+    assert "\n".join(lines) in result.stdout
+
+
 def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> None:
     out, result = chat([], tmp_path)
     assert messages["chat.consent"] in out
