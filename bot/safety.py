@@ -235,9 +235,12 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
     """Every state asking the flag's question treats its answers at least as seriously as
     content/safety.yaml says, and no path to an activity (after `after`) goes around it."""
     problems = []
-    # An answer that another rule's question must follow (its `after`) is screened there.
-    followed_up = {other.after[1] for other in every_flag
-                   if other.after is not None and other.after[0] == flag.question}
+    # An answer that another rule's question must follow (its `after`) is screened there,
+    # so it must lead straight to that question: anywhere else it would be unscreened.
+    followed_up: dict[str, set[str]] = {}
+    for other in every_flag:
+        if other.after is not None and other.after[0] == flag.question:
+            followed_up.setdefault(other.after[1], set()).add(other.question)
     allowed = {*flag.answers, *flag.clear, *followed_up}
     asking = [spec for spec in dialog.states.values() if spec.ask == flag.question]
     for spec in asking:
@@ -246,6 +249,14 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
             problems.append(_fail(dialog, spec, (
                 f"asks {flag.question} with answer(s) {', '.join(map(repr, extra))} that are "
                 f"neither red flags, clear answers nor followed up (required by {rules})")))
+        for edge in graph.out[spec.name]:
+            then = followed_up.get(edge.choice or "")
+            if (then and edge.choice not in flag.answers and edge.choice not in flag.clear
+                    and dialog.states[edge.dest].ask not in then):
+                problems.append(_fail(dialog, spec, (
+                    f"answer {edge.choice!r} to {flag.question} is followed up by "
+                    f"{' or '.join(sorted(then))} (required by {rules}), so it must lead "
+                    f"straight to it, but goes to {edge.dest}")))
         for choice, least in flag.answers.items():
             level = spec.red_flags.get(choice)
             if spec.choice(choice) is None:

@@ -659,12 +659,31 @@ def test_extra_answer_to_a_required_question_fails(data_copy, check) -> None:
                             "/safety.yaml)")
 
 
-def test_follow_up_rule_removed_makes_its_answer_extra(data_copy, check) -> None:
-    """Without the rule that follows up an accident's "yes", that answer is unscreened."""
+@pytest.mark.parametrize("after", ["", '    after: {question: question.saddle, answer: "yes"}\n'])
+def test_answer_no_rule_follows_up_is_extra(data_copy, check, after: str) -> None:
+    """An accident's "yes" is allowed only as long as a rule follows it up: with that
+    rule's `after` gone, or naming another question, the answer is unscreened."""
     path = data_copy.content / "safety.yaml"
-    replace_once(path, '    after: {question: question.trauma, answer: "yes"}\n', "")
+    replace_once(path, '    after: {question: question.trauma, answer: "yes"}\n', after)
     problem = first_problem(check(), "ii", data_copy.dialog, "asking_trauma")
     assert "asks question.trauma with answer(s) 'yes' that are neither red flags" in problem
+
+
+@pytest.mark.parametrize("dest", ["stopped", "urgent_care", "asking_fever"])
+def test_followed_up_answer_must_lead_straight_to_its_question(data_copy, check,
+                                                               dest: str) -> None:
+    """An accident's "yes" that ends, or goes on, anywhere but the doctor-checked question
+    would skip the emergency advice, though it reaches no activity that way."""
+    edit(data_copy.dialog, lambda d: transition(d, "asking_trauma", "yes").update(dest=dest))
+    result = check()
+    assert result.rc == 1
+    problems = [p for p in finding_lines(result, "ii")[1:] if "followed up" in p]
+    assert len(problems) == 1, finding_lines(result, "ii")
+    assert_names_state(problems[0], data_copy.dialog, "asking_trauma")
+    assert problems[0].endswith(
+        "answer 'yes' to question.trauma is followed up by question.trauma_checked (required "
+        f"by {data_copy.content}/safety.yaml), so it must lead straight to it, but goes to "
+        f"{dest}")
 
 
 def test_renamed_after_answer_fails(data_copy, check) -> None:

@@ -171,6 +171,10 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
     for transcript in transcripts:
         levels = [red_flags[a] for a in transcript.answers if a in red_flags]
         disposition = engine.state_spec(transcript.final).disposition
+        answers = transcript.answers
+        if ("asking_trauma", "yes") in answers:  # an accident: was the back checked since?
+            after = answers[answers.index(("asking_trauma", "yes")) + 1]
+            assert after[0] == "asking_trauma_checked", str(transcript)
         if not levels:
             assert disposition in {"activity", "stopped"}, str(transcript)
             continue
