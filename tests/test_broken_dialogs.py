@@ -659,7 +659,8 @@ def test_extra_answer_to_a_required_question_fails(data_copy, check) -> None:
                             "/safety.yaml)")
 
 
-@pytest.mark.parametrize("after", ["", '    after: {question: question.saddle, answer: "yes"}\n'])
+@pytest.mark.parametrize("after", ["", '    after: {question: question.saddle, answer: "yes"}\n'],
+                         ids=["after_removed", "after_on_another_question"])
 def test_answer_no_rule_follows_up_is_extra(data_copy, check, after: str) -> None:
     """An accident's "yes" is allowed only as long as a rule follows it up: with that
     rule's `after` gone, or naming another question, the answer is unscreened."""
