@@ -221,26 +221,29 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
                     + " -> ".join(reached[name]))))
             finding.paths += graph.count_paths(edge.dest, {
                 s.name for s in dialog.states.values() if s.final})
+    # (question, answer) -> the questions that must follow that answer up (their `after`)
+    follow_ups: dict[tuple[str, str], set[str]] = {}
     for flag in content.safety.red_flags:
-        finding.problems += _required_flag_problems(dialog, graph, activity, flag,
-                                                    content.safety.red_flags,
+        if flag.after is not None:
+            follow_ups.setdefault(flag.after, set()).add(flag.question)
+    for flag in content.safety.red_flags:
+        finding.problems += _required_flag_problems(dialog, graph, activity, flag, follow_ups,
                                                     content.directory / "safety.yaml")
     finding.states = flagged
     return finding
 
 
 def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
-                            flag: RequiredFlag, every_flag: Iterable[RequiredFlag],
+                            flag: RequiredFlag,
+                            follow_ups: dict[tuple[str, str], set[str]],
                             rules: Path) -> list[str]:
     """Every state asking the flag's question treats its answers at least as seriously as
     content/safety.yaml says, and no path to an activity (after `after`) goes around it."""
     problems = []
     # An answer that another rule's question must follow (its `after`) is screened there,
     # so it must lead straight to that question: anywhere else it would be unscreened.
-    followed_up: dict[str, set[str]] = {}
-    for other in every_flag:
-        if other.after is not None and other.after[0] == flag.question:
-            followed_up.setdefault(other.after[1], set()).add(other.question)
+    followed_up = {answer: then for (question, answer), then in follow_ups.items()
+                   if question == flag.question}
     allowed = {*flag.answers, *flag.clear, *followed_up}
     asking = [spec for spec in dialog.states.values() if spec.ask == flag.question]
     for spec in asking:
