@@ -2,8 +2,9 @@
 
 A snapshot is a small JSON-able dict: {"v", "dialog", "state", "answers", "run"}, where
 `answers` lists [state, choice] pairs in order and `run` numbers the check-in (a restart
-counts it up; over Telegram the first answer sets it to when its question was sent). The
-engine keeps no per-user objects: one transitions Machine per dialog serves every snapshot.
+counts it up; over Telegram the first answer sets it to when it was given, or when its
+question was sent if that is later). The engine keeps no per-user objects: one
+transitions Machine per dialog serves every snapshot.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ class Event:
     # consent answer stores it as the run, so a button sent before this check-in began
     # (an earlier check-in's) is told apart from the current one's.
     sent_at: int | None = None
+    # When the tap came in (Unix seconds, less an allowance for the clocks differing), if
+    # known: a check-in begun by it sends nothing older, even if the button tapped was on
+    # an old welcome (the consent's own message may be days older than the check-in).
+    tapped_at: int | None = None
 
     @classmethod
-    def answer(cls, choice: str, ref: str | None = None, sent_at: int | None = None) -> Event:
-        return cls("answer", choice=choice, ref=ref, sent_at=sent_at)
+    def answer(cls, choice: str, ref: str | None = None, sent_at: int | None = None,
+               tapped_at: int | None = None) -> Event:
+        return cls("answer", choice=choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at)
 
 
 class _Cursor:
@@ -232,8 +238,9 @@ class Engine:
             # The loader proves every choice is routed; this guards a hand-built Dialog.
             return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
         run = snapshot["run"]
-        if not snapshot["answers"] and event.sent_at is not None:
-            run = event.sent_at  # when this check-in's first question was sent
+        if not snapshot["answers"] and (event.sent_at or event.tapped_at):
+            # the check-in begins: no message of it is older than this
+            run = max(event.sent_at or 0, event.tapped_at or 0)
         new = {**snapshot, "state": dest, "run": run,
                "answers": [*snapshot["answers"], [spec.name, choice_id]]}
         answered = Answered(self.content.message(spec.ask or ""),

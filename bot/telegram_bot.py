@@ -76,6 +76,10 @@ MEMBERSHIP_GROUP = 1
 # Replies Telegram did not take (timed out, failed) are sent again this much later, once,
 # so no one is left after an answer with no next question and no buttons.
 SEND_AGAIN_SECONDS = 5.0
+# Telegram dates messages by its clock, a tap's arrival goes by ours: a check-in counts
+# from this long before its first answer arrived, so a small lead of our clock cannot
+# make its own first question look older than it.
+CLOCK_ALLOWANCE_SECONDS = 30
 # Updates of one person in hand at once (applying or waiting their turn): each holds one
 # of PTB's handler slots, so past this one person's burst is let go rather than let it
 # hold up everyone else. A person tapping and typing waits on a few at most.
@@ -141,6 +145,7 @@ class BackBot:
         self.render = TelegramRenderer(engine.content)
         self.locks = KeyedLocks()
         self.send_again_after = SEND_AGAIN_SECONDS
+        self.clock_allowance = CLOCK_ALLOWANCE_SECONDS
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
@@ -289,7 +294,9 @@ class BackBot:
         message = query.message
         sent_at = (int(message.date.timestamp())
                    if message is not None and message.is_accessible else None)
-        await self.apply(user.id, chat_id, Event.answer(choice, ref=ref, sent_at=sent_at),
+        tapped_at = int(time.time()) - self.clock_allowance
+        await self.apply(user.id, chat_id,
+                         Event.answer(choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at),
                          query=query, update_id=update.update_id)
 
     async def on_my_chat_member(self, update: Update,

@@ -497,6 +497,23 @@ def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> Non
     assert new["state"] == "asking_saddle"
 
 
+def test_a_check_in_counts_from_its_first_answer_when_its_message_is_older(
+        engine: Engine) -> None:
+    """Consent given on an old welcome, or on one whose date is unknown: the check-in
+    counts from the tap, so buttons sent before it stay stale."""
+    tapped = 1_800_000_000
+    for old_welcome in (tapped - 86_400, None):
+        snapshot, _ = engine.step(None, Event("start"))
+        snapshot, _ = engine.step(snapshot, Event.answer("agree", "0.0", sent_at=old_welcome,
+                                                         tapped_at=tapped))
+        assert snapshot["run"] == tapped
+        ref = engine.ref(snapshot)
+        old, outputs = engine.step(snapshot, Event.answer("yes", ref, sent_at=tapped - 60))
+        assert old == snapshot and say_keys(outputs) == ["session.stale"]
+        new, _ = engine.step(snapshot, Event.answer("no", ref, sent_at=tapped))
+        assert new["state"] == "asking_saddle"
+
+
 def test_the_first_answer_given_again_after_back_begins_the_check_in_anew(
         engine: Engine) -> None:
     """Back to the first question and answered there on a newer message: the check-in

@@ -103,6 +103,32 @@ def test_buttons_of_an_earlier_check_in_are_stale(tmp_path: Path) -> None:
     run_bounded(scenario())
 
 
+def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(tmp_path: Path) -> None:
+    """A welcome shown twice keeps working; a check-in begun on the older one still
+    counts from when it began, not from that old message, so the check-in before it
+    cannot answer the new one."""
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].clock_allowance = 0  # both clocks are ours here
+            await h.send(CHAT, "/start")
+            first_welcome = h.current(CHAT)
+            await h.send(CHAT, "/start")  # the welcome again
+            await h.script(CHAT, "agree", "no")  # on the second welcome
+            old = h.current(CHAT)  # the saddle question of that check-in
+            await asyncio.sleep(1.1)  # message dates are whole seconds
+            await h.send(CHAT, "/restart")
+            await h.tap(CHAT, first_welcome["message_id"], h.data_for(first_welcome, "agree"))
+            await h.choose(CHAT, "no")
+            assert h.state(CHAT) == "asking_saddle"
+            before = h.snapshot(CHAT)
+            await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
+            assert h.snapshot(CHAT) == before  # no emergency answer slipped in
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+
+    run_bounded(scenario())
+
+
 def test_a_failed_typing_action_still_sends_the_replies(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=LOGGER)
