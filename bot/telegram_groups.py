@@ -70,8 +70,9 @@ MAY_NOT_POST = ("chat not found", "bot was kicked", "not enough rights to send",
 # APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
 # once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
 MISFIRE_GRACE_SECONDS = 15 * 60
-# A late tip's one-off job: APScheduler's own default drops a job woken over 1 s late (a
-# busy loop); the tip itself still goes out only within the grace (`missed`).
+# One-off jobs (a late tip, a notice, an introduction): APScheduler's own default drops a
+# job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
+# within the grace (`missed`).
 LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
 # Tips due in the same minute start at a per-chat second within it, so a popular time
 # does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
@@ -115,6 +116,11 @@ def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
     due = local.replace(hour=hour, minute=minute, second=spread_second(schedule.chat_id),
                         microsecond=0)
     return due if due <= local else due - dt.timedelta(days=1)
+
+
+def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
+    """When the chat's tip falls due next after `now` (None if the zone is unknown)."""
+    return last_due(schedule, now + dt.timedelta(days=1))
 
 
 def missed(schedule: Schedule, now: dt.datetime) -> bool:
@@ -272,8 +278,11 @@ class GroupFeatures:
         now = self.now()
         for schedule in self.schedules.all():
             # Nothing is scheduled yet: looking for a chat's old job would scan them all.
+            # The first run is fixed now: the scheduler starts a little later, after the
+            # polling or webhook set-up, and left to itself would take a tip falling due
+            # in between for tomorrow's; this way it goes out late, within the grace.
             self._schedule_job(app, schedule.chat_id, schedule.hhmm, schedule.tz,
-                               replacing=False)
+                               replacing=False, first=next_due(schedule, now))
             if app.job_queue is not None and missed(schedule, now):
                 app.job_queue.run_once(self.post_daily_tip, when=spread_second(schedule.chat_id),
                                        chat_id=schedule.chat_id,
@@ -361,7 +370,8 @@ class GroupFeatures:
                 await self._introduce(context.bot, chat.id)
             else:
                 context.job_queue.run_once(self._introduce_later, when=self.intro_after,
-                                           chat_id=chat.id, name=f"{INTRO_JOB}:{chat.id}")
+                                           chat_id=chat.id, name=f"{INTRO_JOB}:{chat.id}",
+                                           job_kwargs=LATE_JOB_KWARGS)
 
     async def _introduce_later(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
@@ -493,7 +503,8 @@ class GroupFeatures:
         return moved
 
     def _schedule_job(self, app: Application, chat_id: int, hhmm: str,  # type: ignore[type-arg]
-                      zone: str, *, replacing: bool = True) -> None:
+                      zone: str, *, replacing: bool = True,
+                      first: dt.datetime | None = None) -> None:
         if replacing:
             self._unschedule(app, chat_id)
         tzinfo = known_zone(zone)
@@ -502,14 +513,16 @@ class GroupFeatures:
         if tzinfo is None:  # stored once valid; this system's zone data no longer has it
             app.job_queue.run_once(self.post_zone_gone, when=spread_second(chat_id),
                                    chat_id=chat_id, data=(hhmm, zone),
-                                   name=f"{ZONE_GONE_JOB}:{chat_id}")
+                                   name=f"{ZONE_GONE_JOB}:{chat_id}",
+                                   job_kwargs=LATE_JOB_KWARGS)
             return
         hour, minute = map(int, hhmm.split(":"))
         app.job_queue.run_daily(
             self.post_daily_tip,
             time=dt.time(hour, minute, spread_second(chat_id), tzinfo=tzinfo),
             chat_id=chat_id, name=f"{DAILY_JOB}:{chat_id}",
-            job_kwargs={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True})
+            job_kwargs={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True,
+                        **({"next_run_time": first} if first is not None else {})})
 
     @staticmethod
     def _unschedule(app: Application, chat_id: int) -> None:  # type: ignore[type-arg]

@@ -226,12 +226,14 @@ def make_settings(api: FakeBotAPI, db_path: Path, extra_env: Mapping[str, str] |
 async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = False,
                       rate_limiter: BaseRateLimiter | None = None,  # type: ignore[type-arg]
                       request: HTTPXRequest | None = None,
-                      extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Running]:
+                      extra_env: Mapping[str, str] | None = None,
+                      start_delay: float = 0.0) -> AsyncIterator[Running]:
     """The real Application, polling the fake; stopped and its database closed on exit.
 
     Without `default_limits` or `rate_limiter` the rate limiter does not throttle (tests
     stay fast); with `default_limits`, `build_application` picks its production limiter.
-    `request` replaces the HTTP transport of the bot's calls (not of getUpdates).
+    `request` replaces the HTTP transport of the bot's calls (not of getUpdates);
+    `start_delay` stands for a slow polling or webhook set-up between post_init and start.
     """
     settings = make_settings(api, db_path, extra_env)
     db = open_database(settings.db_path)
@@ -253,6 +255,7 @@ async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = 
         async with app:
             if app.post_init is not None:
                 await app.post_init(app)
+            await asyncio.sleep(start_delay)
             assert app.updater is not None
             await app.updater.start_polling(poll_interval=0, timeout=1)
             await app.start()

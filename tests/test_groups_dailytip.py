@@ -422,6 +422,24 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     assert api.sent_to(posted) == [] and api.sent_to(too_late) == []
 
 
+def test_a_tip_due_while_the_bot_starts_goes_out(api: FakeBotAPI, tmp_path: Path) -> None:
+    """Due after the jobs were restored but before the scheduler started (a slow polling
+    or webhook set-up): late, not tomorrow."""
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).replace(microsecond=0)
+    chat = -100_222_000_000 - (-100_222_000_000 - due.second) % 60  # due at that second
+    assert chat % 60 == due.second
+    set_schedule(tmp_path / "db.sqlite3", chat, due.strftime("%H:%M"), "UTC")
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3", start_delay=3.0) as bot:
+            [tip] = await bot.wait_sent(chat, 1)
+            assert_daily_tip(tip, chat)
+            assert bot.job(chat).next_t > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_a_tip_whose_zone_is_no_longer_known_is_explained_and_removed(
         api: FakeBotAPI, tmp_path: Path) -> None:
     """A zone stored while it was accepted (Factory, before it was refused; or one a later
@@ -580,6 +598,24 @@ def test_added_to_a_group_introduces_itself_once(api: FakeBotAPI, tmp_path: Path
             assert bot.sends(CHANNEL) == [] and bot.sends(OTHER_GROUP) == []
             assert bot.rows() == []
             assert bot.errors == []
+
+    run(scenario())
+
+
+def test_an_introduction_waiting_its_turn_is_late_rather_than_dropped(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """APScheduler's default drops a job woken more than 1 s late (a busy loop)."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 60
+            api.my_chat_member(GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
+            queue = bot.app.job_queue
+
+            def intro_jobs() -> tuple[Any, ...]:
+                return queue.get_jobs_by_name(f"intro:{GROUP}")
+
+            await eventually(lambda: len(intro_jobs()) == 1, what="the introduction queued")
+            assert intro_jobs()[0].job.misfire_grace_time == MISFIRE_GRACE_SECONDS
 
     run(scenario())
 
