@@ -387,7 +387,7 @@ def test_card_never_shown(data_copy, check) -> None:
     advice = data_copy.content / "advice.yaml"
     edit(advice, lambda d: d["cards"].append({
         "id": "why.orphan", "title": "Orphan", "body": "Never shown.", "tags": ["why"],
-        "citations": [{"source": "livestrong_cardio", "section": "Introduction"}]}))
+        "citations": [{"source": "livestrong_cardio", "section": "Opening paragraphs"}]}))
     _, _, what = data_error(check(), advice)
     assert "card why.orphan is never shown" in what
 
@@ -595,7 +595,7 @@ def test_untagged_card_naming_an_activity_fails(data_copy, check) -> None:
     """/tip offers untagged tips before the doctor prompt and in groups without the doctor
     line, so a card that names an activity must say so by its tag."""
     path = data_copy.content / "advice.yaml"
-    replace_once(path, "keep the pounds off.", "keep the pounds off, as can a gentle jog.")
+    replace_once(path, "managing your weight.", "managing your weight, as can a gentle jog.")
     _, _, what = data_error(check(), path)
     assert what == "card tip.weight_matters names an activity ('jog') but is not tagged activity"
 
