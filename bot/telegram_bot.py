@@ -333,10 +333,10 @@ class BackBot:
                     stale = first == "session.stale"
                     await self.answer_query(
                         query, self.content.message("button.moved_on") if stale else toast)
-                    if edited is not None:
-                        await self.edit(query, edited)
-                    elif stale or first == RESTARTED:
-                        await self.edit(query, None)  # drop the old keyboard
+                    # The tapped message shows the answer chosen; or, when the tap was no
+                    # answer (stale, a restart, a note such as the privacy note), it loses
+                    # its keyboard, as the question comes again below it.
+                    await self.edit(query, edited)
                 await self.send(chat_id, replies, unsent)
                 if self._sends_again:
                     self._drop_send_again_if_covered(user_id, replies)

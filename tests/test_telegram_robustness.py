@@ -387,12 +387,17 @@ def test_double_tap_on_no_thanks_before_consent_applies_once(tmp_path: Path) -> 
             assert sum(stopped in text for text in replies) == 1, replies
             assert h.message_text("session.stale") in replies
             assert h.rows(CHAT) == 0
-            # "What do you store?" only shows a note: tapping it twice is harmless, and
-            # the first welcome's "Yes" still starts the check-in
+            # "What do you store?" only shows a note and the welcome again: the tapped
+            # welcome loses its buttons (one live copy of a question at a time), and a
+            # second tap on it (sent before they went) is harmless
             other = await h.say(CHAT, "/start")
             welcome = h.current(CHAT)
             await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
-            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "agree"))
+            assert callback_data(h.api.messages[(CHAT, welcome["message_id"])]) == []
+            again = h.current(CHAT)
+            assert again["message_id"] > welcome["message_id"]
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
+            await h.tap(CHAT, again["message_id"], h.data_for(again, "agree"))
             assert h.state(CHAT) == "asking_bladder", other
 
     run_bounded(scenario())
