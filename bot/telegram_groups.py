@@ -382,9 +382,14 @@ class GroupFeatures:
         made = self._upgraded.get(chat_id)
         if made is not None and time.monotonic() - made < UPGRADE_MEMORY_SECONDS:
             return  # the group's members met the bot before the upgrade
+        intro = self.render.message("group.intro")
         try:
-            await bot.send_message(chat_id, self.render.message("group.intro"),
-                                   parse_mode=HTML)
+            try:
+                await bot.send_message(chat_id, intro, parse_mode=HTML)
+            except ChatMigrated as exc:
+                # Upgraded before the introduction went out: the supergroup's own is held
+                # back (its members met the bot in the group), so this one goes there.
+                await bot.send_message(exc.new_chat_id, intro, parse_mode=HTML)
         except TelegramError as exc:
             log.info("could not introduce myself: %s", type(exc).__name__)
 

@@ -165,6 +165,31 @@ def test_an_upgrade_to_a_supergroup_brings_no_second_introduction(
     run(scenario())
 
 
+def test_a_group_upgraded_before_its_introduction_gets_it_in_the_supergroup(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """The upgrade comes while the introduction waits: the group's members hear it once,
+    in the supergroup."""
+    request = MigratingRequest()
+    request.migrations[BASIC_GROUP] = SUPERGROUP
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+            bot.app.bot_data["groups"].intro_after = 0.5
+            api.my_chat_member(BASIC_GROUP, "group", "left", "member", by_user_id=OWNER)
+            api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
+            api.push_update(migrate_to(BASIC_GROUP, SUPERGROUP))
+            api.my_chat_member(SUPERGROUP, "supergroup", "left", "administrator",
+                               by_user_id=OWNER)
+            api.push_update(migrate_from(BASIC_GROUP, SUPERGROUP))
+            [intro] = await bot.wait_sent(SUPERGROUP, 1)
+            assert plain(intro["text"]) == msg("group.intro")
+            await bot.settle(pause=0.8)
+            assert len(api.sent_to(SUPERGROUP)) == 1 and api.sent_to(BASIC_GROUP) == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_a_schedule_already_set_in_the_supergroup_wins(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
