@@ -57,6 +57,7 @@ TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what ev
 # Object-valued Bot API parameters the floor turns back into PTB objects to replay them.
 PTB_OBJECTS: dict[str, Any] = {"reply_markup": InlineKeyboardMarkup,
                                "link_preview_options": LinkPreviewOptions}
+REPLAYED_WITHIN_SECONDS = 86_400
 JOB_EVENTS = {EVENT_JOB_EXECUTED: "run", EVENT_JOB_MISSED: "missed", EVENT_JOB_ERROR: "failed"}
 
 
@@ -72,10 +73,16 @@ def no_throttle() -> AIORateLimiter:
 def our_app(store: SessionStore, db: Path, checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
             ) -> Application:  # type: ignore[type-arg]
     """Our bot as `backbot run` builds it, over `store`, with an in-process recording Bot
-    API (`app.bot.request`) and no throttling."""
-    return build_application(settings_for(db), load_engine(), store,
-                             rate_limiter=no_throttle(), request=RecordingRequest(),
-                             checkpoint_every=checkpoint_every)
+    API (`app.bot.request`) and no throttling.
+
+    The recorded updates are replayed minutes after they were recorded, their messages
+    dated then: the allowance for the clocks differing covers that, as against Telegram
+    a question is never dated before the answer that brought it."""
+    app = build_application(settings_for(db), load_engine(), store,
+                            rate_limiter=no_throttle(), request=RecordingRequest(),
+                            checkpoint_every=checkpoint_every)
+    app.bot_data["backbot"].clock_allowance = REPLAYED_WITHIN_SECONDS
+    return app
 
 
 def start_update(update_id: int, user: int) -> dict[str, Any]:
