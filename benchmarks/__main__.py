@@ -57,6 +57,7 @@ TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what ev
 # Object-valued Bot API parameters the floor turns back into PTB objects to replay them.
 PTB_OBJECTS: dict[str, Any] = {"reply_markup": InlineKeyboardMarkup,
                                "link_preview_options": LinkPreviewOptions}
+# The oldest a replayed update's messages get (see `our_app`).
 REPLAYED_WITHIN_SECONDS = 86_400
 JOB_EVENTS = {EVENT_JOB_EXECUTED: "run", EVENT_JOB_MISSED: "missed", EVENT_JOB_ERROR: "failed"}
 
