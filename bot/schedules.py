@@ -86,6 +86,10 @@ class ScheduleStore:
         self.db.execute("UPDATE daily_tips SET posted = ?, last_day = ? WHERE chat_id = ?",
                         (json.dumps(sorted(posted | {tip_id})), day, chat_id))
 
+    def mark_day(self, chat_id: int, day: str) -> None:
+        """`day`'s tip was dealt with though none went out: not tried again that day."""
+        self.db.execute("UPDATE daily_tips SET last_day = ? WHERE chat_id = ?", (day, chat_id))
+
     def _posted(self, chat_id: int, tip_ids: list[str]) -> set[str] | None:
         row = self.db.execute("SELECT posted FROM daily_tips WHERE chat_id = ?",
                               (chat_id,)).fetchone()

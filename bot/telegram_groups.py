@@ -62,11 +62,14 @@ GROUPS = (filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
-# Bad Request answers that mean the bot may not post in the chat any more. Any other one
-# (too long, can't parse entities, ...) is about one message, not about the chat.
-MAY_NOT_POST = ("chat not found", "bot was kicked", "not enough rights to send",
-                "have no rights", "group chat was deactivated", "bot is not a member",
-                "need administrator rights", "chat_write_forbidden", "peer_id_invalid")
+# Bad Request answers that mean the chat is gone for the bot. Any other one (too long,
+# can't parse entities, ...) is about one message, not about the chat.
+CHAT_GONE = ("chat not found", "bot was kicked", "group chat was deactivated",
+             "bot is not a member", "peer_id_invalid")
+# ... and those that mean an admin muted the bot there: that can be undone without
+# telling the bot, so the chat's daily tip stays, to go out again once it may post.
+MUTED = ("not enough rights to send", "have no rights", "need administrator rights",
+         "chat_write_forbidden")
 # APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
 # once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
 MISFIRE_GRACE_SECONDS = 15 * 60
@@ -155,11 +158,16 @@ async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
                              **kwargs)
 
 
-def may_not_post(exc: TelegramError) -> bool:
-    """Telegram says the bot can no longer post in that chat (removed, muted, chat gone)."""
+def chat_gone(exc: TelegramError) -> bool:
+    """Telegram says the bot can no longer post in that chat (removed, chat gone)."""
     if isinstance(exc, Forbidden):
         return True
-    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in MAY_NOT_POST)
+    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in CHAT_GONE)
+
+
+def muted(exc: TelegramError) -> bool:
+    """Telegram says the bot may not post in that chat for now (an admin's restriction)."""
+    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in MUTED)
 
 
 def not_taken(exc: TelegramError) -> bool:
@@ -454,8 +462,13 @@ class GroupFeatures:
                 await self._post_tip(context, exc.new_chat_id, migrated=True)
             return
         except (Forbidden, BadRequest) as exc:
-            if may_not_post(exc):
+            if chat_gone(exc):
                 self._stop_posting(app, chat_id, exc)
+                return
+            if muted(exc):  # today's is skipped; the rotation keeps its place
+                log.warning("muted in a chat (%s); its daily tip stays, to go out once the "
+                            "bot may post there again", type(exc).__name__)
+                self.schedules.mark_day(chat_id, due.date().isoformat() if due else "")
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
@@ -574,7 +587,10 @@ class GroupFeatures:
         except ChatMigrated as exc:
             self.migrate(context.application, chat_id, exc.new_chat_id)
         except (Forbidden, BadRequest) as exc:
-            if not may_not_post(exc):
+            if muted(exc):
+                log.info("muted in a chat (%s); nothing was posted", type(exc).__name__)
+                return
+            if not chat_gone(exc):
                 raise
             self._stop_posting(context.application, chat_id, exc)
 

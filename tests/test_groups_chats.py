@@ -240,6 +240,28 @@ def test_forbidden_reply_in_a_group_drops_its_daily_tip(
     run(scenario())
 
 
+def test_a_muted_bot_keeps_the_daily_tip_and_answers_again_once_unmuted(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows = bot.rows()
+            api.fail_next("sendMessage", chat_id=GROUP, description=(
+                "Bad Request: not enough rights to send text messages to the chat"))
+            api.send_text(GROUP, "/tip", user_id=MEMBER, chat_type="supergroup")
+            await eventually(lambda: [c for c in bot.sends(GROUP) if not c.ok],
+                             what="the refused reply")
+            await bot.settle()
+            assert bot.errors == []
+            assert bot.rows() == rows
+            assert_runs_at(bot, GROUP, "08:30", ZoneInfo("Europe/London"))
+            reply = await bot.say(GROUP, "/tip", user_id=MEMBER)
+            assert_daily_tip(reply, GROUP)
+
+    run(scenario())
+
+
 def test_other_errors_on_a_group_reply_keep_the_daily_tip(api: FakeBotAPI,
                                                          tmp_path: Path) -> None:
     async def scenario() -> None:

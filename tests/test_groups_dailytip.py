@@ -688,9 +688,13 @@ MAY_NOT_POST = [
     (403, "Forbidden: bot was kicked from the supergroup chat"),
     (403, "Forbidden: bot is not a member of the channel chat"),
     (400, "Bad Request: chat not found"),
-    (400, "Bad Request: not enough rights to send text messages to the chat"),
-    (400, "Bad Request: have no rights to send a message"),
     (400, "Bad Request: group chat was deactivated"),
+]
+# What Telegram answers when an admin muted the bot (which they can undo unseen by it).
+MUTED = [
+    "Bad Request: not enough rights to send text messages to the chat",
+    "Bad Request: have no rights to send a message",
+    "Bad Request: CHAT_WRITE_FORBIDDEN",
 ]
 
 
@@ -716,6 +720,34 @@ def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
             assert_daily_tip(api.sent_to(OTHER_GROUP)[-1], OTHER_GROUP)
             reply = await bot.say(BASIC_GROUP, "/start", user_id=MEMBER, chat_type="group")
             assert plain(reply["text"]) == msg("group.start")
+            assert bot.errors == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("description", MUTED)
+def test_a_muted_bot_keeps_the_daily_tip_and_its_place_in_the_rotation(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        description: str) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job_id = bot.rows(), bot.job(GROUP).id
+            api.fail_next("sendMessage", chat_id=GROUP, description=description)
+            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
+                await bot.job(GROUP).run(bot.app)
+            [refused] = [c for c in bot.sends(GROUP) if not c.ok]
+            assert refused.error_code == 400
+            assert bot.rows() == rows and bot.job(GROUP).id == job_id
+            assert_runs_at(bot, GROUP, "08:30", LONDON)
+            assert any(r.levelno == logging.WARNING and "muted" in r.getMessage()
+                       for r in caplog.records)
+            assert bot.errors == []
+            # unmuted: the next tip is the one that could not go out
+            await bot.job(GROUP).run(bot.app)
+            assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) == card_in(
+                refused.params["text"])
             assert bot.errors == []
 
     run(scenario())
