@@ -80,6 +80,9 @@ SEND_AGAIN_SECONDS = 5.0
 # from this long before its first answer arrived, so a small lead of our clock cannot
 # make its own first question look older than it.
 CLOCK_ALLOWANCE_SECONDS = 30
+# A "Yes, erase" button works this long after /forget asked: one tapped by chance while
+# scrolling back days later must not erase the check-in the person is in now.
+FORGET_CONFIRM_SECONDS = 15 * 60
 # Updates of one person in hand at once (applying or waiting their turn): each holds one
 # of PTB's handler slots, so past this one person's burst is let go rather than let it
 # hold up everyone else. A person tapping and typing waits on a few at most.
@@ -446,11 +449,14 @@ class BackBot:
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
-            if confirmed:
+            outcome = "forget.done" if confirmed else "forget.kept"
+            if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS):
+                outcome = "forget.expired"
+            elif confirmed:
                 async with self.sorry_on_failure(user_id, query):  # not "done" if not done
                     self.store.delete(user_id)
             await self.answer_query(query)
-            outcome = self.render.message("forget.done" if confirmed else "forget.kept")
+            outcome = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
                 if not await self.edit(query, outcome):  # too old to edit, or gone
                     await self.send(user_id, [Reply(outcome)])
@@ -558,6 +564,15 @@ ANSWERED_UNSTORED_KEPT = 1024
 def _tapped_message(query: CallbackQuery | None) -> int | None:
     message = query.message if query is not None else None
     return message.message_id if message is not None else None
+
+
+def _asked_within(query: CallbackQuery, seconds: float) -> bool:
+    """Whether the tapped message was sent at most `seconds` ago (Telegram leaves out
+    messages too old for the bot to see: those were not)."""
+    message = query.message
+    if message is None or not message.is_accessible:
+        return False
+    return time.time() - message.date.timestamp() <= seconds
 
 
 def _bounded_add(kept: dict[tuple[int, int], None], key: tuple[int, int]) -> None:

@@ -19,7 +19,7 @@ from telegram_harness import (
     run_bounded,
 )
 
-from bot.telegram_bot import IN_HAND_PER_USER
+from bot.telegram_bot import FORGET_CONFIRM_SECONDS, IN_HAND_PER_USER
 
 CHAT = 2002
 LOGGER = "bot.telegram_bot"
@@ -819,9 +819,39 @@ def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
     run_bounded(scenario())
 
 
-def test_forget_on_a_message_too_old_to_edit_says_so_in_a_new_one(tmp_path: Path) -> None:
-    """Telegram sends a tap on an old message without it (date 0): it cannot be edited, so
-    the outcome comes as a message of its own, never as silence."""
+def test_an_old_forget_confirmation_erases_nothing(tmp_path: Path) -> None:
+    """"Yes, erase" tapped long after /forget asked (scrolling back, say) erases nothing
+    and says how to erase; a prompt answer still erases."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.messages[(CHAT, confirm["message_id"])]["date"] -= (
+                FORGET_CONFIRM_SECONDS + 60)
+            answers = len(h.query_answers())
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert len(h.query_answers()) == answers + 1
+            assert h.rows(CHAT) == 1
+            expired = h.api.messages[(CHAT, confirm["message_id"])]
+            assert expired["text"] == h.message_text("forget.expired")
+            assert "reply_markup" not in expired
+            assert h.state(CHAT) == "asking_bladder"  # the check-in carries on
+
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.messages[(CHAT, confirm["message_id"])]["date"] -= (
+                FORGET_CONFIRM_SECONDS - 60)
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+
+    run_bounded(scenario())
+
+
+def test_forget_on_a_message_too_old_to_see_says_so_in_a_new_one(tmp_path: Path) -> None:
+    """Telegram sends a tap on a message too old for the bot without it (date 0): it was
+    asked too long ago to erase anything, and cannot be edited, so the answer comes as a
+    message of its own, never as silence."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             await at_bladder_question(h)
@@ -832,10 +862,10 @@ def test_forget_on_a_message_too_old_to_edit_says_so_in_a_new_one(tmp_path: Path
                             "chat": {"id": CHAT, "type": "private"}}}})
             before = len(h.sent_texts(CHAT))
             await h.processed(update)
-            assert h.rows(CHAT) == 0
-            assert h.sent_texts(CHAT)[before:] == [h.message_text("forget.done")]
+            assert h.rows(CHAT) == 1
+            assert h.sent_texts(CHAT)[before:] == [h.message_text("forget.expired")]
             assert h.calls(CHAT, "editMessageText")[-1].params["text"] != (
-                h.message_text("forget.done"))
+                h.message_text("forget.expired"))
 
     run_bounded(scenario())
 
