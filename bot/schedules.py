@@ -14,9 +14,12 @@ CREATE TABLE IF NOT EXISTS daily_tips (
     hhmm    TEXT    NOT NULL,
     tz      TEXT    NOT NULL,
     posted  TEXT    NOT NULL DEFAULT '[]',
-    last_day TEXT   NOT NULL DEFAULT ''
+    last_day TEXT   NOT NULL DEFAULT '',
+    thread  INTEGER
 );
 """
+
+COLUMNS = "chat_id, hhmm, tz, last_day, thread"  # a Schedule's fields, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,7 @@ class Schedule:
     hhmm: str
     tz: str
     last_day: str = ""  # the day (in tz, ISO) whose tip went out last, "" before the first
+    thread: int | None = None  # the forum topic it was set in (None: the chat itself)
 
 
 class ScheduleStore:
@@ -33,12 +37,18 @@ class ScheduleStore:
         db.executescript(SCHEMA)
         # a database from before missed tips were caught up
         add_column(db, "daily_tips", "last_day", "TEXT NOT NULL DEFAULT ''")
+        add_column(db, "daily_tips", "thread", "INTEGER")  # ... and before forum topics
 
-    def set(self, chat_id: int, hhmm: str, tz: str) -> None:
+    def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None) -> None:
         self.db.execute(
-            "INSERT INTO daily_tips (chat_id, hhmm, tz) VALUES (?, ?, ?) "
-            "ON CONFLICT (chat_id) DO UPDATE SET hhmm = excluded.hhmm, tz = excluded.tz",
-            (chat_id, hhmm, tz))
+            "INSERT INTO daily_tips (chat_id, hhmm, tz, thread) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (chat_id) DO UPDATE SET hhmm = excluded.hhmm, tz = excluded.tz, "
+            "thread = excluded.thread", (chat_id, hhmm, tz, thread))
+
+    def leave_thread(self, chat_id: int, thread: int) -> None:
+        """The chat's topic is gone: its tips go to the chat itself (unless set anew)."""
+        self.db.execute("UPDATE daily_tips SET thread = NULL WHERE chat_id = ? AND thread = ?",
+                        (chat_id, thread))
 
     def remove(self, chat_id: int) -> bool:
         return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ?",
@@ -61,14 +71,13 @@ class ScheduleStore:
         return self.get(new_chat_id) if moved else None
 
     def get(self, chat_id: int) -> Schedule | None:
-        row = self.db.execute("SELECT chat_id, hhmm, tz, last_day FROM daily_tips "
-                              "WHERE chat_id = ?", (chat_id,)).fetchone()
+        row = self.db.execute(f"SELECT {COLUMNS} FROM daily_tips WHERE chat_id = ?",
+                              (chat_id,)).fetchone()
         return Schedule(*row) if row else None
 
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in
-                self.db.execute("SELECT chat_id, hhmm, tz, last_day FROM daily_tips "
-                                "ORDER BY chat_id")]
+                self.db.execute(f"SELECT {COLUMNS} FROM daily_tips ORDER BY chat_id")]
 
     def next_tip(self, chat_id: int, tip_ids: list[str]) -> str | None:
         """The first tip this chat has not had yet; after the last one, start over."""

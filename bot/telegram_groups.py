@@ -66,10 +66,13 @@ GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
 # can't parse entities, ...) is about one message, not about the chat.
 CHAT_GONE = ("chat not found", "bot was kicked", "group chat was deactivated",
              "bot is not a member", "peer_id_invalid")
-# ... and those that mean an admin muted the bot there: that can be undone without
-# telling the bot, so the chat's daily tip stays, to go out again once it may post.
+# ... and those that mean an admin muted the bot there, or closed the forum topic: that
+# can be undone without telling the bot, so the chat's daily tip stays, to go out again
+# once it may post.
 MUTED = ("not enough rights to send", "have no rights", "need administrator rights",
-         "chat_write_forbidden")
+         "chat_write_forbidden", "topic_closed")
+# A forum topic the daily tip was set in was deleted.
+THREAD_GONE = "message thread not found"
 # APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
 # once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
 MISFIRE_GRACE_SECONDS = 15 * 60
@@ -341,7 +344,9 @@ class GroupFeatures:
         # Channel posts come only from the channel's admins; in groups we ask Telegram.
         admin = chat.type == ChatType.CHANNEL or await self._is_admin(update, context)
         if admin:
-            reply = escape(self._configure(context.application, chat.id, args))
+            # set in a forum topic, the tips go to that topic
+            thread = message.message_thread_id if message.is_topic_message else None
+            reply = escape(self._configure(context.application, chat.id, args, thread))
         else:
             reply = self.render.message(
                 "dailytip.not_admin" if admin is False else "dailytip.admin_unknown")
@@ -453,7 +458,7 @@ class GroupFeatures:
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
-                                           parse_mode=HTML,
+                                           parse_mode=HTML, message_thread_id=schedule.thread,
                                            reply_markup=self._checkin_button(context, chat_id),
                                            link_preview_options=NO_PREVIEW)
         except ChatMigrated as exc:
@@ -462,12 +467,18 @@ class GroupFeatures:
                 await self._post_tip(context, exc.new_chat_id, migrated=True)
             return
         except (Forbidden, BadRequest) as exc:
+            if schedule.thread is not None and THREAD_GONE in exc.message.lower():
+                # its topic was deleted: the chat itself has the tips from now on
+                self.schedules.leave_thread(chat_id, schedule.thread)
+                log.warning("a daily tip's forum topic is gone; it goes to the chat instead")
+                await self._post_tip(context, chat_id, migrated=migrated)
+                return
             if chat_gone(exc):
                 self._stop_posting(app, chat_id, exc)
                 return
             if muted(exc):  # today's is skipped; the rotation keeps its place
-                log.warning("muted in a chat (%s); its daily tip stays, to go out once the "
-                            "bot may post there again", type(exc).__name__)
+                log.warning("muted in a chat, or its topic closed (%s); its daily tip stays, "
+                            "to go out once the bot may post there again", type(exc).__name__)
                 self.schedules.mark_day(chat_id, due.date().isoformat() if due else "")
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
@@ -553,7 +564,7 @@ class GroupFeatures:
     # -- helpers --
 
     def _configure(self, app: Application, chat_id: int,  # type: ignore[type-arg]
-                   args: list[str]) -> str:
+                   args: list[str], thread: int | None = None) -> str:
         """Apply an admin's /dailytip arguments; the answer to give them. With none, the
         chat's current setting (an answer let go in a flood can be asked for again)."""
         if not args:
@@ -573,7 +584,7 @@ class GroupFeatures:
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
         hhmm, zone = parsed
-        self.schedules.set(chat_id, hhmm, zone)
+        self.schedules.set(chat_id, hhmm, zone, thread)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self.content.message("dailytip.set").format(time=hhmm, zone=zone)
 
@@ -588,7 +599,8 @@ class GroupFeatures:
             self.migrate(context.application, chat_id, exc.new_chat_id)
         except (Forbidden, BadRequest) as exc:
             if muted(exc):
-                log.info("muted in a chat (%s); nothing was posted", type(exc).__name__)
+                log.info("muted in a chat, or its topic closed (%s); nothing was posted",
+                         type(exc).__name__)
                 return
             if not chat_gone(exc):
                 raise

@@ -523,12 +523,17 @@ class FakeBotAPI:
         entities: list[JSONDict] | None = None,
         *,
         deleted: bool = False,
+        thread: int | None = None,
     ) -> int:
         """With `deleted`, the message is gone before the bot answers (a member or a
         cleaning bot deleted it): replies quoting it fail unless they allow sending
-        without the reply, as in Telegram."""
+        without the reply, as in Telegram. With `thread`, it is posted in that topic of a
+        forum group."""
         message = self._user_message(chat_id, user_id, chat_type, first_name, chat_title)
         message["text"] = text
+        if thread is not None:
+            message["message_thread_id"] = thread
+            message["is_topic_message"] = True
         if deleted:
             with self._lock:
                 self._deleted.add((_chat_key(chat_id), message["message_id"]))

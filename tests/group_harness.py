@@ -143,11 +143,13 @@ class Running:
         return self.api.sent_to(chat_id)
 
     async def say(self, chat_id: int, text: str, *, user_id: int | None = None,
-                  chat_type: str = "supergroup", deleted: bool = False) -> dict[str, Any]:
-        """Send `text` and return the one new message the bot sent into that chat."""
+                  chat_type: str = "supergroup", deleted: bool = False,
+                  thread: int | None = None) -> dict[str, Any]:
+        """Send `text` (in forum topic `thread`, if given) and return the one new message
+        the bot sent into that chat."""
         before = len(self.api.sent_to(chat_id))
         self.api.send_text(chat_id, text, user_id=user_id, chat_type=chat_type,
-                           deleted=deleted)
+                           deleted=deleted, thread=thread)
         sent = await self.wait_sent(chat_id, before + 1)
         return sent[before]
 

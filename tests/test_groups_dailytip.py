@@ -534,7 +534,7 @@ def test_a_zone_gone_notice_keeps_a_schedule_an_admin_set_meanwhile(
     run(scenario())
 
 
-def test_a_schedule_table_from_before_catch_up_gains_the_column(
+def test_a_schedule_table_from_before_catch_up_and_topics_gains_the_columns(
         older_database: Callable[[str], Path]) -> None:
     path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "
                           "NOT NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]');"
@@ -544,6 +544,8 @@ def test_a_schedule_table_from_before_catch_up_gains_the_column(
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "")
     store.mark_posted(-5, TIPS[0].id, [c.id for c in TIPS], day="2026-12-01")
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "2026-12-01")
+    store.set(-5, "09:00", "UTC", thread=7)
+    assert store.get(-5) == Schedule(-5, "09:00", "UTC", "2026-12-01", thread=7)
 
 
 # -- 8. the bot's own membership --
@@ -695,6 +697,7 @@ MUTED = [
     "Bad Request: not enough rights to send text messages to the chat",
     "Bad Request: have no rights to send a message",
     "Bad Request: CHAT_WRITE_FORBIDDEN",
+    "Bad Request: TOPIC_CLOSED",  # in a forum, the topic it posts in was closed
 ]
 
 
@@ -898,6 +901,62 @@ def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: 
                 await bot.job(GROUP).run(bot.app)
                 assert len(api.sent_to(GROUP)) == base + posts, utc
                 base += posts
+            assert bot.errors == []
+
+    run(scenario())
+
+
+# -- 11. forum groups: the topic it was set in --
+
+TOPIC = 7
+
+
+def test_a_daily_tip_set_in_a_forum_topic_goes_to_that_topic(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    db_path = tmp_path / "db.sqlite3"
+
+    async def set_in_topic() -> None:
+        async with running_bot(api, db_path) as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN, thread=TOPIC)
+            assert bot.sends(GROUP)[-1].params.get("message_thread_id") == TOPIC  # the answer
+            await bot.job(GROUP).run(bot.app)
+            tip = bot.sends(GROUP)[-1]
+            assert tip.ok and tip.params.get("message_thread_id") == TOPIC
+            assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
+
+    async def after_a_restart_then_set_in_general() -> None:
+        async with running_bot(api, db_path) as bot:
+            await bot.job(GROUP).run(bot.app)
+            assert bot.sends(GROUP)[-1].params.get("message_thread_id") == TOPIC
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            await bot.job(GROUP).run(bot.app)
+            assert "message_thread_id" not in bot.sends(GROUP)[-1].params
+            assert bot.errors == []
+
+    run(set_in_topic())
+    run(after_a_restart_then_set_in_general())
+
+
+def test_a_daily_tip_whose_topic_was_deleted_goes_to_the_chat(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN, thread=TOPIC)
+            api.fail_next("sendMessage", chat_id=GROUP,
+                          description="Bad Request: message thread not found")
+            await bot.job(GROUP).run(bot.app)
+            refused, posted = bot.sends(GROUP)[-2:]
+            assert not refused.ok and refused.params.get("message_thread_id") == TOPIC
+            assert posted.ok and "message_thread_id" not in posted.params
+            first = assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
+            assert first == card_in(refused.params["text"])  # that day's tip, not skipped
+            # and from then on, to the chat itself; the rotation goes on
+            await bot.job(GROUP).run(bot.app)
+            assert "message_thread_id" not in bot.sends(GROUP)[-1].params
+            assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) != first
+            assert bot.rows() == [(GROUP, "08:30", "Europe/London")]
             assert bot.errors == []
 
     run(scenario())
