@@ -39,7 +39,7 @@ from telegram.ext import (
 )
 
 from bot.deeplinks import is_group_payload
-from bot.engine import Engine, Event
+from bot.engine import Engine, Event, Snapshot
 from bot.loading import TIP_TAG
 from bot.outputs import Answered, Output, Say
 from bot.store import SessionStore
@@ -156,6 +156,10 @@ class BackBot:
         # on the welcome from a first: the messages answered so, kept (a bounded few) to
         # answer a double tap as stale.
         self._answered_unstored: dict[tuple[int, int], None] = {}
+        # Taps that only showed something (the sources at an end, a note, "moved on") and
+        # changed nothing stored, with the session they left: the same button tapped again
+        # while that is unchanged is a double tap, answered by what the first one showed.
+        self._shown_on_tap: dict[tuple[int, int, str | None], Snapshot] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -360,12 +364,19 @@ class BackBot:
             # Delivered again after a crash: it was applied, but its replies may not have
             # gone out, so show all of where we are.
             event, notes = Event("again"), ()
-        tapped = _tapped_message(query) if snapshot is None else None
-        if tapped is not None and (user_id, tapped) in self._answered_unstored:
+        tapped = _tapped_message(query)
+        button = (user_id, tapped, query.data) if query is not None and tapped else None
+        if button is not None and snapshot is not None and self._shown_on_tap and (
+                self._shown_on_tap.get(button) == snapshot):
+            return (), []
+        if tapped is not None and snapshot is None and (
+                (user_id, tapped) in self._answered_unstored):
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
+        if button is not None and new is snapshot and event.kind == "answer":
+            _bounded_put(self._shown_on_tap, button, snapshot)
         consented = self.engine.has_consent(new)
-        if (tapped is not None and not consented
+        if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
             _bounded_add(self._answered_unstored, (user_id, tapped))
@@ -576,6 +587,10 @@ def _asked_within(query: CallbackQuery, seconds: float) -> bool:
 
 
 def _bounded_add(kept: dict[tuple[int, int], None], key: tuple[int, int]) -> None:
-    kept[key] = None
+    _bounded_put(kept, key, None)
+
+
+def _bounded_put(kept: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:
+    kept[key] = value
     if len(kept) > ANSWERED_UNSTORED_KEPT:
         del kept[next(iter(kept))]  # the oldest

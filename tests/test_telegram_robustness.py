@@ -294,6 +294,39 @@ def test_double_tap_on_start_again_restarts_once(tmp_path: Path, end: str) -> No
     run_bounded(scenario())
 
 
+def test_double_tap_on_a_button_that_only_shows_something_shows_it_once(
+        tmp_path: Path) -> None:
+    """An end's "Sources" and a stale button change nothing stored: the second of two
+    taps answers its spinner and sends nothing more, while the button's other uses stay."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "yes")  # emergency
+            end = h.current(CHAT)
+            before = h.snapshot(CHAT)
+            answers = len(h.query_answers())
+            replies = await double_tap(h, end, h.data_for(end, "sources"))
+            header = h.message_text("sources.header")
+            assert sum(header in text for text in replies) == 1, replies
+            assert replies[-1] == h.message_text("end.question")
+            assert len(h.query_answers()) == answers + 2
+            assert h.snapshot(CHAT) == before
+            # the new end buttons still show the sources
+            replies = await h.step(CHAT, "sources")
+            assert header in replies[0]
+
+            await h.tap(CHAT, end["message_id"], h.data_for(end, "restart"))  # stale now
+            await h.choose(CHAT, "agree")
+            old = {"message_id": end["message_id"]}
+            replies = await double_tap(h, old, h.data_for(end, "restart"))
+            assert replies == [h.message_text("session.stale"),
+                               h.message_text("question.bladder")]
+            assert len(h.query_answers()) == answers + 7
+            assert h.state(CHAT) == "asking_bladder"
+
+    run_bounded(scenario())
+
+
 def test_a_storage_failure_answers_the_tap_and_changes_nothing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A full disk or a database locked too long: the tap is still answered (an alert
