@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS daily_tips (
     tz      TEXT    NOT NULL,
     posted  TEXT    NOT NULL DEFAULT '[]',
     last_day TEXT   NOT NULL DEFAULT '',
-    thread  INTEGER
+    thread  INTEGER,
+    active  INTEGER NOT NULL DEFAULT 1
 );
 """
 
@@ -38,12 +39,19 @@ class ScheduleStore:
         # a database from before missed tips were caught up
         add_column(db, "daily_tips", "last_day", "TEXT NOT NULL DEFAULT ''")
         add_column(db, "daily_tips", "thread", "INTEGER")  # ... and before forum topics
+        add_column(db, "daily_tips", "active", "INTEGER NOT NULL DEFAULT 1")  # ... and "off"
 
     def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None) -> None:
         self.db.execute(
             "INSERT INTO daily_tips (chat_id, hhmm, tz, thread) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (chat_id) DO UPDATE SET hhmm = excluded.hhmm, tz = excluded.tz, "
-            "thread = excluded.thread", (chat_id, hhmm, tz, thread))
+            "thread = excluded.thread, active = 1", (chat_id, hhmm, tz, thread))
+
+    def turn_off(self, chat_id: int) -> bool:
+        """An admin's "off": no more tips, but the rotation is kept, so turned on again
+        it goes on where it was rather than repeat the tips already posted."""
+        return self.db.execute("UPDATE daily_tips SET active = 0 WHERE chat_id = ? "
+                               "AND active = 1", (chat_id,)).rowcount > 0
 
     def leave_thread(self, chat_id: int, thread: int) -> None:
         """The chat's topic is gone: its tips go to the chat itself (unless set anew)."""
@@ -51,6 +59,7 @@ class ScheduleStore:
                         (chat_id, thread))
 
     def remove(self, chat_id: int) -> bool:
+        """Everything about the chat (the bot left it, or may not post there)."""
         return self.db.execute("DELETE FROM daily_tips WHERE chat_id = ?",
                                (chat_id,)).rowcount > 0
 
@@ -71,13 +80,14 @@ class ScheduleStore:
         return self.get(new_chat_id) if moved else None
 
     def get(self, chat_id: int) -> Schedule | None:
-        row = self.db.execute(f"SELECT {COLUMNS} FROM daily_tips WHERE chat_id = ?",
-                              (chat_id,)).fetchone()
+        row = self.db.execute(f"SELECT {COLUMNS} FROM daily_tips WHERE chat_id = ? "
+                              "AND active = 1", (chat_id,)).fetchone()
         return Schedule(*row) if row else None
 
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in
-                self.db.execute(f"SELECT {COLUMNS} FROM daily_tips ORDER BY chat_id")]
+                self.db.execute(f"SELECT {COLUMNS} FROM daily_tips WHERE active = 1 "
+                                "ORDER BY chat_id")]
 
     def next_tip(self, chat_id: int, tip_ids: list[str]) -> str | None:
         """The first tip this chat has not had yet; after the last one, start over."""

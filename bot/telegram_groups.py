@@ -580,7 +580,7 @@ class GroupFeatures:
         if parsed is None:
             return self.content.message("dailytip.usage")
         if parsed == "off":
-            self.schedules.remove(chat_id)
+            self.schedules.turn_off(chat_id)
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
         hhmm, zone = parsed

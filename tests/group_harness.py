@@ -128,7 +128,12 @@ class Running:
 
     def rows(self) -> list[tuple[int, str, str]]:
         return [tuple(row) for row in self.db.execute(  # type: ignore[misc]
-            "SELECT chat_id, hhmm, tz FROM daily_tips ORDER BY chat_id")]
+            "SELECT chat_id, hhmm, tz FROM daily_tips WHERE active = 1 ORDER BY chat_id")]
+
+    def stored_chats(self) -> list[int]:
+        """Every chat the database holds anything about (a tip turned off included)."""
+        return [row[0] for row in self.db.execute(
+            "SELECT chat_id FROM daily_tips ORDER BY chat_id")]
 
     def sends(self, chat_id: int | str) -> list[Call]:
         """Every sendMessage the bot attempted into `chat_id` (failed ones too)."""

@@ -309,6 +309,31 @@ def test_daily_tip_job_posts_each_tip_once_per_cycle(api: FakeBotAPI, tmp_path: 
     run(scenario())
 
 
+def test_turned_off_and_on_again_the_rotation_goes_on_where_it_was(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            posted = []
+            for _ in range(2):
+                await bot.job(GROUP).run(bot.app)
+                posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
+            await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            reply = await bot.say(GROUP, "/dailytip", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.none")
+            await bot.say(GROUP, "/dailytip 09:15 Europe/London", user_id=ADMIN)
+            assert bot.rows() == [(GROUP, "09:15", "Europe/London")]
+            for _ in range(len(TIPS) - 2):
+                await bot.job(GROUP).run(bot.app)
+                posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
+            assert sorted(posted) == sorted(c.id for c in TIPS)  # none repeated
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_daily_tips_spread_over_their_minute_and_run_late_rather_than_never(
         api: FakeBotAPI, tmp_path: Path) -> None:
     chats = [-100_555_000_000 - n for n in range(60)]
@@ -534,7 +559,7 @@ def test_a_zone_gone_notice_keeps_a_schedule_an_admin_set_meanwhile(
     run(scenario())
 
 
-def test_a_schedule_table_from_before_catch_up_and_topics_gains_the_columns(
+def test_a_schedule_table_from_before_catch_up_topics_and_off_gains_the_columns(
         older_database: Callable[[str], Path]) -> None:
     path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "
                           "NOT NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]');"
@@ -546,6 +571,9 @@ def test_a_schedule_table_from_before_catch_up_and_topics_gains_the_columns(
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "2026-12-01")
     store.set(-5, "09:00", "UTC", thread=7)
     assert store.get(-5) == Schedule(-5, "09:00", "UTC", "2026-12-01", thread=7)
+    assert store.turn_off(-5) and store.get(-5) is None and store.all() == []
+    store.set(-5, "09:00", "UTC")
+    assert store.next_tip(-5, [c.id for c in TIPS]) == TIPS[1].id  # its rotation kept
 
 
 # -- 8. the bot's own membership --
@@ -564,9 +592,25 @@ def test_removed_from_a_group_drops_its_daily_tip(api: FakeBotAPI, tmp_path: Pat
             await eventually(lambda: bot.jobs(GROUP) == () and all(
                 row[0] != GROUP for row in bot.rows()), what="the schedule removed")
             assert bot.rows() == [(OTHER_GROUP, "08:30", "Europe/London")]
+            assert bot.stored_chats() == [OTHER_GROUP]  # nothing kept about that group
             assert len(bot.jobs(OTHER_GROUP)) == 1  # other chats keep theirs
             await bot.settle()
             assert len(api.calls_to("sendMessage")) == sent_before + 1  # the sentinel only
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_removed_from_a_group_after_off_keeps_nothing_about_it(api: FakeBotAPI,
+                                                               tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            assert bot.stored_chats() == [GROUP]  # its rotation, for when it is back on
+            api.my_chat_member(GROUP, "supergroup", "member", "left", by_user_id=ADMIN)
+            await eventually(lambda: bot.stored_chats() == [], what="the chat forgotten")
             assert bot.errors == []
 
     run(scenario())
