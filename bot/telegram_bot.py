@@ -11,10 +11,11 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from telegram import (
     Bot,
     BotCommand,
@@ -421,9 +422,13 @@ class BackBot:
                 replies = [*uncovered(waiting, replies), *replies]
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
+        # However late the loop gets to it (APScheduler's default drops a job woken over
+        # 1 s late, as it may be when sends time out under load): it checks first whether
+        # the person moved on meanwhile.
         self._sends_again[user_id] = self.job_queue.run_once(
             self._send_again, when=self.send_again_after,
-            data=(user_id, chat_id, replies, snapshot), name="send-again")
+            data=(user_id, chat_id, replies, snapshot), name="send-again",
+            job_kwargs={"misfire_grace_time": None})
 
     def _drop_send_again_if_covered(self, user_id: int, sent: list[Reply]) -> None:
         """Replies waiting to be sent again are dropped once they are out of date (the
@@ -441,7 +446,8 @@ class BackBot:
     def _cancel_send_again(self, user_id: int) -> None:
         job = self._sends_again.pop(user_id, None)
         if job is not None:
-            job.schedule_removal()
+            with suppress(JobLookupError):  # it has just started running
+                job.schedule_removal()
 
     async def _send_again(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert context.job is not None

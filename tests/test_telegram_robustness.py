@@ -660,6 +660,22 @@ async def at_bladder_with_the_next_reply_failing(h: BotHarness) -> dict:
     return h.current(CHAT)
 
 
+def test_a_failed_reply_goes_out_again_even_when_the_loop_gets_to_it_late(
+        tmp_path: Path) -> None:
+    """The second try falls due while the event loop is busy (as it may be when sends time
+    out under load): it still goes out, however late."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            message = await at_bladder_with_the_next_reply_failing(h)
+            before = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            time.sleep(1.6)  # blocks the loop past the try's time and the scheduler's 1 s
+            saddle = h.message_text("question.saddle")
+            assert await until(lambda: h.sent_texts(CHAT)[before:] == [saddle])
+
+    run_bounded(scenario())
+
+
 def test_a_failed_reply_is_not_sent_again_once_something_newer_went_out(
         tmp_path: Path) -> None:
     async def scenario() -> None:
