@@ -160,7 +160,7 @@ class BackBot:
         # Taps that only showed something (the sources at an end, a note, "moved on") and
         # changed nothing stored, with the session they left: the same button tapped again
         # while that is unchanged is a double tap, answered by what the first one showed.
-        self._shown_on_tap: dict[tuple[int, int, str | None], Snapshot] = {}
+        self._shown_on_tap: dict[Button, Snapshot | None] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -332,7 +332,11 @@ class BackBot:
         button's answer says, if not the engine's)."""
         async with self.locks.hold(user_id):
             async with self.sorry_on_failure(chat_id, query):
-                notes, outputs = self._step_and_store(user_id, event, notes, query, update_id)
+                notes, outputs, shown = self._step_and_store(user_id, event, notes, query,
+                                                             update_id)
+            if query is not None and not outputs:  # a double tap: the first one answered
+                await self.answer_query(query)
+                return
             edited, replies = self.render.replies([*notes, *outputs])
             unsent: list[Reply] = []
             try:  # as dropping_if_blocked does, written out on the path every tap takes
@@ -346,6 +350,8 @@ class BackBot:
                     # its keyboard, as the question comes again below it.
                     await self.edit(query, edited)
                 await self.send(chat_id, replies, unsent)
+                if shown is not None:  # out: the same button tapped again is a double tap
+                    _bounded_put(self._shown_on_tap, shown, self.store.get(user_id))
                 if self._sends_again:
                     self._drop_send_again_if_covered(user_id, replies)
             except Forbidden:
@@ -357,8 +363,10 @@ class BackBot:
 
     def _step_and_store(self, user_id: int, event: Event, notes: Sequence[Output],
                         query: CallbackQuery | None, update_id: int | None,
-                        ) -> tuple[Sequence[Output], list[Output]]:
-        """The notes to put first and the engine's outputs, with the step made durable."""
+                        ) -> tuple[Sequence[Output], list[Output], Button | None]:
+        """The notes to put first and the engine's outputs, with the step made durable;
+        and the button tapped, if that tap only showed something (none for a double tap
+        of such a button: it shows nothing more)."""
         stored = self.store.load(user_id)
         snapshot, seen = stored.snapshot, stored.seen
         if update_id is not None and update_id in seen:
@@ -369,13 +377,12 @@ class BackBot:
         button = (user_id, tapped, query.data) if query is not None and tapped else None
         if button is not None and snapshot is not None and self._shown_on_tap and (
                 self._shown_on_tap.get(button) == snapshot):
-            return (), []
+            return (), [], None
         if tapped is not None and snapshot is None and (
                 (user_id, tapped) in self._answered_unstored):
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
-        if button is not None and new is snapshot and event.kind == "answer":
-            _bounded_put(self._shown_on_tap, button, snapshot)
+        shown = button if new is snapshot and event.kind == "answer" else None
         consented = self.engine.has_consent(new)
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
@@ -389,7 +396,7 @@ class BackBot:
             self.store.save(user_id, new, seen, stored)
         elif snapshot is not None:
             self.store.delete(user_id)
-        return notes, outputs
+        return notes, outputs, shown
 
     def sorry_on_failure(self, chat_id: int,
                          query: CallbackQuery | None = None) -> _SorryOnFailure:
@@ -572,6 +579,8 @@ def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
     return [reply for reply in waiting if reply.text not in sent_text]
 
 
+# A button tapped: (user id, message id, its callback data).
+Button = tuple[int, int, str | None]
 RESTARTED = "session.restarted"
 # A ref no question has: the engine answers a tap carrying it as stale.
 ANSWERED_ALREADY = "answered"

@@ -327,6 +327,35 @@ def test_double_tap_on_a_button_that_only_shows_something_shows_it_once(
     run_bounded(scenario())
 
 
+def test_a_button_that_showed_nothing_still_works(tmp_path: Path) -> None:
+    """An end's "Sources" whose step could not be stored (the tap was answered "try
+    again"), or whose reply did not go out: the same button tapped again shows them."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "yes")  # emergency
+            end = h.current(CHAT)
+            data = h.data_for(end, "sources")
+            header = h.message_text("sources.header")
+            save = h.store.save
+
+            def full(*args: object, **kwargs: object) -> None:
+                raise sqlite3.OperationalError("database or disk is full")
+
+            h.store.save = full  # type: ignore[method-assign]
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, end["message_id"], data)
+            assert h.sent_texts(CHAT)[sent:] == []
+            h.store.save = save  # type: ignore[method-assign]
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.tap(CHAT, end["message_id"], data)
+            assert h.sent_texts(CHAT)[sent:] == []
+            await h.tap(CHAT, end["message_id"], data)
+            assert header in h.sent_texts(CHAT)[sent]
+
+    run_bounded(scenario())
+
+
 def test_a_storage_failure_answers_the_tap_and_changes_nothing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A full disk or a database locked too long: the tap is still answered (an alert
