@@ -67,6 +67,11 @@ class Card:
     citations: tuple[Citation, ...]
     tags: frozenset[str]
 
+    def texts(self) -> list[str]:
+        """Everything the card shows: its citations too (a source's title, a section)."""
+        cited = [text for cite in self.citations for text in (cite.source.title, cite.section)]
+        return [self.title, self.body, *cited]
+
 
 @dataclass(frozen=True, slots=True)
 class RequiredFlag:
@@ -132,7 +137,7 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
                         f"{', '.join(missing)}")
     safety = _load_safety(directory / "safety.yaml", sources, messages)
     for card in cards.values():  # /tip and the proof tell activity cards by this tag
-        word = safety.activity_word(f"{card.title}\n{card.body}")
+        word = safety.activity_word("\n".join(card.texts()))
         if word is not None and "activity" not in card.tags:
             raise DataError(directory / "advice.yaml", f"card {card.id} names an activity "
                             f"({word!r}) but is not tagged activity")

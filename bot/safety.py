@@ -78,9 +78,7 @@ def state_messages(spec: StateSpec) -> Iterable[str]:
 def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
     for item in spec.show:
         if item.kind == "card":
-            card = content.cards[item.ref]
-            yield card.title
-            yield card.body
+            yield from content.cards[item.ref].texts()
     yield from (content.messages[mid] for mid in state_messages(spec))
     for source, section in spec.follows:  # an end's "This advice follows: ..." line
         yield content.sources[source].title
@@ -192,6 +190,13 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
                 f"{content.directory / 'messages.yaml'}: message {mid} names an activity "
                 f"({word!r}) but no state owns it, so it can be shown at any point, before "
                 "the doctor prompt too")
+    for source in content.sources.values():  # /sources lists them at any point
+        word = content.safety.activity_word(f"{source.title}\n{source.publisher}")
+        if word is not None:
+            finding.problems.append(
+                f"{content.directory / 'sources.yaml'}: source {source.id} names an activity "
+                f"({word!r}) in its title or publisher, which /sources shows at any point, "
+                "before the doctor prompt too")
     finding.states = len(activity)
     finding.paths = graph.count_paths(dialog.initial, activity)
     return finding

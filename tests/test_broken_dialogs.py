@@ -600,6 +600,33 @@ def test_untagged_card_naming_an_activity_fails(data_copy, check) -> None:
     assert what == "card tip.weight_matters names an activity ('jog') but is not tagged activity"
 
 
+def test_untagged_card_citing_a_section_that_names_an_activity_fails(data_copy,
+                                                                      check) -> None:
+    """A card shows its citations too: a section title can name an activity."""
+    path = data_copy.content / "advice.yaml"
+    replace_once(path, """        section: "Zero Activity Causes Pain to Worsen"
+    tags: [why]""", """        section: "Zero Activity Causes Pain to Worsen"
+      - source: aaos
+        section: "Flexibility and strength work (as reported by LIVESTRONG.com)"
+    tags: [why]""")
+    _, _, what = data_error(check(), path)
+    assert re.fullmatch(r"card why.inactivity names an activity \('(?i:flexibility)'\) but "
+                        "is not tagged activity", what), what
+
+
+def test_source_title_naming_an_activity_fails(data_copy, check) -> None:
+    """/sources can be read before the doctor prompt and after a red flag."""
+    path = data_copy.content / "sources.yaml"
+    replace_once(path, 'title: "Shnayderman I, Katz-Leurer M. Clinical Rehabilitation',
+                 'title: "A walking programme. Clinical Rehabilitation')
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    assert block[1:] == [f"{path}: source clinical_rehab_2013 names an activity ('walk') in "
+                         "its title or publisher, which /sources shows at any point, before "
+                         "the doctor prompt too"]
+
+
 def test_dialog_cannot_carry_its_own_activity_words(data_copy, check) -> None:
     """The words live with the rules: a dialog that lists fewer cannot hide an activity."""
     edit(data_copy.dialog, lambda d: d.update(activity_words=["xyzzy"]))
