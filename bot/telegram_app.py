@@ -64,8 +64,12 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
 
     async def checkpoint_wal(context: Ctx.DEFAULT_TYPE) -> None:
         empty_log, store.erased = store.erased, False  # an erase meanwhile sets it again
-        if not await asyncio.to_thread(checkpoint, settings.db_path, empty_log=empty_log):
-            store.erased = True
+        done = False
+        try:
+            done = await asyncio.to_thread(checkpoint, settings.db_path, empty_log=empty_log)
+        finally:  # not done (busy, or an error the job queue logs): the next one empties it
+            if not done:
+                store.erased = store.erased or empty_log
 
     builder = (
         ApplicationBuilder()

@@ -19,6 +19,7 @@ from telegram_harness import (
     run_bounded,
 )
 
+from bot import telegram_app
 from bot.telegram_bot import FORGET_CONFIRM_SECONDS, IN_HAND_PER_USER
 
 CHAT = 2002
@@ -948,8 +949,9 @@ def test_forget_on_a_message_too_old_to_see_says_so_in_a_new_one(tmp_path: Path)
     run_bounded(scenario())
 
 
+@pytest.mark.parametrize("failing_once", [False, True])
 def test_forget_leaves_no_copy_in_the_files_even_if_nothing_is_written_after(
-        tmp_path: Path) -> None:
+        tmp_path: Path, failing_once: bool) -> None:
     """Older copies of an erased row stay in the write-ahead log until it is cut back; the
     bot may go quiet after a /forget, so its next checkpoint cuts it back itself."""
     session_bytes = b'"dialog":"screening"'  # in every stored session, in no other table
@@ -967,6 +969,19 @@ def test_forget_leaves_no_copy_in_the_files_even_if_nothing_is_written_after(
             await h.tap(CHAT, h.current(CHAT)["message_id"], "f|yes")
             assert h.rows(CHAT) == 0
             assert session_bytes in on_disk()  # the log still holds the row's older pages
+            if failing_once:  # that checkpoint fails: the next one still empties the log
+                real = telegram_app.checkpoint
+
+                def failing(*args: object, **kwargs: object) -> bool:
+                    telegram_app.checkpoint = real  # type: ignore[assignment]
+                    raise sqlite3.OperationalError("disk I/O error")
+
+                telegram_app.checkpoint = failing  # type: ignore[assignment]
+                try:
+                    await job.run(h.app)
+                finally:
+                    telegram_app.checkpoint = real  # type: ignore[assignment]
+                assert session_bytes in on_disk()
             await job.run(h.app)
             assert session_bytes not in on_disk()
             assert (tmp_path / "db.sqlite3-wal").stat().st_size == 0
