@@ -584,7 +584,8 @@ Button = tuple[int, int, str | None]
 RESTARTED = "session.restarted"
 # A ref no question has: the engine answers a tap carrying it as stale.
 ANSWERED_ALREADY = "answered"
-ANSWERED_UNSTORED_KEPT = 1024
+# How many taps each of those memories keeps (a double tap comes within a second).
+TAPS_KEPT = 1024
 
 
 def _tapped_message(query: CallbackQuery | None) -> int | None:
@@ -607,5 +608,5 @@ def _bounded_add(kept: dict[tuple[int, int], None], key: tuple[int, int]) -> Non
 
 def _bounded_put(kept: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:
     kept[key] = value
-    if len(kept) > ANSWERED_UNSTORED_KEPT:
+    if len(kept) > TAPS_KEPT:
         del kept[next(iter(kept))]  # the oldest
