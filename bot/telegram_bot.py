@@ -157,9 +157,9 @@ class BackBot:
         # on the welcome from a first: the messages answered so, kept (a bounded few) to
         # answer a double tap as stale.
         self._answered_unstored: dict[tuple[int, int], None] = {}
-        # Taps that only showed something (the sources at an end, a note, "moved on") and
-        # changed nothing stored, with the session they left: the same button tapped again
-        # while that is unchanged is a double tap, answered by what the first one showed.
+        # Taps that only showed something (the sources at an end, a note) and changed
+        # nothing stored, with the session they left: the same button tapped again while
+        # that is unchanged is a double tap, answered by what the first one showed.
         self._shown_on_tap: dict[Button, Snapshot | None] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
@@ -382,7 +382,8 @@ class BackBot:
                 (user_id, tapped) in self._answered_unstored):
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
-        shown = button if new is snapshot and event.kind == "answer" else None
+        shown = (button if new is snapshot and event.kind == "answer" and _only_shows(outputs)
+                 else None)
         consented = self.engine.has_consent(new)
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
@@ -591,6 +592,14 @@ TAPS_KEPT = 1024
 def _tapped_message(query: CallbackQuery | None) -> int | None:
     message = query.message if query is not None else None
     return message.message_id if message is not None else None
+
+
+def _only_shows(outputs: Sequence[Output]) -> bool:
+    """The outputs of a tap that showed something (the sources, a note), not of one that
+    was stale or wrong: a stale button tapped again is told "moved on" again."""
+    first = outputs[0] if outputs else None
+    return first is not None and not (
+        isinstance(first, Say) and first.key.startswith(("session.", "error.")))
 
 
 def _asked_within(query: CallbackQuery, seconds: float) -> bool:
