@@ -77,9 +77,10 @@ MEMBERSHIP_GROUP = 1
 # Replies Telegram did not take (timed out, failed) are sent again this much later, once,
 # so no one is left after an answer with no next question and no buttons.
 SEND_AGAIN_SECONDS = 5.0
-# Telegram dates messages by its clock, a tap's arrival goes by ours: a check-in counts
-# from this long before its first answer arrived, so a small lead of our clock cannot
-# make its own first question look older than it.
+# Telegram dates messages by its clock, a tap's arrival goes by ours (set back by how far
+# Telegram's clock was behind ours when it dated our last message): a check-in counts
+# from this long before its first answer arrived, so a small error in that cannot make
+# its own first question look older than it.
 CLOCK_ALLOWANCE_SECONDS = 30
 # A "Yes, erase" button works this long after /forget asked: one tapped by chance while
 # scrolling back days later must not erase the check-in the person is in now.
@@ -150,6 +151,9 @@ class BackBot:
         self.locks = KeyedLocks()
         self.send_again_after = SEND_AGAIN_SECONDS
         self.clock_allowance = CLOCK_ALLOWANCE_SECONDS
+        # How far Telegram's clock is behind ours, as it dated the last message we sent
+        # (a server clock minutes fast would otherwise make every new question look old).
+        self.telegram_behind = 0.0
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
@@ -302,7 +306,7 @@ class BackBot:
         message = query.message
         sent_at = (int(message.date.timestamp())
                    if message is not None and message.is_accessible else None)
-        tapped_at = int(time.time()) - self.clock_allowance
+        tapped_at = int(time.time() - self.telegram_behind) - self.clock_allowance
         await self.apply(user.id, chat_id,
                          Event.answer(choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at),
                          query=query, update_id=update.update_id)
@@ -513,13 +517,14 @@ class BackBot:
                 log.info("typing action not sent: %s", type(exc).__name__)
         for n, reply in enumerate(replies):
             try:
-                await bot.send_message(chat_id, reply.text, parse_mode=HTML,
-                                       reply_markup=reply.keyboard,
-                                       link_preview_options=link_preview(reply.text))
+                sent = await bot.send_message(chat_id, reply.text, parse_mode=HTML,
+                                              reply_markup=reply.keyboard,
+                                              link_preview_options=link_preview(reply.text))
             except TelegramError:
                 if unsent is not None:
                     unsent[:] = replies[n:]
                 raise
+            self.telegram_behind = time.time() - sent.date.timestamp()
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from telegram_harness import BotHarness, bot_session, run_bounded
+
+from bot import telegram_bot
 
 CHAT = 3003
 LOGGER = "bot.telegram_bot"
@@ -121,6 +125,40 @@ def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(tmp_path: 
             await h.tap(CHAT, first_welcome["message_id"], h.data_for(first_welcome, "agree"))
             await h.choose(CHAT, "no")
             assert h.state(CHAT) == "asking_saddle"
+            before = h.snapshot(CHAT)
+            await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
+            assert h.snapshot(CHAT) == before  # no emergency answer slipped in
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize("ahead", [600, -600])
+def test_a_bot_clock_minutes_off_from_telegrams_still_tells_check_ins_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
+    """The bot's clock ten minutes fast (or slow) against Telegram's, which dates every
+    message: a check-in's new questions still count as its own (fast, each would look
+    older than the check-in), and an earlier check-in's buttons as stale (slow, they would
+    look newer), also when the new one was begun on an old welcome."""
+    real = time.time
+    monkeypatch.setattr(telegram_bot, "time", SimpleNamespace(
+        time=lambda: real() + ahead, monotonic=time.monotonic))
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].clock_allowance = 0  # as precise as whole seconds
+            await h.send(CHAT, "/start")
+            first_welcome = h.current(CHAT)
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, "agree", "no")  # on the second welcome
+            old = h.current(CHAT)  # the saddle question of that check-in
+            await asyncio.sleep(1.1)  # message dates are whole seconds
+            await h.send(CHAT, "/restart")
+            await h.tap(CHAT, first_welcome["message_id"], h.data_for(first_welcome, "agree"))
+            await h.choose(CHAT, "no")
+            assert h.state(CHAT) == "asking_saddle"  # as the old question's: same ref
+            assert "That question has moved on." not in [
+                a.get("text") for a in h.query_answers()]
             before = h.snapshot(CHAT)
             await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
             assert h.snapshot(CHAT) == before  # no emergency answer slipped in
