@@ -14,6 +14,11 @@ from bot.zones import known_zone, shown_zone, zone_data_present
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
+# PTB matches the webhook's path as a regular expression: keep to characters that match
+# themselves.
+WEBHOOK_PATH = re.compile(r"^[A-Za-z0-9/_.~-]*$")
+# An unquoted .env value ends where a comment begins (" # ..."), as in python-dotenv.
+INLINE_COMMENT = re.compile(r"\s+#.*$")
 
 
 class ConfigError(Exception):
@@ -65,11 +70,24 @@ def default_db_path(environ: Mapping[str, str]) -> Path:
     return Path(base) / "backbot" / "backbot.sqlite3"
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and # comments skipped; optional quotes stripped."""
-    values: dict[str, str] = {}
+def db_setting(env: Mapping[str, str]) -> Path:
+    raw = env.get("BACKBOT_DB", "").strip()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        path = Path(raw or default_db_path(env)).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        raise ConfigError("BACKBOT_DB starts with ~user for a user this system does not "
+                          "have") from None
+    if "\0" in str(path):
+        raise ConfigError("BACKBOT_DB must not hold a NUL character")
+    return path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments skipped (a comment after an unquoted
+    value too); optional quotes stripped."""
+    values: dict[str, str] = {}
+    try:  # utf-8-sig: an editor may have put a byte-order mark first
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         return values
     except UnicodeDecodeError:
@@ -86,6 +104,8 @@ def read_env_file(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:
+            value = INLINE_COMMENT.sub("", value)
         values[key.strip()] = value
     return values
 
@@ -125,15 +145,22 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raise ConfigError("BACKBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")
     webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
     if webhook_url:
-        parts = urlparse(webhook_url)
+        try:
+            parts = urlparse(webhook_url)
+        except ValueError:  # e.g. an unclosed [IPv6] host
+            parts = urlparse("")
         # Telegram's own Bot API needs https; a self-hosted one may call plain http
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ConfigError("BACKBOT_WEBHOOK_URL must be a full address such as "
                               "https://bot.example.org/telegram")
+        if not WEBHOOK_PATH.match(parts.path):
+            raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "
+                              "and / _ . ~ -")
+    db_path = db_setting(env)
     return Settings(
         token=Secret(token) if token else None,
         api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,
-        db_path=Path(env.get("BACKBOT_DB", "").strip() or default_db_path(env)).expanduser(),
+        db_path=db_path,
         log_level=level,
         retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
         timezone=timezone,

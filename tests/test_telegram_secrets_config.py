@@ -273,12 +273,34 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     ("BACKBOT_WEBHOOK_SECRET", "x" * 257, "BACKBOT_WEBHOOK_SECRET must be 1-256"),
     ("BACKBOT_WEBHOOK_URL", "bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
     ("BACKBOT_WEBHOOK_URL", "ftp://bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+    ("BACKBOT_WEBHOOK_URL", "https://[::1/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+    # PTB routes by the path as a pattern: "+" or "(" would never match the real path
+    ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/hook+1", "BACKBOT_WEBHOOK_URL's path"),
+    ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/a(b)", "BACKBOT_WEBHOOK_URL's path"),
+    ("BACKBOT_DB", "~no-such-user-here/b.sqlite3", "BACKBOT_DB starts with ~user for a"),
 ])
 def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(environ={name: raw}, env_file=None)
     assert str(raised.value).startswith(message)
     assert raw not in str(raised.value)  # a secret is never echoed back
+
+
+def test_a_webhook_path_of_plain_characters_is_taken_as_is() -> None:
+    url = "https://bot.example.org/tele_gram-1/x.y~z"
+    assert load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None).webhook_url == url
+
+
+def test_env_file_comments_after_values_and_a_byte_order_mark(tmp_path: Path) -> None:
+    """As python-dotenv reads them: an unquoted value ends at " #", a quoted one keeps it."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("\ufeffBACKBOT_DB=/data/b.sqlite3  # the volume\n"
+                      "BACKBOT_RETENTION_DAYS=7 # a week\n"
+                      "TELEGRAM_BOT_TOKEN='1:ab #cd'\n", encoding="utf-8")
+    settings = load_settings(environ={}, env_file=dotenv)
+    assert settings.db_path == Path("/data/b.sqlite3")
+    assert settings.retention_days == 7
+    assert settings.require_token() == "1:ab #cd"
 
 
 def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
