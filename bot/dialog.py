@@ -296,8 +296,10 @@ def _state(raw: Any, index: int, path: Path, content: Content,
         raise fail("a state that is not final needs `ask` and `choices`")
     if ask is not None and ask not in content.messages:
         raise fail(f"unknown message id {ask!r}")
-    show = tuple(_show_item(entry, path, content, predicates, fail)
-                 for entry in item.get("show") or [])
+    raw_show = item.get("show") or []
+    if not isinstance(raw_show, list):
+        raise fail("show lists cards and messages, e.g. [{card: why.inactivity}]")
+    show = tuple(_show_item(entry, path, content, predicates, fail) for entry in raw_show)
     red_flags = item.get("red_flags") or {}
     if not isinstance(red_flags, dict):
         raise fail("red_flags maps choice ids to a level, e.g. {\"yes\": emergency}")
@@ -369,6 +371,8 @@ def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Pre
 
 
 def _follows(raw: Any, content: Content, fail: Any) -> list[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise fail("follows lists {source, section} entries")
     out = []
     for entry in raw:
         if (not isinstance(entry, dict) or set(entry) != {"source", "section"}

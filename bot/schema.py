@@ -23,7 +23,7 @@ def keys(value: Mapping, file: Path, what: str, required: set[str],
     missing = sorted(required - value.keys())
     if missing:
         raise DataError(file, f"{what} is missing {', '.join(missing)}", line=value.line)
-    unknown = sorted(value.keys() - required - optional)
+    unknown = sorted(value.keys() - required - optional, key=str)  # YAML keys: any type
     if unknown:
         raise DataError(file, f"{what} has unknown key(s) {', '.join(map(str, unknown))}",
                         line=value.line)

@@ -430,6 +430,25 @@ def test_unknown_key_in_state(data_copy, check) -> None:
     assert "name: asking_trauma" in line(data_copy.dialog, lineno)
 
 
+def test_unknown_keys_of_mixed_types_in_state(data_copy, check) -> None:
+    """An unquoted `yes:` is a boolean key in YAML: listed beside text keys, not a crash."""
+    edit(data_copy.dialog, lambda d: state(d, "asking_trauma").update({True: 1, "colour": 2}))
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == "a state has unknown key(s) True, colour"
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("show", True, "show lists cards and messages, e.g. [{card: why.inactivity}]"),
+    ("follows", 1.5, "follows lists {source, section} entries"),
+])
+def test_state_list_that_is_not_a_list(data_copy, check, key: str, value: object,
+                                       message: str) -> None:
+    name = "emergency_care" if key == "follows" else "explaining_why"
+    edit(data_copy.dialog, lambda d: state(d, name).update({key: value}))
+    _, where, what = data_error(check(), data_copy.dialog)
+    assert (where, what) == (name, message)
+
+
 def test_unknown_top_level_key(data_copy, check) -> None:
     edit(data_copy.dialog, lambda d: d.update(doctor_remider="reminder.doctor"))
     _, _, what = data_error(check(), data_copy.dialog)
