@@ -103,6 +103,8 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
     echo = not stdin.isatty()  # piped input: show it, so the transcript reads naturally
     if isinstance(stdin, io.TextIOWrapper):
         stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 are just free text
+    if isinstance(stdout, io.TextIOWrapper):
+        stdout.reconfigure(errors="replace")  # a terminal without "•" shows "?" instead
     content = engine.content
     print(_wrap(content.message("chat.hint")), file=stdout)
     snapshot: Snapshot | None = None

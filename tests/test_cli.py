@@ -130,6 +130,17 @@ def test_chat_odd_digits_and_bytes_are_free_text(tmp_path: Path,
     assert messages["question.bladder"] in out  # and "1" still agreed
 
 
+def test_chat_on_a_terminal_that_is_not_utf8(tmp_path: Path) -> None:
+    """A terminal that cannot show "•" (an ASCII locale) gets "?" in its place."""
+    stdin = "".join(f"{line}\n" for line in TO_SUGGESTIONS[:9]).encode()
+    result = subprocess.run([sys.executable, "-m", "bot", "chat"], input=stdin, cwd=tmp_path,
+                            capture_output=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert b"Traceback" not in result.stderr + result.stdout
+    assert b"? it is worse at night" in result.stdout  # the list of other warning signs
+
+
 def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
                                                 messages: dict[str, str]) -> None:
     out, _ = chat(["1", "/forget", "2"], tmp_path)
