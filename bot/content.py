@@ -17,6 +17,13 @@ RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
 # Longest card body or message: a phone screen's worth, and far below Telegram's 4096.
 MAX_TEXT_CHARS = 1000
+# Titles, publishers and sections each show on one line (a card's title, its citations),
+# which the renderer splits long messages between.
+MAX_LINE_CHARS = 200
+# Shown as a tapped button's notice, which Telegram cuts at 200 characters.
+TOAST_MESSAGES = ("button.busy", "button.expired", "button.moved_on", "button.not_here",
+                  "error.try_again")
+MAX_TOAST_CHARS = 200
 # How serious a red flag is, in rising order: an answer must end at least this seriously.
 RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
@@ -135,6 +142,11 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
     if missing:
         raise DataError(directory / "messages.yaml", f"missing message(s) the code uses: "
                         f"{', '.join(missing)}")
+    for mid in TOAST_MESSAGES:
+        if len(messages[mid]) > MAX_TOAST_CHARS:
+            raise DataError(directory / "messages.yaml", f"message {mid} is over "
+                            f"{MAX_TOAST_CHARS} characters, Telegram's limit for a button's "
+                            "notice")
     safety = _load_safety(directory / "safety.yaml", sources, messages)
     for card in cards.values():  # /tip and the proof tell activity cards by this tag
         word = safety.activity_word("\n".join(card.texts()))
@@ -166,21 +178,29 @@ def _load_sources(path: Path) -> dict[str, Source]:
         url = schema.text(item["url"], path, f"source {sid} url", line=item.line)
         if not url.startswith("https://"):
             raise DataError(path, f"source {sid} url must start with https://", line=item.line)
-        sections = schema.text_list(item["sections"], path, f"source {sid} sections",
-                                    line=item.line)
+        sections = [_one_line(section, path, f"source {sid} section", item.line)
+                    for section in schema.text_list(item["sections"], path,
+                                                    f"source {sid} sections", line=item.line)]
         if len(set(sections)) != len(sections):
             raise DataError(path, f"source {sid} lists a section twice", line=item.line)
         note = item.get("note")
         sources[sid] = Source(
             id=sid,
-            title=schema.text(item["title"], path, f"source {sid} title", line=item.line),
-            publisher=schema.text(item["publisher"], path, f"source {sid} publisher",
-                                  line=item.line),
+            title=_one_line(item["title"], path, f"source {sid} title", item.line),
+            publisher=_one_line(item["publisher"], path, f"source {sid} publisher", item.line),
             url=url,
             sections=tuple(sections),
             note=schema.text(note, path, f"source {sid} note", line=item.line) if note else None,
         )
     return sources
+
+
+def _one_line(value: object, path: Path, what: str, line: int | None) -> str:
+    text = schema.text(value, path, what, line=line).strip()
+    if "\n" in text or len(text) > MAX_LINE_CHARS:
+        raise DataError(path, f"{what} must be one line of at most {MAX_LINE_CHARS} "
+                        "characters", line=line)
+    return text
 
 
 def _load_cards(path: Path, sources: dict[str, Source]) -> dict[str, Card]:
@@ -197,7 +217,7 @@ def _load_cards(path: Path, sources: dict[str, Source]) -> dict[str, Card]:
                             line=item.line)
         cards[cid] = Card(
             id=cid,
-            title=schema.text(item["title"], path, f"card {cid} title", line=item.line),
+            title=_one_line(item["title"], path, f"card {cid} title", item.line),
             body=body,
             citations=_citations(item, path, f"card {cid}", sources),
             tags=frozenset(schema.text_list(item["tags"], path, f"card {cid} tags",

@@ -449,6 +449,29 @@ def test_state_list_that_is_not_a_list(data_copy, check, key: str, value: object
     assert (where, what) == (name, message)
 
 
+def test_a_button_notice_over_telegrams_limit_fails(data_copy, check) -> None:
+    path = data_copy.content / "messages.yaml"
+    edit(path, lambda d: d["button"].update(moved_on="That question has moved on. " * 8))
+    _, _, what = data_error(check(), path)
+    assert what == ("message button.moved_on is over 200 characters, Telegram's limit for a "
+                    "button's notice")
+
+
+@pytest.mark.parametrize(("old", "new", "what"), [
+    ('title: "Why resting all day backfires"', 'title: "Why resting\\nall day backfires"',
+     "card why.inactivity title"),
+    ('- "Zero Activity Causes Pain to Worsen"', '- "' + "Zero Activity " * 16 + '"',
+     "source harbourview_low_impact section"),
+])
+def test_titles_and_sections_are_one_short_line(data_copy, check, old: str, new: str,
+                                               what: str) -> None:
+    """The renderer splits long messages between lines: a title or citation is one."""
+    path = data_copy.content / ("advice.yaml" if "card" in what else "sources.yaml")
+    replace_once(path, old, new)
+    _, _, found = data_error(check(), path)
+    assert found == f"{what} must be one line of at most 200 characters"
+
+
 def test_unknown_top_level_key(data_copy, check) -> None:
     edit(data_copy.dialog, lambda d: d.update(doctor_remider="reminder.doctor"))
     _, _, what = data_error(check(), data_copy.dialog)
