@@ -42,7 +42,7 @@ MUTATIONS: dict[str, tuple[str, Callable[[Data], object], str]] = {
     "show card is a list": ("d", lambda d: state(d, "explaining_why")["show"].append(
         {"card": ["x"]}), "(state explaining_why)"),
     "show is text": ("d", lambda d: state(d, "explaining_why").update(show="why.intro"),
-                     "a show entry must be a mapping"),
+                     "show lists cards and messages"),
     "when names no answer": ("d", lambda d: state(d, "suggesting_activities")["show"].append(
         {"card": "activity.pool", "when": {"poool": ["yes"]}}), "unknown answer key 'poool'"),
     "when names no choice": ("d", lambda d: state(d, "suggesting_activities")["show"].append(
