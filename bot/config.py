@@ -156,11 +156,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         if not WEBHOOK_PATH.match(parts.path):
             raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "
                               "and / _ . ~ -")
-    db_path = db_setting(env)
     return Settings(
         token=Secret(token) if token else None,
         api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,
-        db_path=db_path,
+        db_path=db_setting(env),
         log_level=level,
         retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
         timezone=timezone,

@@ -392,7 +392,7 @@ class BackBot:
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
-            _bounded_add(self._answered_unstored, (user_id, tapped))
+            _bounded_put(self._answered_unstored, (user_id, tapped), None)
         # Durable before anyone sees the reply; kept only with consent (and use refreshes
         # it, so retention counts from the last use, to the hour).
         if consented:
@@ -614,10 +614,6 @@ def _asked_within(query: CallbackQuery, seconds: float) -> bool:
     if message is None or not message.is_accessible:
         return False
     return time.time() - message.date.timestamp() <= seconds
-
-
-def _bounded_add(kept: dict[tuple[int, int], None], key: tuple[int, int]) -> None:
-    _bounded_put(kept, key, None)
 
 
 def _bounded_put(kept: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:

@@ -163,14 +163,16 @@ async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
 
 def chat_gone(exc: TelegramError) -> bool:
     """Telegram says the bot can no longer post in that chat (removed, chat gone)."""
-    if isinstance(exc, Forbidden):
-        return True
-    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in CHAT_GONE)
+    return isinstance(exc, Forbidden) or _bad_request_saying(exc, CHAT_GONE)
 
 
 def muted(exc: TelegramError) -> bool:
     """Telegram says the bot may not post in that chat for now (an admin's restriction)."""
-    return isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in MUTED)
+    return _bad_request_saying(exc, MUTED)
+
+
+def _bad_request_saying(exc: TelegramError, phrases: tuple[str, ...]) -> bool:
+    return isinstance(exc, BadRequest) and any(p in exc.message.lower() for p in phrases)
 
 
 def not_taken(exc: TelegramError) -> bool:

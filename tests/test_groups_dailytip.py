@@ -772,20 +772,28 @@ def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
     run(scenario())
 
 
+async def a_daily_tip_refused(api: FakeBotAPI, bot: Any, caplog: pytest.LogCaptureFixture,
+                              description: str) -> tuple[Any, list, str]:
+    """An admin's daily tip set, then its run refused by Telegram (400, `description`),
+    logs captured: the refused call, and the rows and job id from before it."""
+    api.set_member_status(GROUP, ADMIN, "administrator")
+    await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+    rows, job_id = bot.rows(), bot.job(GROUP).id
+    api.fail_next("sendMessage", chat_id=GROUP, description=description)
+    with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
+        await bot.job(GROUP).run(bot.app)
+    [refused] = [c for c in bot.sends(GROUP) if not c.ok]
+    assert refused.error_code == 400
+    return refused, rows, job_id
+
+
 @pytest.mark.parametrize("description", MUTED)
 def test_a_muted_bot_keeps_the_daily_tip_and_its_place_in_the_rotation(
         api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture,
         description: str) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            api.set_member_status(GROUP, ADMIN, "administrator")
-            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
-            rows, job_id = bot.rows(), bot.job(GROUP).id
-            api.fail_next("sendMessage", chat_id=GROUP, description=description)
-            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
-                await bot.job(GROUP).run(bot.app)
-            [refused] = [c for c in bot.sends(GROUP) if not c.ok]
-            assert refused.error_code == 400
+            refused, rows, job_id = await a_daily_tip_refused(api, bot, caplog, description)
             assert bot.rows() == rows and bot.job(GROUP).id == job_id
             assert_runs_at(bot, GROUP, "08:30", LONDON)
             assert any(r.levelno == logging.WARNING and "muted" in r.getMessage()
@@ -810,14 +818,7 @@ def test_a_refused_tip_text_keeps_the_schedule_and_skips_that_tip(
     """A Bad Request about the message itself is a content bug, not a chat that is gone."""
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            api.set_member_status(GROUP, ADMIN, "administrator")
-            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
-            rows, job_id = bot.rows(), bot.job(GROUP).id
-            api.fail_next("sendMessage", chat_id=GROUP, description=description)
-            with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
-                await bot.job(GROUP).run(bot.app)
-            [refused] = [c for c in bot.sends(GROUP) if not c.ok]
-            assert refused.error_code == 400
+            refused, rows, job_id = await a_daily_tip_refused(api, bot, caplog, description)
             refused_tip = card_in(refused.params["text"])
             # kept: the row, the job, its time
             assert bot.rows() == rows and bot.job(GROUP).id == job_id

@@ -107,39 +107,14 @@ def test_buttons_of_an_earlier_check_in_are_stale(tmp_path: Path) -> None:
     run_bounded(scenario())
 
 
-def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead", [0, 600, -600])
+def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
     """A welcome shown twice keeps working; a check-in begun on the older one still
     counts from when it began, not from that old message, so the check-in before it
-    cannot answer the new one."""
-
-    async def scenario() -> None:
-        async with bot_session(tmp_path) as h:
-            h.app.bot_data["backbot"].clock_allowance = 0  # both clocks are ours here
-            await h.send(CHAT, "/start")
-            first_welcome = h.current(CHAT)
-            await h.send(CHAT, "/start")  # the welcome again
-            await h.script(CHAT, "agree", "no")  # on the second welcome
-            old = h.current(CHAT)  # the saddle question of that check-in
-            await asyncio.sleep(1.1)  # message dates are whole seconds
-            await h.send(CHAT, "/restart")
-            await h.tap(CHAT, first_welcome["message_id"], h.data_for(first_welcome, "agree"))
-            await h.choose(CHAT, "no")
-            assert h.state(CHAT) == "asking_saddle"
-            before = h.snapshot(CHAT)
-            await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
-            assert h.snapshot(CHAT) == before  # no emergency answer slipped in
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
-
-    run_bounded(scenario())
-
-
-@pytest.mark.parametrize("ahead", [600, -600])
-def test_a_bot_clock_minutes_off_from_telegrams_still_tells_check_ins_apart(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
-    """The bot's clock ten minutes fast (or slow) against Telegram's, which dates every
-    message: a check-in's new questions still count as its own (fast, each would look
-    older than the check-in), and an earlier check-in's buttons as stale (slow, they would
-    look newer), also when the new one was begun on an old welcome."""
+    cannot answer the new one. So too with the bot's clock ten minutes fast or slow
+    against Telegram's, which dates every message: fast, each new question would look
+    older than the check-in; slow, the earlier check-in's buttons would look newer."""
     real = time.time
     monkeypatch.setattr(telegram_bot, "time", SimpleNamespace(
         time=lambda: real() + ahead, monotonic=time.monotonic))
@@ -149,7 +124,7 @@ def test_a_bot_clock_minutes_off_from_telegrams_still_tells_check_ins_apart(
             h.app.bot_data["backbot"].clock_allowance = 0  # as precise as whole seconds
             await h.send(CHAT, "/start")
             first_welcome = h.current(CHAT)
-            await h.send(CHAT, "/start")
+            await h.send(CHAT, "/start")  # the welcome again
             await h.script(CHAT, "agree", "no")  # on the second welcome
             old = h.current(CHAT)  # the saddle question of that check-in
             await asyncio.sleep(1.1)  # message dates are whole seconds
