@@ -97,6 +97,10 @@ class SafetyRules:
 
     activity_words: tuple[str, ...]
     red_flags: tuple[RequiredFlag, ...]
+    doctor_prompt: str  # message id the doctor_prompt state must always show
+    doctor_reminder: str  # message id every end state must always show
+    end_messages: dict[str, tuple[str, ...]]  # disposition -> messages, one always shown
+    answer_labels: dict[str, str]  # red-flag answer id -> the label its button must show
     _words: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -251,7 +255,8 @@ def _citations(item: Mapping, path: Path, what: str, sources: dict[str, Source])
 def _load_safety(path: Path, sources: dict[str, Source],
                  messages: dict[str, str]) -> SafetyRules:
     data = schema.mapping(load_yaml(path), path, "the file", line=1)
-    schema.keys(data, path, "the file", {"activity_words", "red_flags"})
+    schema.keys(data, path, "the file", {"activity_words", "red_flags", "doctor_prompt",
+                                         "doctor_reminder", "end_messages", "answer_labels"})
     words = schema.text_list(data["activity_words"], path, "activity_words", line=data.line)
     if not words or any(not word.strip() for word in words):
         raise DataError(path, "activity_words must list words", line=data.line)
@@ -290,7 +295,40 @@ def _load_safety(path: Path, sources: dict[str, Source],
                                  line=raw_after.line))
         flags.append(RequiredFlag(question=question, answers=dict(answers), clear=clear,
                                   citations=_citations(item, path, what, sources), after=after))
-    return SafetyRules(activity_words=tuple(words), red_flags=tuple(flags))
+    labels = schema.mapping(data["answer_labels"], path, "answer_labels", line=data.line)
+    for choice, label in labels.items():
+        if not isinstance(choice, str):
+            raise DataError(path, "answer_labels are keyed by choice id (quote yes/no/on/off "
+                            "in YAML)", line=labels.line)
+        _message_ref(label, path, f"answer_labels {choice!r}", messages, labels.line)
+    # every answer a red-flag question may offer: its flags, its clear ones, a followed-up one
+    named = {(flag.question, choice) for flag in flags for choice in (*flag.answers, *flag.clear)}
+    named |= {flag.after for flag in flags if flag.after is not None}
+    if missing := sorted(f"{answer!r} (to {question})" for question, answer in named
+                         if answer not in labels):
+        raise DataError(path, f"answer_labels names no label for {', '.join(missing)}",
+                        line=labels.line)
+    ends = schema.mapping(data["end_messages"], path, "end_messages", line=data.line)
+    end_messages = {}
+    for disposition, raw_ids in ends.items():
+        if disposition not in RED_FLAG_LEVELS:
+            raise DataError(path, f"end_messages: {disposition!r} is not one of "
+                            f"{', '.join(RED_FLAG_LEVELS)}", line=ends.line)
+        ids = schema.text_list(raw_ids, path, f"end_messages {disposition}", line=ends.line)
+        end_messages[disposition] = tuple(
+            _message_ref(mid, path, f"end_messages {disposition}", messages, ends.line)
+            for mid in ids)
+    if missing_levels := sorted(set(RED_FLAG_LEVELS) - end_messages.keys()):
+        raise DataError(path, f"end_messages names no message for {', '.join(missing_levels)}",
+                        line=ends.line)
+    return SafetyRules(
+        activity_words=tuple(words), red_flags=tuple(flags),
+        doctor_prompt=_message_ref(data["doctor_prompt"], path, "doctor_prompt", messages,
+                                   data.line),
+        doctor_reminder=_message_ref(data["doctor_reminder"], path, "doctor_reminder",
+                                     messages, data.line),
+        end_messages=end_messages,
+        answer_labels={str(choice): str(label) for choice, label in labels.items()})
 
 
 def _message_ref(value: object, path: Path, what: str, messages: dict[str, str],

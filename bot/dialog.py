@@ -23,7 +23,7 @@ END_ACTIONS = ("restart", "sources")
 CHOICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 
 _TOP_KEYS = {"name", "initial", "states", "transitions"}
-_OUR_TOP_KEYS = {"doctor_prompt", "doctor_reminder", "consent", "choice_sets", "predicates"}
+_OUR_TOP_KEYS = {"consent", "choice_sets", "predicates"}
 _STATE_KEYS = {"name"}
 _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
@@ -97,8 +97,6 @@ class Dialog:
     initial: str
     states: dict[str, StateSpec]
     edges: tuple[Edge, ...]
-    doctor_prompt: str  # message id the doctor_prompt state must show
-    doctor_reminder: str
     consent: tuple[str, str] | None  # (state, choice): the answer that agrees to storage
     machine_config: dict[str, Any]
 
@@ -170,12 +168,6 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         raise DataError(path, f"initial state {initial!r} is not defined", line=raw.line)
     _check_conditions(states, path)
     edges = _edges(raw["transitions"], path, states, raw.line)
-    reminder = schema.ident(raw.get("doctor_reminder"), path, "doctor_reminder", line=raw.line)
-    if reminder not in content.messages:
-        raise DataError(path, f"doctor_reminder {reminder!r} is not a message", line=raw.line)
-    prompt = schema.ident(raw.get("doctor_prompt"), path, "doctor_prompt", line=raw.line)
-    if prompt not in content.messages:
-        raise DataError(path, f"doctor_prompt {prompt!r} is not a message", line=raw.line)
     _check_choices_routed(states, edges, path)
     _check_restart(states, edges, path, initial)
     consent = _consent(raw.get("consent"), states, path, raw.line)
@@ -190,7 +182,7 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         ],
     }
     return Dialog(name=name, path=path, initial=initial, states=states, edges=tuple(edges),
-                  doctor_prompt=prompt, doctor_reminder=reminder, consent=consent,
+                  consent=consent,
                   machine_config=machine_config)
 
 

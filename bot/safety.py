@@ -39,7 +39,7 @@ def check_dialog(dialog: Dialog, content: Content) -> list[Finding]:
         _check_doctor_prompt(dialog, content, graph, activity),
         _check_red_flags(dialog, content, graph, activity),
         structure,
-        _check_end_reminder(dialog, graph),
+        _check_end_reminder(dialog, content, graph),
     ]
 
 
@@ -170,12 +170,12 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
     acks = {(s.name, s.acknowledge) for s in dialog.states.values() if s.acknowledge}
     if not acks:
         finding.problems.append(f"{dialog.path}: no state is tagged doctor_prompt")
+    prompt = content.safety.doctor_prompt
     for spec in dialog.states.values():
-        if spec.acknowledge and not any(item.kind == "message" and item.when is None
-                                        and item.ref == dialog.doctor_prompt
-                                        for item in spec.show):
+        if spec.acknowledge and not _always_shows(spec, {prompt}):
             finding.problems.append(_fail(dialog, spec, (
-                f"is tagged doctor_prompt but does not always show {dialog.doctor_prompt}")))
+                f"is tagged doctor_prompt but does not always show {prompt} (required by "
+                f"{content.directory / 'safety.yaml'})")))
     # Without the acknowledging answers, no activity state may be reachable at all.
     around = graph.reachable(dialog.initial, skip=acks)  # type: ignore[arg-type]
     for name in sorted(activity & around.keys()):
@@ -191,12 +191,12 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
                 f"({word!r}) but no state owns it, so it can be shown at any point, before "
                 "the doctor prompt too")
     for source in content.sources.values():  # /sources lists them at any point
-        word = content.safety.activity_word(f"{source.title}\n{source.publisher}")
+        word = content.safety.activity_word(f"{source.title}\n{source.publisher}\n{source.url}")
         if word is not None:
             finding.problems.append(
                 f"{content.directory / 'sources.yaml'}: source {source.id} names an activity "
-                f"({word!r}) in its title or publisher, which /sources shows at any point, "
-                "before the doctor prompt too")
+                f"({word!r}) in its title, publisher or address, which /sources shows at any "
+                "point, before the doctor prompt too")
     finding.states = len(activity)
     finding.paths = graph.count_paths(dialog.initial, activity)
     return finding
@@ -205,7 +205,8 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
 def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
                      activity: set[str]) -> Finding:
     finding = Finding("ii", "every path to an activity screens for each required red flag, "
-                      "and no red-flag answer leads to one", unit="red-flag answers")
+                      "no red-flag answer leads to one, and a red-flag end says where to get "
+                      "care", unit="red-flag answers")
     flagged = 0
     for spec in dialog.states.values():
         for edge in graph.out[spec.name]:
@@ -231,9 +232,16 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
     for flag in content.safety.red_flags:
         if flag.after is not None:
             follow_ups.setdefault(flag.after, set()).add(flag.question)
+    rules = content.directory / "safety.yaml"
     for flag in content.safety.red_flags:
         finding.problems += _required_flag_problems(dialog, graph, activity, flag, follow_ups,
-                                                    content.directory / "safety.yaml")
+                                                    content.safety.answer_labels, rules)
+    for spec in dialog.states.values():  # the end says where to get care
+        told = content.safety.end_messages.get(spec.disposition or "")
+        if told and not _always_shows(spec, told):
+            finding.problems.append(_fail(dialog, spec, (
+                f"{spec.disposition} end does not always show {' or '.join(told)} "
+                f"(required by {rules})")))
     finding.states = flagged
     return finding
 
@@ -241,7 +249,7 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
 def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
                             flag: RequiredFlag,
                             follow_ups: dict[tuple[str, str], set[str]],
-                            rules: Path) -> list[str]:
+                            labels: dict[str, str], rules: Path) -> list[str]:
     """Every state asking the flag's question treats its answers at least as seriously as
     content/safety.yaml says, and no path to an activity (after `after`) goes around it."""
     problems = []
@@ -257,6 +265,7 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
             problems.append(_fail(dialog, spec, (
                 f"asks {flag.question} with answer(s) {', '.join(map(repr, extra))} that are "
                 f"neither red flags, clear answers nor followed up (required by {rules})")))
+        problems += _label_problems(dialog, spec, {c: labels[c] for c in allowed}, rules)
         for edge in graph.out[spec.name]:
             then = followed_up.get(edge.choice or "")
             if (then and edge.choice not in flag.answers and edge.choice not in flag.clear
@@ -278,6 +287,9 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
         starts = [dialog.initial]
     else:
         question, answer = flag.after
+        for spec in dialog.states.values():
+            if spec.ask == question:
+                problems += _label_problems(dialog, spec, {answer: labels[answer]}, rules)
         starts = [edge.dest for edge in dialog.answer_edges() if edge.choice == answer
                   and dialog.states[edge.source].ask == question]
         if not starts:  # renamed or gone: the rule would check nothing
@@ -297,14 +309,39 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
     return problems
 
 
-def _check_end_reminder(dialog: Dialog, graph: _Graph) -> Finding:
+def _check_end_reminder(dialog: Dialog, content: Content, graph: _Graph) -> Finding:
     finding = Finding("iv", "every end state shows the doctor reminder")
     finals = [s for s in dialog.states.values() if s.final]
+    reminder = content.safety.doctor_reminder
     for spec in finals:
-        if not any(item.kind == "message" and item.ref == dialog.doctor_reminder
-                   and item.when is None for item in spec.show):
+        if not _always_shows(spec, {reminder}):
             finding.problems.append(_fail(dialog, spec, (
-                f"end state does not always show the doctor reminder {dialog.doctor_reminder}")))
+                f"end state does not always show the doctor reminder {reminder} (required "
+                f"by {content.directory / 'safety.yaml'})")))
     finding.states = len(finals)
     finding.paths = graph.count_paths(dialog.initial, {s.name for s in finals})
     return finding
+
+
+def _always_shows(spec: StateSpec, messages: Collection[str]) -> bool:
+    """Whether the state shows one of `messages` whatever the answers (no `when`)."""
+    return any(item.kind == "message" and item.when is None and item.ref in messages
+               for item in spec.show)
+
+
+def _label_problems(dialog: Dialog, spec: StateSpec, pinned: dict[str, str],
+                    rules: Path) -> list[str]:
+    """The person must read the answer the rules judge: each pinned answer shows its own
+    label, and no other answer shows one of those labels."""
+    problems = []
+    for choice in spec.choices:
+        want = pinned.get(choice.id)
+        if want is not None and choice.label != want:
+            problems.append(_fail(dialog, spec, (
+                f"answer {choice.id!r} to {spec.ask} must be labelled {want} (required by "
+                f"{rules}), but shows {choice.label}")))
+        elif want is None and choice.label in pinned.values():
+            problems.append(_fail(dialog, spec, (
+                f"answer {choice.id!r} to {spec.ask} shows {choice.label}, the label of "
+                f"another answer (required by {rules})")))
+    return problems

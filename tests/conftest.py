@@ -64,9 +64,10 @@ def older_database(tmp_path: Path) -> Callable[[str], Path]:
 
 # The tests' own list of words that name an activity, kept apart from the dialog's
 # `activity_words` so a word dropped there is still caught here.
-ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "bike", "cycl", "elliptical",
-                  "run", "jog", "jump", "aerobic", "backstroke", "crawl", "recumbent",
-                  "stationary bike", "strength", "flexib", "stretch")
+ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "aqua", "bike", "cycl",
+                  "spinning", "elliptical", "cross-train", "rowing", "stair", "run", "jog",
+                  "jump", "skipping", "aerobic", "backstroke", "crawl", "recumbent", "danc",
+                  "yoga", "pilates", "gym", "stationary bike", "strength", "flexib", "stretch")
 _ACTIVITY = re.compile(r"\b(" + "|".join(map(re.escape, ACTIVITY_WORDS)) + ")", re.IGNORECASE)
 
 

@@ -665,8 +665,89 @@ def test_source_title_naming_an_activity_fails(data_copy, check) -> None:
     assert result.rc == 1
     block = finding_lines(result, "i")
     assert block[1:] == [f"{path}: source clinical_rehab_2013 names an activity ('walk') in "
-                         "its title or publisher, which /sources shows at any point, before "
-                         "the doctor prompt too"]
+                         "its title, publisher or address, which /sources shows at any point, "
+                         "before the doctor prompt too"]
+
+
+def test_source_address_naming_an_activity_fails(data_copy, check) -> None:
+    """The terminal's /sources prints each address."""
+    path = data_copy.content / "sources.yaml"
+    replace_once(path, 'url: "https://orthoinfo.aaos.org/"',
+                 'url: "https://orthoinfo.aaos.org/swimming-for-back-pain"')
+    block = finding_lines(check(), "i")
+    assert block[1:] == [f"{path}: source aaos names an activity ('swim') in its title, "
+                         "publisher or address, which /sources shows at any point, before the "
+                         "doctor prompt too"]
+
+
+@pytest.mark.parametrize("words", ["aqua fitness", "the rowing machine", "a cross-trainer",
+                                   "stair climbing", "dancing", "a spinning class", "yoga",
+                                   "aquajogging"])
+def test_less_common_activities_are_named_too(data_copy, check, words: str) -> None:
+    path = data_copy.content / "advice.yaml"
+    replace_once(path, "managing your weight.", f"managing your weight, as can {words}.")
+    _, _, what = data_error(check(), path)
+    assert what.startswith("card tip.weight_matters names an activity ("), what
+    assert what.endswith(") but is not tagged activity")
+
+
+def test_swapped_red_flag_labels_fail(data_copy, check) -> None:
+    """A "Yes" button that sent on the answer "no" would carry a red flag past the
+    screening: the label each judged answer shows is fixed by the rules."""
+    def change(d: Data) -> None:
+        state(d, "asking_bladder")["choices"] = [
+            {"id": "yes", "label": "choice.no"}, {"id": "no", "label": "choice.yes"},
+            {"id": "unsure", "label": "choice.unsure"}]
+
+    edit(data_copy.dialog, change)
+    result = check()
+    block = finding_lines(result, "ii")
+    rules = f"{data_copy.content}/safety.yaml"
+    assert [p.split("): ", 1)[1] for p in block[1:]] == [
+        f"answer 'yes' to question.bladder must be labelled choice.yes (required by {rules}), "
+        "but shows choice.no",
+        f"answer 'no' to question.bladder must be labelled choice.no (required by {rules}), "
+        "but shows choice.yes"]
+    assert_names_state(block[1], data_copy.dialog, "asking_bladder")
+
+
+def test_another_answer_showing_the_fracture_label_fails(data_copy, check) -> None:
+    """After "Spinal fracture" the clearance question must follow: a button reading so
+    that sends another answer would skip it."""
+    edit(data_copy.dialog, lambda d: state(d, "asking_diagnosis")["choices"][3].update(
+        label="choice.fracture"))
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_diagnosis")
+    assert problem.endswith("answer 'none' to question.diagnosis shows choice.fracture, the "
+                            f"label of another answer (required by {data_copy.content}/"
+                            "safety.yaml)")
+
+
+@pytest.mark.parametrize(("name", "disposition", "shown"), [
+    ("emergency_care", "emergency", "disposition.emergency"),
+    ("urgent_care", "urgent", "disposition.urgent or disposition.unsure_of_emergency_sign or "
+     "disposition.nerve_pain or disposition.fracture"),
+])
+def test_red_flag_end_must_say_where_to_get_care(data_copy, check, name: str,
+                                                 disposition: str, shown: str) -> None:
+    """An emergency end that read "That's fine, come back any time" would pass every
+    path check: what it says is fixed by the rules too."""
+    def change(d: Data) -> None:
+        state(d, name)["show"] = [{"message": "disposition.declined_doctor"},
+                                  {"message": "reminder.doctor"}]
+
+    edit(data_copy.dialog, change)
+    problem = first_problem(check(), "ii", data_copy.dialog, name)
+    assert problem.endswith(f"{disposition} end does not always show {shown} (required by "
+                            f"{data_copy.content}/safety.yaml)")
+
+
+@pytest.mark.parametrize("key", ["doctor_prompt", "doctor_reminder"])
+def test_dialog_cannot_choose_the_doctor_messages(data_copy, check, key: str) -> None:
+    """Which message is the doctor prompt, and which the reminder, the rules say: a
+    dialog naming its own could make any text count as either."""
+    edit(data_copy.dialog, lambda d: d.update({key: "why.intro"}))
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == f"the dialog has unknown key(s) {key}"
 
 
 def test_dialog_cannot_carry_its_own_activity_words(data_copy, check) -> None:

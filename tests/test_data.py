@@ -88,7 +88,8 @@ def test_shipped_bundle_loads(bundle: tuple[Dialog, Content], engine: Engine) ->
     dialog, content = bundle
     assert dialog.name == "screening"
     assert dialog.initial == "welcome"
-    assert dialog.doctor_reminder == "reminder.doctor"
+    assert (content.safety.doctor_prompt, content.safety.doctor_reminder) == (
+        "doctor.prompt", "reminder.doctor")
     assert {"welcome", "doctor_prompt", "suggesting_activities", "emergency_care",
             "urgent_care"} <= dialog.states.keys()
     assert [s.name for s in dialog.states.values() if "doctor_prompt" in s.tags] == [
