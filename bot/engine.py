@@ -19,6 +19,7 @@ from bot.dialog import END_ACTIONS, Dialog, StateSpec, build_machine
 from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
 
 SNAPSHOT_VERSION = 1
+SNAPSHOT_KEYS = frozenset({"v", "dialog", "state", "answers", "run"})
 Snapshot = dict[str, Any]
 
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
@@ -317,7 +318,8 @@ class Engine:
         The answers are replayed over the graph: a snapshot resumes only at the state its
         own answers lead to, so no stored or edited row can skip a question.
         """
-        if not isinstance(snapshot, dict) or snapshot.get("v") != SNAPSHOT_VERSION:
+        if (not isinstance(snapshot, dict) or snapshot.keys() != SNAPSHOT_KEYS
+                or type(snapshot["v"]) is not int or snapshot["v"] != SNAPSHOT_VERSION):
             return "session.outdated"  # no older versions exist yet to migrate from
         answers, run = snapshot.get("answers"), snapshot.get("run")
         if (snapshot.get("dialog") != self.dialog.name or not isinstance(answers, list)

@@ -382,9 +382,14 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     # a dict unpacks into its keys: {"welcome": 1, "agree": 2} would read as welcome/agree
     {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_bladder",
      "answers": [{"welcome": 1, "agree": 2}], "run": 2},
+    # True == 1 in Python, but it is no version number
+    {"v": True, "dialog": "screening", "state": "welcome", "answers": [], "run": 2},
+    # a key no version writes would be carried into every later snapshot
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": [],
+     "run": 2, "admin": True},
 ], ids=["old_version", "no_version", "unknown_state", "other_dialog", "unknown_choice",
         "unknown_answer_state", "answers_not_list", "short_pair", "run_not_int",
-        "pair_as_dict"])
+        "pair_as_dict", "version_true", "unknown_key"])
 @pytest.mark.parametrize("event", [Event("start"), Event.answer("no"), Event("back")],
                          ids=["start", "answer", "back"])
 def test_outdated_snapshot_restarts(engine: Engine, stored: Snapshot, event: Event) -> None:
