@@ -67,8 +67,8 @@ def render_one(output: Output, content: Content) -> str:
 def to_event(line: str, ask: Ask | None) -> Event:
     """A typed line as an engine event: a command, a choice number or label, or free text."""
     word = line.strip()
-    if word.lower() in COMMANDS:
-        return COMMANDS[word.lower()]
+    if (command := _command(word)) in COMMANDS:
+        return COMMANDS[command]
     if ask is not None:
         # ASCII digits only: "²" and "①" are digits to isdigit() but not to int()
         if word.isascii() and word.isdigit() and len(word) <= 3 and (
@@ -114,17 +114,24 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         ask = next((o for o in reversed(outputs) if isinstance(o, Ask)), None)
         print("> ", end="", file=stdout, flush=True)
         line = stdin.readline()
-        if not line or line.strip().lower() in QUIT:
+        if not line or _command(line) in QUIT:
             if echo and line:
                 print(line.strip(), file=stdout)
             print("\n" + _wrap(content.message("chat.bye")), file=stdout)
             return 0
         if echo:
             print(line.strip(), file=stdout)
-        if line.strip().lower() == FORGET:
+        if _command(line) == FORGET:
             outputs = [Say("chat.forget", content.message("chat.forget")), *([ask] if ask else [])]
             continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
+
+
+def _command(line: str) -> str:
+    """The command a line starts with, lower-cased ("" if none): as in Telegram, words
+    after a command do not change it."""
+    word = line.strip()
+    return word.split(maxsplit=1)[0].lower() if word.startswith("/") else ""
 
 
 def _wrap(text: str, indent: str = "") -> str:

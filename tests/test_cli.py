@@ -183,6 +183,8 @@ def test_to_event_by_a_unique_word_of_a_label() -> None:
     assert to_event("n", ask) == Event("text")  # pinched nerve, no diagnosis, no: ambiguous
     assert to_event("disc nerve", ask) == Event("text")  # no label has both
     assert to_event("/BACK", ask) == Event("back")
+    assert to_event("/back please", ask) == Event("back")  # as Telegram reads a command
+    assert to_event("/backwards", ask) == Event("text")
     assert to_event("/sources", None) == Event("show", topic="sources")
 
 
