@@ -28,7 +28,7 @@ class Schedule:
     chat_id: int
     hhmm: str
     tz: str
-    last_day: str = ""  # the day (in tz, ISO) whose tip went out last, "" before the first
+    last_day: str = ""  # the last day (in tz, ISO) whose tip went out or was dealt with
     thread: int | None = None  # the forum topic it was set in (None: the chat itself)
 
 
@@ -41,11 +41,14 @@ class ScheduleStore:
         add_column(db, "daily_tips", "thread", "INTEGER")  # ... and before forum topics
         add_column(db, "daily_tips", "active", "INTEGER NOT NULL DEFAULT 1")  # ... and "off"
 
-    def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None) -> None:
+    def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None,
+            last_day: str = "") -> None:
+        """Set (or set anew) the chat's tip; `last_day` is the last day already dealt with."""
         self.db.execute(
-            "INSERT INTO daily_tips (chat_id, hhmm, tz, thread) VALUES (?, ?, ?, ?) "
+            "INSERT INTO daily_tips (chat_id, hhmm, tz, thread, last_day) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (chat_id) DO UPDATE SET hhmm = excluded.hhmm, tz = excluded.tz, "
-            "thread = excluded.thread, active = 1", (chat_id, hhmm, tz, thread))
+            "thread = excluded.thread, last_day = excluded.last_day, active = 1",
+            (chat_id, hhmm, tz, thread, last_day))
 
     def turn_off(self, chat_id: int) -> bool:
         """An admin's "off": no more tips, but the rotation is kept, so turned on again

@@ -101,6 +101,9 @@ WAITING_REPLIES_PER_CHAT = 3
 # A daily tip Telegram did not take (a server or network error) is tried again this much
 # later, while still within the grace.
 TIP_RETRY_SECONDS = 60.0
+# A daily job runs once APScheduler's clock reads its time; ours, read a moment later, could
+# still be behind by a clock adjustment.
+JOB_CLOCK_SLACK_SECONDS = 5
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
@@ -111,22 +114,42 @@ class BadZone(ValueError):
         self.zone = zone
 
 
+def due_on(schedule: Schedule, day: dt.date, tzinfo: dt.tzinfo) -> dt.datetime:
+    """When the chat's tip is due on `day` (each chat at its own second of the minute).
+
+    By the wall clock of that day, not 24 hours after the day before: the two differ when
+    the clocks change. A time the clocks go back over is due at its first occurrence
+    (fold 0); one they skip reads with the offset before the change, an hour later on the
+    clock, when APScheduler runs it too."""
+    hour, minute = map(int, schedule.hhmm.split(":"))
+    return dt.datetime.combine(day, dt.time(hour, minute, spread_second(schedule.chat_id)),
+                               tzinfo=tzinfo)
+
+
 def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
     """When the chat's tip last fell due at or before `now`, in the chat's zone (None if
-    the zone is unknown here). Each chat's tip is due at its own second of the minute."""
+    the zone is unknown here)."""
     tzinfo = known_zone(schedule.tz)
     if tzinfo is None:
         return None
-    local = now.astimezone(tzinfo)
-    hour, minute = map(int, schedule.hhmm.split(":"))
-    due = local.replace(hour=hour, minute=minute, second=spread_second(schedule.chat_id),
-                        microsecond=0)
-    return due if due <= local else due - dt.timedelta(days=1)
+    today = now.astimezone(tzinfo).date()
+    due = due_on(schedule, today, tzinfo)
+    # compared in UTC: two times of one zone compare by their wall clocks, fold ignored
+    if due.astimezone(dt.UTC) <= now.astimezone(dt.UTC):
+        return due
+    return due_on(schedule, today - dt.timedelta(days=1), tzinfo)
 
 
 def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
     """When the chat's tip falls due next after `now` (None if the zone is unknown)."""
-    return last_due(schedule, now + dt.timedelta(days=1))
+    tzinfo = known_zone(schedule.tz)
+    if tzinfo is None:
+        return None
+    today = now.astimezone(tzinfo).date()
+    due = due_on(schedule, today, tzinfo)
+    if due.astimezone(dt.UTC) > now.astimezone(dt.UTC):
+        return due
+    return due_on(schedule, today + dt.timedelta(days=1), tzinfo)
 
 
 def missed(schedule: Schedule, now: dt.datetime) -> bool:
@@ -412,7 +435,7 @@ class GroupFeatures:
 
     async def post_daily_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
-        if job is not None and job.chat_id is not None and not self._hour_repeated(job.chat_id):
+        if job is not None and job.chat_id is not None and not self._posted_today(job.chat_id):
             await self._post_tip(context, job.chat_id)
 
     async def post_zone_gone(self, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -435,19 +458,19 @@ class GroupFeatures:
             log.warning("a daily tip's time zone is unknown here: the chat was told, and "
                         "the tip removed")
 
-    def _hour_repeated(self, chat_id: int) -> bool:
-        """The clocks went back over the tip's time, which came round again (APScheduler
-        fires at a repeated wall-clock time twice), and today's tip went out the first
-        time. Checked against the second occurrence, not the clock now: a late run may
-        come after the repeated hour."""
+    def _posted_today(self, chat_id: int) -> bool:
+        """Today's tip was dealt with already: the clocks went back over its time, which
+        came round again (APScheduler runs a repeated wall-clock time twice), or a restart
+        just after it went out started the job at a time already past."""
         schedule = self.schedules.get(chat_id)
-        now = self.now()
-        due = last_due(schedule, now) if schedule is not None else None
-        if schedule is None or due is None:
-            return False
-        again = due.replace(fold=1)  # its second occurrence, if the clocks went back over it
-        return (again.utcoffset() != due.replace(fold=0).utcoffset() and now >= again
+        due = self._due_now(schedule) if schedule is not None else None
+        return (schedule is not None and due is not None
                 and schedule.last_day == due.date().isoformat())
+
+    def _due_now(self, schedule: Schedule) -> dt.datetime | None:
+        """The due time a daily job running now stands for: the last one, with a little
+        slack, so a clock read a moment early does not take it for yesterday's."""
+        return last_due(schedule, self.now() + dt.timedelta(seconds=JOB_CLOCK_SLACK_SECONDS))
 
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
                         migrated: bool = False) -> None:
@@ -456,7 +479,7 @@ class GroupFeatures:
         tip_id = self.schedules.next_tip(chat_id, tip_ids)
         if tip_id is None or schedule is None:
             return
-        due = last_due(schedule, self.now())
+        due = self._due_now(schedule)
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
@@ -586,7 +609,11 @@ class GroupFeatures:
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
         hhmm, zone = parsed
-        self.schedules.set(chat_id, hhmm, zone, thread)
+        # A time already past today counts as dealt with: the first tip is the next one,
+        # with or without a restart in between.
+        due = last_due(Schedule(chat_id, hhmm, zone), self.now())
+        self.schedules.set(chat_id, hhmm, zone, thread,
+                           last_day=due.date().isoformat() if due is not None else "")
         self._schedule_job(app, chat_id, hhmm, zone)
         return self.content.message("dailytip.set").format(time=hhmm, zone=zone)
 

@@ -27,9 +27,10 @@ from telegram.request import HTTPXRequest, RequestData
 from bot.config import load_settings
 from bot.engine import Engine
 from bot.loading import load_engine
+from bot.schedules import ScheduleStore
 from bot.store import SessionStore, open_database
 from bot.telegram_app import build_application
-from bot.telegram_groups import GroupFeatures
+from bot.telegram_groups import GroupFeatures, due_on, next_due
 
 try:  # works whether or not tests/ is a package
     from fake_bot_api import Call, FakeBotAPI
@@ -125,6 +126,23 @@ class Running:
         jobs = self.jobs(chat_id)
         assert len(jobs) == 1, f"expected one daily-tip job for {chat_id}, found {len(jobs)}"
         return jobs[0]
+
+    async def run_daily(self, chat_id: int, late_s: float = 1.0) -> None:
+        """Run the chat's daily job as APScheduler would at its next due time after both
+        the groups' clock and the last day dealt with: that clock is moved there (`late_s`
+        after it) and stays."""
+        schedule = ScheduleStore(self.db).get(chat_id)
+        assert schedule is not None, f"no daily tip set for {chat_id}"
+        now = self.groups.now()
+        if schedule.last_day:
+            dealt = due_on(schedule, dt.date.fromisoformat(schedule.last_day),
+                           ZoneInfo(schedule.tz))
+            now = max(now, dealt.astimezone(dt.UTC))
+        due = next_due(schedule, now)
+        assert due is not None
+        at = due.astimezone(dt.UTC) + dt.timedelta(seconds=late_s)
+        self.groups.now = lambda: at
+        await self.job(chat_id).run(self.app)
 
     def rows(self) -> list[tuple[int, str, str]]:
         return [tuple(row) for row in self.db.execute(  # type: ignore[misc]

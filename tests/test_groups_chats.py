@@ -79,13 +79,13 @@ def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> No
                 await bot.say(BASIC_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
                               chat_type="group")
                 for _ in range(2):
-                    await bot.job(BASIC_GROUP).run(bot.app)
+                    await bot.run_daily(BASIC_GROUP)
                 before = [card_in(m["text"]) for m in api.sent_to(BASIC_GROUP)[1:]]
                 assert len(before) == 2
 
                 request.migrations[BASIC_GROUP] = SUPERGROUP
                 api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
-                await bot.job(BASIC_GROUP).run(bot.app)
+                await bot.run_daily(BASIC_GROUP)
                 [refused] = [c for c in bot.sends(BASIC_GROUP) if not c.ok]
                 assert refused.error_code == 400
                 assert bot.rows() == [(SUPERGROUP, "08:30", "Europe/London")]
@@ -96,7 +96,7 @@ def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> No
                 assert assert_daily_tip(today, SUPERGROUP) not in before
                 # and the cycle carries on there without a repeat
                 for _ in range(len(TIPS) - 3):
-                    await bot.job(SUPERGROUP).run(bot.app)
+                    await bot.run_daily(SUPERGROUP)
                 after = [card_in(m["text"]) for m in api.sent_to(SUPERGROUP)]
                 assert sorted(before + after) == sorted(c.id for c in TIPS)
                 assert bot.errors == [] and api.errors == []
@@ -116,7 +116,7 @@ def test_migration_messages_move_the_daily_tip_silently(
             api.set_member_status(BASIC_GROUP, OWNER, "creator")
             await bot.say(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
                           chat_type="group")
-            await bot.job(BASIC_GROUP).run(bot.app)  # some rotation state to carry over
+            await bot.run_daily(BASIC_GROUP)  # some rotation state to carry over
             first = card_in(api.sent_to(BASIC_GROUP)[-1]["text"])
             sent_before = len(api.calls_to("sendMessage"))
 
@@ -131,7 +131,7 @@ def test_migration_messages_move_the_daily_tip_silently(
             assert_runs_at(bot, SUPERGROUP, "07:15", TOKYO)
             assert len(api.calls_to("sendMessage")) == sent_before + 1  # the sentinel only
 
-            await bot.job(SUPERGROUP).run(bot.app)
+            await bot.run_daily(SUPERGROUP)
             assert assert_daily_tip(api.sent_to(SUPERGROUP)[-1], SUPERGROUP) != first
             assert bot.errors == []
 

@@ -34,7 +34,13 @@ from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
-from bot.telegram_groups import MISFIRE_GRACE_SECONDS, last_due, missed, not_taken
+from bot.telegram_groups import (
+    MISFIRE_GRACE_SECONDS,
+    last_due,
+    missed,
+    next_due,
+    not_taken,
+)
 from bot.zones import known_zone
 
 BOT = "backbot_test_bot"
@@ -287,10 +293,9 @@ def test_daily_tip_job_posts_each_tip_once_per_cycle(api: FakeBotAPI, tmp_path: 
                 api.set_member_status(chat, ADMIN, "administrator")
                 await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             base = len(api.sent_to(GROUP))
-            job = bot.job(GROUP)
             posted = []
-            for n in range(2 * len(TIPS) + 1):
-                await job.run(bot.app)
+            for n in range(2 * len(TIPS) + 1):  # a day each
+                await bot.run_daily(GROUP)
                 sent = api.sent_to(GROUP)
                 assert len(sent) == base + n + 1  # exactly one message per run
                 posted.append(assert_daily_tip(sent[-1], GROUP))
@@ -299,8 +304,11 @@ def test_daily_tip_job_posts_each_tip_once_per_cycle(api: FakeBotAPI, tmp_path: 
             assert sorted(second) == sorted(c.id for c in TIPS)  # then it starts over
             assert posted[2 * len(TIPS)] in first
 
+            await bot.job(GROUP).run(bot.app)  # that day's run again: nothing more
+            assert len(api.sent_to(GROUP)) == base + 2 * len(TIPS) + 1
+
             # each chat has its own rotation
-            await bot.job(OTHER_GROUP).run(bot.app)
+            await bot.run_daily(OTHER_GROUP)
             other = api.sent_to(OTHER_GROUP)
             assert len(other) == 2 and assert_daily_tip(other[-1], OTHER_GROUP) == first[0]
             assert bot.job(GROUP).next_t is not None  # running it by hand keeps the schedule
@@ -317,7 +325,7 @@ def test_turned_off_and_on_again_the_rotation_goes_on_where_it_was(
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             posted = []
             for _ in range(2):
-                await bot.job(GROUP).run(bot.app)
+                await bot.run_daily(GROUP)
                 posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
             await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
             assert bot.rows() == [] and bot.jobs(GROUP) == ()
@@ -326,7 +334,7 @@ def test_turned_off_and_on_again_the_rotation_goes_on_where_it_was(
             await bot.say(GROUP, "/dailytip 09:15 Europe/London", user_id=ADMIN)
             assert bot.rows() == [(GROUP, "09:15", "Europe/London")]
             for _ in range(len(TIPS) - 2):
-                await bot.job(GROUP).run(bot.app)
+                await bot.run_daily(GROUP)
                 posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
             assert sorted(posted) == sorted(c.id for c in TIPS)  # none repeated
             assert bot.errors == []
@@ -379,7 +387,7 @@ def test_daily_tip_survives_a_restart(api: FakeBotAPI, tmp_path: Path) -> None:
             state["next_t"] = assert_runs_at(bot, GROUP, "08:30", LONDON)
             state["posted"] = []
             for _ in range(3):
-                await bot.job(GROUP).run(bot.app)
+                await bot.run_daily(GROUP)
                 state["posted"].append(card_in(api.sent_to(GROUP)[-1]["text"]))
             state["rows"] = bot.rows()
 
@@ -390,7 +398,7 @@ def test_daily_tip_survives_a_restart(api: FakeBotAPI, tmp_path: Path) -> None:
             assert_runs_at(bot, CHANNEL, "06:45", ZoneInfo("UTC"))
             # the rotation carries on where it left off
             for _ in range(len(TIPS) - 3):
-                await bot.job(GROUP).run(bot.app)
+                await bot.run_daily(GROUP)
                 state["posted"].append(card_in(api.sent_to(GROUP)[-1]["text"]))
             assert sorted(state["posted"]) == sorted(c.id for c in TIPS)
             assert bot.errors == []
@@ -445,6 +453,43 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     run(second_start())
     assert len(api.sent_to(missed)) == 1
     assert api.sent_to(posted) == [] and api.sent_to(too_late) == []
+
+
+def test_a_tip_set_after_its_time_today_first_goes_out_tomorrow(api: FakeBotAPI,
+                                                                tmp_path: Path) -> None:
+    """Set at 08:05 for 08:00: a restart at 08:10 must not take today's for a missed one."""
+    db_path = tmp_path / "db.sqlite3"
+
+    async def set_it() -> None:
+        async with running_bot(api, db_path) as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, f"/dailytip {minutes_ago(3)} UTC", user_id=ADMIN)
+
+    async def restart() -> None:
+        async with running_bot(api, db_path) as bot:
+            await bot.settle()
+            assert bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{GROUP}") == ()
+            assert bot.job(GROUP).next_t > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
+
+    run(set_it())
+    answered = len(api.sent_to(GROUP))
+    run(restart())
+    assert len(api.sent_to(GROUP)) == answered
+
+
+@pytest.mark.parametrize(("now", "due"), [
+    # Saturday 08:05, the eve of the clocks going back: tomorrow's 08:00 is 25 hours on
+    (dt.datetime(2026, 10, 24, 8, 5, tzinfo=LONDON), dt.datetime(2026, 10, 25, 8, 0)),
+    # Saturday 07:30, the eve of the clocks going forward: today's 08:00, not tomorrow's
+    (dt.datetime(2027, 3, 27, 7, 30, tzinfo=LONDON), dt.datetime(2027, 3, 27, 8, 0)),
+    (dt.datetime(2027, 3, 27, 8, 5, tzinfo=LONDON), dt.datetime(2027, 3, 28, 7, 0)),
+])
+def test_the_next_tip_is_due_by_the_wall_clock_across_a_clock_change(
+        now: dt.datetime, due: dt.datetime) -> None:
+    schedule = Schedule(0, "08:00", "Europe/London")  # chat 0: due at second 0
+    found = next_due(schedule, now.astimezone(dt.UTC))
+    assert found is not None and found.astimezone(dt.UTC).replace(tzinfo=None) == due
+    assert last_due(schedule, found.astimezone(dt.UTC)) == found
 
 
 def test_a_tip_due_while_the_bot_starts_goes_out(api: FakeBotAPI, tmp_path: Path) -> None:
@@ -569,8 +614,8 @@ def test_a_schedule_table_from_before_catch_up_topics_and_off_gains_the_columns(
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "")
     store.mark_posted(-5, TIPS[0].id, [c.id for c in TIPS], day="2026-12-01")
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "2026-12-01")
-    store.set(-5, "09:00", "UTC", thread=7)
-    assert store.get(-5) == Schedule(-5, "09:00", "UTC", "2026-12-01", thread=7)
+    store.set(-5, "09:00", "UTC", thread=7, last_day="2026-12-02")  # set anew after 09:00
+    assert store.get(-5) == Schedule(-5, "09:00", "UTC", "2026-12-02", thread=7)
     assert store.turn_off(-5) and store.get(-5) is None and store.all() == []
     store.set(-5, "09:00", "UTC")
     assert store.next_tip(-5, [c.id for c in TIPS]) == TIPS[1].id  # its rotation kept
@@ -681,7 +726,7 @@ def test_channel_dailytip_without_admin_check(api: FakeBotAPI, tmp_path: Path) -
             assert bot.rows() == [(CHANNEL, "10:15", "Europe/London")]
             assert_runs_at(bot, CHANNEL, "10:15", LONDON)
 
-            await bot.job(CHANNEL).run(bot.app)
+            await bot.run_daily(CHANNEL)
             assert_daily_tip(api.sent_to(CHANNEL)[-1], CHANNEL)
 
             reply = await bot.post(CHANNEL, "/dailytip 8.30")
@@ -755,7 +800,7 @@ def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
                 await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             api.fail_next("sendMessage", chat_id=GROUP, error_code=code,
                           description=description)
-            await bot.job(GROUP).run(bot.app)  # no exception escapes
+            await bot.run_daily(GROUP)  # no exception escapes
             [attempt] = [c for c in bot.sends(GROUP) if not c.ok]
             assert attempt.error_code == code
             assert all(row[0] != GROUP for row in bot.rows())
@@ -763,7 +808,7 @@ def test_forbidden_daily_tip_is_dropped_and_the_bot_carries_on(
             assert bot.errors == []
             # the rest keeps working: another group's tip and a /start elsewhere
             assert len(bot.jobs(OTHER_GROUP)) == 1
-            await bot.job(OTHER_GROUP).run(bot.app)
+            await bot.run_daily(OTHER_GROUP)
             assert_daily_tip(api.sent_to(OTHER_GROUP)[-1], OTHER_GROUP)
             reply = await bot.say(BASIC_GROUP, "/start", user_id=MEMBER, chat_type="group")
             assert plain(reply["text"]) == msg("group.start")
@@ -781,7 +826,7 @@ async def a_daily_tip_refused(api: FakeBotAPI, bot: Any, caplog: pytest.LogCaptu
     rows, job_id = bot.rows(), bot.job(GROUP).id
     api.fail_next("sendMessage", chat_id=GROUP, description=description)
     with caplog.at_level(logging.INFO, logger="bot.telegram_groups"):
-        await bot.job(GROUP).run(bot.app)
+        await bot.run_daily(GROUP)
     [refused] = [c for c in bot.sends(GROUP) if not c.ok]
     assert refused.error_code == 400
     return refused, rows, job_id
@@ -800,7 +845,7 @@ def test_a_muted_bot_keeps_the_daily_tip_and_its_place_in_the_rotation(
                        for r in caplog.records)
             assert bot.errors == []
             # unmuted: the next tip is the one that could not go out
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) == card_in(
                 refused.params["text"])
             assert bot.errors == []
@@ -830,7 +875,7 @@ def test_a_refused_tip_text_keeps_the_schedule_and_skips_that_tip(
             # the rotation moves on: the rest of the cycle, without the refused card
             posted = []
             for _ in range(len(TIPS) - 1):
-                await bot.job(GROUP).run(bot.app)
+                await bot.run_daily(GROUP)
                 posted.append(assert_daily_tip(api.sent_to(GROUP)[-1], GROUP))
             assert sorted([refused_tip, *posted]) == sorted(c.id for c in TIPS)
             assert bot.errors == []
@@ -852,13 +897,14 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path,
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: (due - dt.timedelta(hours=1)).astimezone(dt.UTC)
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             bot.groups.now = lambda: (due + late_by).astimezone(dt.UTC)
             bot.groups.retry_after = 0.2
             base = len(api.sent_to(GROUP))
             api.fail_next("sendMessage", chat_id=GROUP, error_code=500,
                           description="Internal Server Error")
-            await bot.job(GROUP).run(bot.app)
+            await bot.job(GROUP).run(bot.app)  # at the time set above
             assert [c.error_code for c in bot.sends(GROUP)[base:base + 1]] == [500]
             retries = bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{GROUP}")
             # APScheduler's own 1 s grace would drop the retry if the loop were busy then
@@ -874,7 +920,7 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path,
             assert any(said in r.getMessage() for r in caplog.records)
             assert bot.rows() == [(GROUP, "08:30", "Europe/London")]
             assert_runs_at(bot, GROUP, "08:30", LONDON)
-            await bot.job(GROUP).run(bot.app)  # the next day's, as usual
+            await bot.run_daily(GROUP)  # the next day's, as usual
             assert len(api.sent_to(GROUP)[base:]) == len(sent) + 1
             assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
 
@@ -892,12 +938,13 @@ def test_a_tip_whose_answer_was_lost_is_not_sent_again(
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: (due - dt.timedelta(hours=1)).astimezone(dt.UTC)
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             bot.groups.now = lambda: later
             bot.groups.retry_after = 0.2
             base = len(api.sent_to(GROUP))
             api.hang_up_next("sendMessage", chat_id=GROUP)
-            await bot.job(GROUP).run(bot.app)
+            await bot.job(GROUP).run(bot.app)  # at the time set above
             await bot.settle(pause=0.6)
             [first] = [assert_daily_tip(m, GROUP) for m in api.sent_to(GROUP)[base:]]
             assert bot.app.job_queue.get_jobs_by_name(f"dailytip-late:{GROUP}") == ()
@@ -905,7 +952,7 @@ def test_a_tip_whose_answer_was_lost_is_not_sent_again(
             assert bot.errors == []
             schedule = ScheduleStore(bot.db).get(GROUP)
             assert schedule.last_day == "2026-11-02" and not missed(schedule, later)
-            await bot.job(GROUP).run(bot.app)  # the next day's: the next tip
+            await bot.run_daily(GROUP)  # the next day's: the next tip
             assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) != first
 
     run(scenario())
@@ -928,20 +975,31 @@ def test_only_a_post_telegram_certainly_did_not_take_is_tried_again(
     assert not_taken(error) is not taken
 
 
-def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: Path) -> None:
+SECOND = GROUP % 60  # each chat's tip is due at its own second of the minute
+
+
+@pytest.mark.parametrize("runs", [
+    ((dt.datetime(2026, 10, 25, 0, 55, SECOND), 1),  # 01:55 BST
+     (dt.datetime(2026, 10, 25, 1, 55, SECOND), 0),  # 01:55 GMT
+     (dt.datetime(2026, 10, 25, 2, 8, 0), 0),  # that run, late
+     (dt.datetime(2026, 10, 26, 1, 55, SECOND), 1)),
+    # the first run ten minutes late, in the repeated hour: still that day's
+    ((dt.datetime(2026, 10, 25, 1, 5, SECOND), 1),  # 01:05 GMT
+     (dt.datetime(2026, 10, 25, 1, 55, SECOND), 0),
+     (dt.datetime(2026, 10, 26, 1, 55, SECOND), 1)),
+], ids=["on_time", "first_run_late"])
+def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: Path,
+                                                     runs: tuple[Any, ...]) -> None:
     """On 25 October 2026 London's 01:55 comes twice (BST, then GMT); APScheduler fires at
     both. Today's tip goes out at the first only (the second run also when it is late,
     after the repeated hour), and the next day's as usual."""
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: dt.datetime(2026, 10, 24, 12, 0, tzinfo=dt.UTC)
             await bot.say(GROUP, "/dailytip 01:55 Europe/London", user_id=ADMIN)
             base = len(api.sent_to(GROUP))
-            second = GROUP % 60  # each chat's tip is due at its own second of the minute
-            for utc, posts in ((dt.datetime(2026, 10, 25, 0, 55, second), 1),  # 01:55 BST
-                               (dt.datetime(2026, 10, 25, 1, 55, second), 0),  # 01:55 GMT
-                               (dt.datetime(2026, 10, 25, 2, 8, 0), 0),  # that run, late
-                               (dt.datetime(2026, 10, 26, 1, 55, second), 1)):
+            for utc, posts in runs:
                 bot.groups.now = lambda at=utc: at.replace(tzinfo=dt.UTC)
                 await bot.job(GROUP).run(bot.app)
                 assert len(api.sent_to(GROUP)) == base + posts, utc
@@ -965,17 +1023,17 @@ def test_a_daily_tip_set_in_a_forum_topic_goes_to_that_topic(api: FakeBotAPI,
             api.set_member_status(GROUP, ADMIN, "administrator")
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN, thread=TOPIC)
             assert bot.sends(GROUP)[-1].params.get("message_thread_id") == TOPIC  # the answer
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             tip = bot.sends(GROUP)[-1]
             assert tip.ok and tip.params.get("message_thread_id") == TOPIC
             assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
 
     async def after_a_restart_then_set_in_general() -> None:
         async with running_bot(api, db_path) as bot:
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             assert bot.sends(GROUP)[-1].params.get("message_thread_id") == TOPIC
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             assert "message_thread_id" not in bot.sends(GROUP)[-1].params
             assert bot.errors == []
 
@@ -991,14 +1049,14 @@ def test_a_daily_tip_whose_topic_was_deleted_goes_to_the_chat(
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN, thread=TOPIC)
             api.fail_next("sendMessage", chat_id=GROUP,
                           description="Bad Request: message thread not found")
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             refused, posted = bot.sends(GROUP)[-2:]
             assert not refused.ok and refused.params.get("message_thread_id") == TOPIC
             assert posted.ok and "message_thread_id" not in posted.params
             first = assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
             assert first == card_in(refused.params["text"])  # that day's tip, not skipped
             # and from then on, to the chat itself; the rotation goes on
-            await bot.job(GROUP).run(bot.app)
+            await bot.run_daily(GROUP)
             assert "message_thread_id" not in bot.sends(GROUP)[-1].params
             assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) != first
             assert bot.rows() == [(GROUP, "08:30", "Europe/London")]
