@@ -152,8 +152,9 @@ class BackBot:
         self.send_again_after = SEND_AGAIN_SECONDS
         self.clock_allowance = CLOCK_ALLOWANCE_SECONDS
         # How far Telegram's clock is behind ours, as it dated the last message we sent
-        # (a server clock minutes fast would otherwise make every new question look old).
-        self.telegram_behind = 0.0
+        # (a server clock minutes fast would otherwise make every new question look old);
+        # None until this process has sent one.
+        self.telegram_behind: float | None = None
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
@@ -304,9 +305,16 @@ class BackBot:
             return
         _, ref, choice = parsed
         message = query.message
+        if message is not None and not message.is_accessible:
+            # Too old for Telegram to say when it was sent, so nothing tells an earlier
+            # check-in's button from the current one: it is answered as moved on.
+            ref = ANSWERED_ALREADY
         sent_at = (int(message.date.timestamp())
                    if message is not None and message.is_accessible else None)
-        tapped_at = int(time.time() - self.telegram_behind) - self.clock_allowance
+        # Telegram's clock as of now, once known: before, ours could be minutes off it
+        behind = self.telegram_behind
+        tapped_at = (None if behind is None
+                     else int(time.time() - behind) - self.clock_allowance)
         await self.apply(user.id, chat_id,
                          Event.answer(choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at),
                          query=query, update_id=update.update_id)
@@ -379,16 +387,18 @@ class BackBot:
             event, notes = Event("again"), ()
         tapped = _tapped_message(query)
         button = (user_id, tapped, query.data) if query is not None and tapped else None
-        if button is not None and snapshot is not None and self._shown_on_tap and (
-                self._shown_on_tap.get(button) == snapshot):
+        if button is not None and self._shown_on_tap and button in self._shown_on_tap and (
+                self._shown_on_tap[button] == snapshot):  # None == None: before consent too
             return (), [], None
         if tapped is not None and snapshot is None and (
                 (user_id, tapped) in self._answered_unstored):
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
-        shown = (button if new is snapshot and event.kind == "answer" and _only_shows(outputs)
-                 else None)
         consented = self.engine.has_consent(new)
+        # (nothing stored yet: unchanged if the fresh start it was applied to took no answer)
+        unchanged = new is snapshot or (snapshot is None and not new["answers"])
+        shown = (button if unchanged and event.kind == "answer" and _only_shows(outputs)
+                 else None)
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
@@ -479,11 +489,13 @@ class BackBot:
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
             outcome = "forget.done" if confirmed else "forget.kept"
-            if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS):
+            now = time.time() - (self.telegram_behind or 0.0)  # on Telegram's clock
+            if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS, now):
                 outcome = "forget.expired"
             elif confirmed:
                 async with self.sorry_on_failure(user_id, query):  # not "done" if not done
                     self.store.delete(user_id)
+                self._forget_taps(user_id)
             await self.answer_query(query)
             outcome = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
@@ -502,7 +514,14 @@ class BackBot:
 
     def drop_blocked(self, user_id: int) -> None:
         self.store.delete(user_id)
+        self._forget_taps(user_id)
         log.info("a user blocked the bot; their session was dropped")
+
+    def _forget_taps(self, user_id: int) -> None:
+        """Erased means erased: the taps kept in memory hold sessions too. (The messages
+        answered before consent are only ids, and keep a later tap on one stale.)"""
+        for key in [key for key in self._shown_on_tap if key[0] == user_id]:
+            del self._shown_on_tap[key]
 
     async def send(self, chat_id: int, replies: list[Reply],
                    unsent: list[Reply] | None = None) -> None:
@@ -607,13 +626,13 @@ def _only_shows(outputs: Sequence[Output]) -> bool:
         isinstance(first, Say) and first.key.startswith(("session.", "error.")))
 
 
-def _asked_within(query: CallbackQuery, seconds: float) -> bool:
-    """Whether the tapped message was sent at most `seconds` ago (Telegram leaves out
-    messages too old for the bot to see: those were not)."""
+def _asked_within(query: CallbackQuery, seconds: float, now: float) -> bool:
+    """Whether the tapped message was sent at most `seconds` before `now` (Telegram
+    leaves out messages too old for the bot to see: those were not)."""
     message = query.message
     if message is None or not message.is_accessible:
         return False
-    return time.time() - message.date.timestamp() <= seconds
+    return now - message.date.timestamp() <= seconds
 
 
 def _bounded_put(kept: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:

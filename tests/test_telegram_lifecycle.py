@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_bot_api import FakeBotAPI
 from telegram_harness import BotHarness, bot_session, run_bounded
 
 from bot import telegram_bot
@@ -140,6 +141,36 @@ def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(
             assert h.query_answers()[-1].get("text") == "That question has moved on."
 
     run_bounded(scenario())
+
+
+@pytest.mark.parametrize("ahead", [600, -600])
+def test_a_first_tap_after_a_restart_with_the_clock_off_begins_a_usable_check_in(
+        tmp_path: Path, api: FakeBotAPI, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
+    """A new process has not yet seen how Telegram dates its messages: agreeing on a
+    welcome sent before the restart must not date the check-in by the bot's own clock,
+    ten minutes fast (every new question would look older than it) or slow."""
+    real = time.time
+    monkeypatch.setattr(telegram_bot, "time", SimpleNamespace(
+        time=lambda: real() + ahead, monotonic=time.monotonic))
+
+    async def before() -> dict:
+        async with bot_session(tmp_path, api=api) as h:
+            await h.send(CHAT, "/start")
+            return h.current(CHAT)
+
+    async def after(welcome: dict) -> None:
+        async with bot_session(tmp_path, api=api) as h:
+            h.app.bot_data["backbot"].clock_allowance = 0  # as precise as whole seconds
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "agree"))
+            assert h.state(CHAT) == "asking_bladder"
+            await h.choose(CHAT, "no")
+            await h.choose(CHAT, "no")
+            assert h.state(CHAT) == "asking_legs"
+            assert "That question has moved on." not in [
+                a.get("text") for a in h.query_answers()]
+
+    welcome = run_bounded(before())
+    run_bounded(after(welcome))
 
 
 def test_a_failed_typing_action_still_sends_the_replies(

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from telegram_harness import (
@@ -19,7 +20,7 @@ from telegram_harness import (
     run_bounded,
 )
 
-from bot import telegram_app
+from bot import telegram_app, telegram_bot
 from bot.telegram_bot import FORGET_CONFIRM_SECONDS, IN_HAND_PER_USER
 
 CHAT = 2002
@@ -924,6 +925,79 @@ def test_an_old_forget_confirmation_erases_nothing(tmp_path: Path) -> None:
                 FORGET_CONFIRM_SECONDS - 60)
             await h.tap(CHAT, confirm["message_id"], "f|yes")
             assert h.rows(CHAT) == 0
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize("ahead", [1200, -1200])
+def test_forget_times_its_confirmation_on_telegrams_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
+    """With the bot's clock 20 minutes off Telegram's, a prompt "Yes, erase" still erases
+    (fast, it would look too old) and an old one still does not (slow, it would look new);
+    and nothing of the person is kept in memory afterwards either."""
+    real = time.time
+    monkeypatch.setattr(telegram_bot, "time", SimpleNamespace(
+        time=lambda: real() + ahead, monotonic=time.monotonic))
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            welcome = h.current(CHAT)
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
+            await h.choose(CHAT, "agree")
+            await h.choose(CHAT, "yes")  # an emergency answer, at its end
+            backbot = h.app.bot_data["backbot"]
+            assert any(key[0] == CHAT for key in backbot._shown_on_tap)  # the privacy tap
+
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.messages[(CHAT, confirm["message_id"])]["date"] -= (
+                FORGET_CONFIRM_SECONDS + 60)
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 1
+
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+            assert not any(key[0] == CHAT for key in backbot._shown_on_tap)
+
+    run_bounded(scenario())
+
+
+def test_a_tap_on_a_message_too_old_to_see_shows_the_current_question(tmp_path: Path) -> None:
+    """Without the message's date (date 0), nothing tells an earlier check-in's button from
+    the current one: it answers nothing, and the current question comes again."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            before = h.snapshot(CHAT)
+            data = h.data_for(h.current(CHAT), "yes")
+            update = h.api.push_update({"callback_query": {
+                "id": "old-tap", "from": {"id": CHAT, "is_bot": False, "first_name": "Ana"},
+                "chat_instance": "ci", "data": data,
+                "message": {"message_id": 1, "date": 0,
+                            "chat": {"id": CHAT, "type": "private"}}}})
+            sent = len(h.sent_texts(CHAT))
+            await h.processed(update)
+            assert h.snapshot(CHAT) == before  # no emergency answer from an unknown past
+            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.sent_texts(CHAT)[sent:][-1] == h.message_text("question.bladder")
+
+    run_bounded(scenario())
+
+
+def test_a_double_tap_on_what_do_you_store_shows_the_note_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            welcome = h.current(CHAT)
+            replies = await double_tap(h, welcome, h.data_for(welcome, "privacy"))
+            note = h.message_text("privacy.note")
+            assert sum(text == note for text in replies) == 1, replies
+            assert h.rows(CHAT) == 0
+            await h.choose(CHAT, "agree")  # the welcome shown again still works
+            assert h.state(CHAT) == "asking_bladder"
 
     run_bounded(scenario())
 
