@@ -83,8 +83,8 @@ def db_setting(env: Mapping[str, str]) -> Path:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and # comments skipped (a comment after an unquoted
-    value too); optional quotes stripped."""
+    """KEY=VALUE lines; blank lines and # comments skipped (a comment after a value too);
+    optional quotes stripped."""
     values: dict[str, str] = {}
     try:  # utf-8-sig: an editor may have put a byte-order mark first
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -102,8 +102,10 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not sep or not key.strip().isidentifier():
             raise DataError(path, "expected KEY=VALUE", line=number)
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        end = value.find(value[0], 1) if value[:1] in ("'", '"') else -1
+        rest = value[end + 1:].strip() if end > 0 else None
+        if rest is not None and (not rest or rest.startswith("#")):
+            value = value[1:end]  # quoted, perhaps with a comment after it
         else:
             value = INLINE_COMMENT.sub("", value)
         values[key.strip()] = value
