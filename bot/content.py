@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,8 @@ class SafetyRules:
     activity_words: tuple[str, ...]
     red_flags: tuple[RequiredFlag, ...]
     doctor_prompt: str  # message id the doctor_prompt state must always show
+    doctor_question: str  # message id of what it asks
+    doctor_ack: str  # message id of its acknowledging answer's label (and no other's)
     doctor_reminder: str  # message id every end state must always show
     end_messages: dict[str, tuple[str, ...]]  # disposition -> messages, one always shown
     answer_labels: dict[str, str]  # red-flag answer id -> the label its button must show
@@ -108,8 +111,9 @@ class SafetyRules:
         object.__setattr__(self, "_words", re.compile(rf"\b({words})", re.IGNORECASE))
 
     def activity_word(self, text: str) -> str | None:
-        """The first word in `text` that names an activity, if any."""
-        found = self._words.search(text)
+        """The first word in `text` that names an activity, if any (compatibility forms,
+        such as full-width letters, read as the letters they show)."""
+        found = self._words.search(unicodedata.normalize("NFKC", text))
         return found.group(1) if found else None
 
 
@@ -151,6 +155,7 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
             raise DataError(directory / "messages.yaml", f"message {mid} is over "
                             f"{MAX_TOAST_CHARS} characters, Telegram's limit for a button's "
                             "notice")
+    _check_characters(directory, sources, cards, messages)
     safety = _load_safety(directory / "safety.yaml", sources, messages)
     for card in cards.values():  # /tip and the proof tell activity cards by this tag
         word = safety.activity_word("\n".join(card.texts()))
@@ -159,6 +164,31 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
                             f"({word!r}) but is not tagged activity")
     return Content(sources=sources, cards=cards, messages=messages, safety=safety,
                    directory=directory)
+
+
+def _check_characters(directory: Path, sources: dict[str, Source], cards: dict[str, Card],
+                      messages: dict[str, str]) -> None:
+    """No text may hide its words from the activity check (or from a reader): no invisible
+    formatting characters, and no word mixing alphabets ("w\u0430lk" with a Cyrillic a)."""
+    texts = [("messages.yaml", f"message {mid}", text) for mid, text in messages.items()]
+    texts += [("advice.yaml", f"card {card.id}", text)
+              for card in cards.values() for text in (card.title, card.body)]
+    texts += [("sources.yaml", f"source {source.id}", text) for source in sources.values()
+              for text in (source.title, source.publisher, source.url, *source.sections)]
+    for file, what, text in texts:
+        if problem := _hidden_word_problem(text):
+            raise DataError(directory / file, f"{what} {problem}")
+
+
+def _hidden_word_problem(text: str) -> str | None:
+    for char in text:
+        if unicodedata.category(char) == "Cf":
+            return f"holds an invisible formatting character (U+{ord(char):04X})"
+    for word in re.findall(r"\w+", text):
+        scripts = {unicodedata.name(c, "?").split(" ")[0] for c in word if c.isalpha()}
+        if len(scripts) > 1:
+            return f"mixes alphabets in the word {word!r} ({', '.join(sorted(scripts))})"
+    return None
 
 
 def _top(path: Path, key: str) -> list[object]:
@@ -257,6 +287,10 @@ def _load_safety(path: Path, sources: dict[str, Source],
     data = schema.mapping(load_yaml(path), path, "the file", line=1)
     schema.keys(data, path, "the file", {"activity_words", "red_flags", "doctor_prompt",
                                          "doctor_reminder", "end_messages", "answer_labels"})
+    prompt = schema.mapping(data["doctor_prompt"], path, "doctor_prompt", line=data.line)
+    schema.keys(prompt, path, "doctor_prompt", {"message", "question", "acknowledge"})
+    prompt_ids = {key: _message_ref(prompt[key], path, f"doctor_prompt {key}", messages,
+                                    prompt.line) for key in ("message", "question", "acknowledge")}
     words = schema.text_list(data["activity_words"], path, "activity_words", line=data.line)
     if not words or any(not word.strip() for word in words):
         raise DataError(path, "activity_words must list words", line=data.line)
@@ -323,8 +357,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
                         line=ends.line)
     return SafetyRules(
         activity_words=tuple(words), red_flags=tuple(flags),
-        doctor_prompt=_message_ref(data["doctor_prompt"], path, "doctor_prompt", messages,
-                                   data.line),
+        doctor_prompt=prompt_ids["message"], doctor_question=prompt_ids["question"],
+        doctor_ack=prompt_ids["acknowledge"],
         doctor_reminder=_message_ref(data["doctor_reminder"], path, "doctor_reminder",
                                      messages, data.line),
         end_messages=end_messages,

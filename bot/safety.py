@@ -170,12 +170,22 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
     acks = {(s.name, s.acknowledge) for s in dialog.states.values() if s.acknowledge}
     if not acks:
         finding.problems.append(f"{dialog.path}: no state is tagged doctor_prompt")
-    prompt = content.safety.doctor_prompt
+    rules = content.safety
+    where = content.directory / "safety.yaml"
     for spec in dialog.states.values():
-        if spec.acknowledge and not _always_shows(spec, {prompt}):
+        if not spec.acknowledge:
+            continue
+        if not _always_shows(spec, {rules.doctor_prompt}):
             finding.problems.append(_fail(dialog, spec, (
-                f"is tagged doctor_prompt but does not always show {prompt} (required by "
-                f"{content.directory / 'safety.yaml'})")))
+                f"is tagged doctor_prompt but does not always show {rules.doctor_prompt} "
+                f"(required by {where})")))
+        if spec.ask != rules.doctor_question:
+            finding.problems.append(_fail(dialog, spec, (
+                f"is tagged doctor_prompt but asks {spec.ask}, not {rules.doctor_question} "
+                f"(required by {where})")))
+        # the person must read "I will check with my doctor" on the answer that leads on
+        finding.problems += _label_problems(dialog, spec, {spec.acknowledge: rules.doctor_ack},
+                                            where)
     # Without the acknowledging answers, no activity state may be reachable at all.
     around = graph.reachable(dialog.initial, skip=acks)  # type: ignore[arg-type]
     for name in sorted(activity & around.keys()):
@@ -297,14 +307,22 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
                             f"{answer!r} to {question}, but no state asking {question} "
                             "offers that answer")
     names = {spec.name for spec in asking}
+    for name in sorted(names & activity):  # shown with the question, before its answer
+        problems.append(_fail(dialog, dialog.states[name], (
+            f"asks {flag.question} (required by {rules}) but names an activity")))
+    # Screening ends before the doctor prompt: once it is acknowledged, activities (and
+    # /tip's activity tips) may follow at any point.
+    prompts = {spec.name for spec in dialog.states.values() if spec.acknowledge}
     for start in starts:
         if start in names:
             continue
         around = graph.reachable(start, avoid=names)
-        missed = sorted(activity & around.keys(), key=lambda name: (len(around[name]), name))
+        missed = sorted((activity | prompts) & around.keys(),
+                        key=lambda name: (len(around[name]), name))
         if missed:  # the nearest one stands for all
+            what = "is the doctor prompt" if missed[0] in prompts else "names an activity"
             problems.append(_fail(dialog, dialog.states[missed[0]], (
-                f"names an activity but is reachable without asking {flag.question} "
+                f"{what} but is reachable without asking {flag.question} "
                 f"(required by {rules}): " + " -> ".join(around[missed[0]]))))
     return problems
 

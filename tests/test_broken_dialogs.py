@@ -616,10 +616,11 @@ def test_path_around_a_required_question_fails(data_copy, check, source: str, ch
     result = check()
     block = finding_lines(result, "ii")
     around = [p for p in block[1:] if f"reachable without asking {skipped}" in p]
-    assert len(around) == 1, block  # the nearest activity state stands for all
-    assert_names_state(around[0], data_copy.dialog, "asking_pool")
+    assert len(around) == 1, block  # the nearest state stands for all: the doctor prompt
+    assert_names_state(around[0], data_copy.dialog, "doctor_prompt")
+    assert "is the doctor prompt but is reachable without asking" in around[0]
     witness = around[0].split(": ")[-1].split(" -> ")
-    assert witness[-2:] == ["doctor_prompt", "asking_pool"] and dest in witness, witness
+    assert witness[-1] == "doctor_prompt" and dest in witness, witness
 
 
 def test_message_shown_anywhere_naming_an_activity_fails(data_copy, check) -> None:
@@ -682,7 +683,8 @@ def test_source_address_naming_an_activity_fails(data_copy, check) -> None:
 
 @pytest.mark.parametrize("words", ["aqua fitness", "the rowing machine", "a cross-trainer",
                                    "stair climbing", "dancing", "a spinning class", "yoga",
-                                   "aquajogging"])
+                                   "aquajogging", "an exercise bicycle", "breaststroke",
+                                   "tai chi"])
 def test_less_common_activities_are_named_too(data_copy, check, words: str) -> None:
     path = data_copy.content / "advice.yaml"
     replace_once(path, "managing your weight.", f"managing your weight, as can {words}.")
@@ -739,6 +741,78 @@ def test_red_flag_end_must_say_where_to_get_care(data_copy, check, name: str,
     problem = first_problem(check(), "ii", data_copy.dialog, name)
     assert problem.endswith(f"{disposition} end does not always show {shown} (required by "
                             f"{data_copy.content}/safety.yaml)")
+
+
+def test_swapped_doctor_prompt_buttons_fail(data_copy, check) -> None:
+    """A "Not now" button that led on to the activities would pass every path check: the
+    acknowledging answer must read as the acknowledgement, and no other answer may."""
+    def change(d: Data) -> None:
+        state(d, "doctor_prompt")["choices"] = [
+            {"id": "understood", "label": "choice.doctor_decline"},
+            {"id": "not_now", "label": "choice.doctor_ack"}]
+
+    edit(data_copy.dialog, change)
+    block = finding_lines(check(), "i")
+    rules = f"{data_copy.content}/safety.yaml"
+    assert [p.split("): ", 1)[1] for p in block[1:]] == [
+        f"answer 'understood' to doctor.question must be labelled choice.doctor_ack (required "
+        f"by {rules}), but shows choice.doctor_decline",
+        f"answer 'not_now' to doctor.question shows choice.doctor_ack, the label of another "
+        f"answer (required by {rules})"]
+    assert_names_state(block[1], data_copy.dialog, "doctor_prompt")
+
+
+def test_doctor_prompt_asking_something_else_fails(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: state(d, "doctor_prompt").update(ask="why.question"))
+    problem = first_problem(check(), "i", data_copy.dialog, "doctor_prompt")
+    assert problem.endswith("is tagged doctor_prompt but asks why.question, not "
+                            f"doctor.question (required by {data_copy.content}/safety.yaml)")
+
+
+def test_activity_shown_with_a_red_flag_question_fails(data_copy, check) -> None:
+    """Cards shown above a red-flag question are read before its answer: after the
+    doctor prompt or not, a red flag there would already have seen activities."""
+    def change(d: Data) -> None:
+        # the doctor prompt first, the screening after it: every other check holds
+        transition(d, "welcome", "agree")["dest"] = "explaining_why"
+        transition(d, "doctor_prompt", "understood")["dest"] = "asking_bladder"
+        for source in ("asking_clearance", "asking_fracture_clearance"):
+            for t in d["transitions"]:
+                if t["source"] == source and t["dest"] == "explaining_why":
+                    t["dest"] = "asking_pool"
+        state(d, "asking_shooting_pain")["show"] = [{"card": "activity.walking"}]
+
+    edit(data_copy.dialog, change)
+    result = check()
+    problems = finding_lines(result, "ii")[1:]
+    assert any(p.endswith("asks question.shooting_pain (required by "
+                          f"{data_copy.content}/safety.yaml) but names an activity")
+               for p in problems), problems
+    # and the doctor prompt now comes before the screening: tips after it would not wait
+    assert any("(state doctor_prompt," in p and "is the doctor prompt but is reachable "
+               "without asking question.bladder" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("Thanks. Here is why gentle w\u0430lking", "mixes alphabets in the word"),
+    ("Thanks. Here is why gentle swi\u200bmming", "holds an invisible formatting character "
+     "(U+200B)"),
+])
+def test_words_hidden_from_the_activity_check_fail(data_copy, check, text: str,
+                                                   problem: str) -> None:
+    path = data_copy.content / "messages.yaml"
+    replace_once(path, "    Thanks. Here is why gentle",
+                 "    " + text)
+    _, _, what = data_error(check(), path)
+    assert what.startswith("message why.intro ") and problem in what, what
+
+
+def test_full_width_letters_still_name_an_activity(data_copy, check) -> None:
+    path = data_copy.content / "messages.yaml"
+    replace_once(path, "    Thanks. Here is why gentle",
+                 "    Thanks. \uff37\uff41\uff4c\uff4b\uff49\uff4e\uff47 is why gentle")
+    block = finding_lines(check(), "i")
+    assert_names_state(block[1], data_copy.dialog, "explaining_why")
 
 
 @pytest.mark.parametrize("key", ["doctor_prompt", "doctor_reminder"])
