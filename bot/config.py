@@ -15,8 +15,8 @@ from bot.zones import known_zone, shown_zone, zone_data_present
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
 # PTB matches the webhook's path as a regular expression: keep to characters that match
-# themselves.
-WEBHOOK_PATH = re.compile(r"^[A-Za-z0-9/_.~-]*$")
+# themselves; and it serves the path with its leading slashes cut to one, so no "//".
+WEBHOOK_PATH = re.compile(r"^(?!.*//)[A-Za-z0-9/_.~-]*$")
 # An unquoted .env value ends where a comment begins (" # ..."), as in python-dotenv.
 INLINE_COMMENT = re.compile(r"\s+#.*$")
 
@@ -157,7 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
                               "https://bot.example.org/telegram")
         if not WEBHOOK_PATH.match(parts.path):
             raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "
-                              "and / _ . ~ -")
+                              "and / _ . ~ - (no empty part: not //)")
     return Settings(
         token=Secret(token) if token else None,
         api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,

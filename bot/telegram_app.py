@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import secrets
+import signal
 import socket
 import sqlite3
 from urllib.parse import urlparse
@@ -15,6 +16,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
+from tornado.netutil import bind_sockets
 
 from bot.config import ConfigError, Settings
 from bot.engine import Engine
@@ -92,6 +94,44 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     return app
 
 
+class _StopSignals:
+    """SIGINT and SIGTERM stop the bot as PTB's own handlers would (SystemExit inside the
+    event loop), and are remembered: a Bot API call PTB was making at start-up, which it
+    then abandons, can fail on the way out, and that is no failure of ours."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def install(self) -> None:
+        loop = asyncio.new_event_loop()  # the loop PTB's run_* picks up and closes
+        asyncio.set_event_loop(loop)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGABRT):
+            loop.add_signal_handler(sig, self._stop)
+
+    def _stop(self) -> None:
+        if not self.received:
+            self.received = True
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(_abandoned_calls_expected)
+        raise SystemExit
+
+
+def _abandoned_calls_expected(record: logging.LogRecord) -> bool:
+    """After a stop signal, PTB's errors about the calls it abandons are no problem to
+    report as one: they are kept, at INFO."""
+    if record.name.startswith("telegram") and record.levelno >= logging.ERROR:
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+def _check_listen(settings: Settings) -> None:
+    """Bind the webhook's address and let it go: PTB registers the webhook with Telegram
+    before it binds, so a bot that cannot listen would otherwise take the webhook (and
+    its secret) from one that is running."""
+    for sock in bind_sockets(settings.webhook_port, settings.webhook_listen):
+        sock.close()
+
+
 def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigError:
     said = (exc.strerror or exc) if isinstance(exc, OSError) else exc
     reason = f"{said} ({exc.filename})" if isinstance(exc, OSError) and exc.filename else said
@@ -119,6 +159,7 @@ def run(settings: Settings) -> int:
         if claim is not None:  # None: an in-memory database, nothing to hold
             claim.close()
         raise _cannot_open(settings, exc) from None
+    stops = _StopSignals()
     try:  # from here on, whatever happens, the database and its lock are let go
         try:
             app = build_application(settings, engine, SessionStore(db))
@@ -126,7 +167,10 @@ def run(settings: Settings) -> int:
             raise _cannot_open(settings, exc) from None
         log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
         if settings.webhook_url:
+            _check_listen(settings)
+            stops.install()
             app.run_webhook(
+                stop_signals=None,
                 listen=settings.webhook_listen,
                 port=settings.webhook_port,
                 url_path=urlparse(settings.webhook_url).path.lstrip("/"),
@@ -135,11 +179,15 @@ def run(settings: Settings) -> int:
                 allowed_updates=Update.ALL_TYPES,
             )
         else:
-            app.run_polling(allowed_updates=Update.ALL_TYPES)
+            stops.install()
+            app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
     except InvalidToken:
         raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
                           ) from None
     except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL
+        if stops.received:  # a start-up call abandoned on the way out: stopped as asked
+            log.info("backbot stopped while starting")
+            return 0
         # Telegram's own description says what to fix (the log filter keeps the token out)
         log.error("backbot stopped: %s: %s", type(exc).__name__, exc.message)
         return 1

@@ -313,6 +313,10 @@ class GroupFeatures:
         fell due while the bot was down, less than the grace ago, goes out now."""
         now = self.now()
         for schedule in self.schedules.all():
+            if not TIME.match(schedule.hhmm):  # only a hand-edited database holds one
+                log.warning("a stored daily tip has no valid time (%r); it is left out",
+                            schedule.hhmm)
+                continue
             # Nothing is scheduled yet: looking for a chat's old job would scan them all.
             # The first run is fixed now: the scheduler starts a little later, after the
             # polling or webhook set-up, and left to itself would take a tip falling due

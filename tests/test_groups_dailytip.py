@@ -407,6 +407,27 @@ def test_daily_tip_survives_a_restart(api: FakeBotAPI, tmp_path: Path) -> None:
     run(after())
 
 
+def test_a_stored_tip_without_a_valid_time_is_left_out_at_start(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Only a hand-edited database holds one: the others are restored, the bot starts."""
+    db_path = tmp_path / "db.sqlite3"
+    db = open_database(db_path)
+    store = ScheduleStore(db)
+    store.set(GROUP, "08:30", "Europe/London")
+    store.set(OTHER_GROUP, "9x:00", "UTC")
+    db.close()
+
+    async def scenario() -> None:
+        async with running_bot(api, db_path) as bot:
+            assert_runs_at(bot, GROUP, "08:30", LONDON)
+            assert bot.jobs(OTHER_GROUP) == ()
+            assert bot.errors == []
+
+    with caplog.at_level(logging.WARNING, logger="bot.telegram_groups"):
+        run(scenario())
+    assert any("no valid time ('9x:00')" in r.getMessage() for r in caplog.records)
+
+
 def minutes_ago(minutes: int) -> str:
     return (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).strftime("%H:%M")
 

@@ -10,6 +10,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,39 @@ def test_backbot_run_survives_sigkill_and_stops_on_sigterm(tmp_path: Path) -> No
             assert secret_part not in log
         assert "Traceback" not in second.stderr()
         assert api.texts_without_html() == []
+
+
+def test_a_stop_signal_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM while PTB makes its last start-up call (which it then abandons, failing on
+    the way out): stopped as asked, exit status 0, no error."""
+    with FakeBotAPI() as api:
+        entered = threading.Event()
+
+        def slow(params: dict[str, Any]) -> None:
+            entered.set()
+            time.sleep(3)
+
+        api.before_call["deletewebhook"] = slow
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token,
+                      TELEGRAM_API_BASE_URL=api.base_url,
+                      BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
+        stderr_path = tmp_path / "stderr"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env,
+                                    cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            assert entered.wait(START), "the bot never reached deleteWebhook"
+            proc.send_signal(signal.SIGTERM)
+            returncode = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = stderr_path.read_text(encoding="utf-8", errors="replace")
+    assert returncode == 0, log
+    assert " ERROR " not in log and "Traceback" not in log, log
+    assert "backbot stopped while starting" in log
 
 
 def test_backbot_run_without_token_explains_itself(tmp_path: Path) -> None:

@@ -277,6 +277,9 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     # PTB routes by the path as a pattern: "+" or "(" would never match the real path
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/hook+1", "BACKBOT_WEBHOOK_URL's path"),
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/a(b)", "BACKBOT_WEBHOOK_URL's path"),
+    # served with its leading slashes cut to one: "//hook" would never be matched
+    ("BACKBOT_WEBHOOK_URL", "https://bot.example.org//hook", "BACKBOT_WEBHOOK_URL's path"),
+    ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/a//b", "BACKBOT_WEBHOOK_URL's path"),
     ("BACKBOT_DB", "~no-such-user-here/b.sqlite3", "BACKBOT_DB starts with ~user for a"),
 ])
 def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:

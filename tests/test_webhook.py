@@ -111,6 +111,8 @@ def test_webhook_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
                            " BACKBOT_WEBHOOK_PORT): "), result.stderr
     assert "Traceback" not in result.stderr
     assert api.token not in result.stderr + result.stdout
+    # nor did it take the webhook (and its secret) from a bot that may hold the port
+    assert api.calls_to("setWebhook") == []
 
 
 def test_webhook_refused_by_telegram_says_why(tmp_path: Path) -> None:
