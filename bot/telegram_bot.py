@@ -387,18 +387,18 @@ class BackBot:
             event, notes = Event("again"), ()
         tapped = _tapped_message(query)
         button = (user_id, tapped, query.data) if query is not None and tapped else None
-        if button is not None and self._shown_on_tap and button in self._shown_on_tap and (
-                self._shown_on_tap[button] == snapshot):  # None == None: before consent too
+        # Only with a stored session: before consent nothing tells a double tap from the
+        # same button tapped again after other taps that stored nothing either.
+        if button is not None and snapshot is not None and self._shown_on_tap and (
+                self._shown_on_tap.get(button) == snapshot):
             return (), [], None
         if tapped is not None and snapshot is None and (
                 (user_id, tapped) in self._answered_unstored):
             event = replace(event, ref=ANSWERED_ALREADY)  # the engine: stale
         new, outputs = self.engine.step(snapshot, event)
-        consented = self.engine.has_consent(new)
-        # (nothing stored yet: unchanged if the fresh start it was applied to took no answer)
-        unchanged = new is snapshot or (snapshot is None and not new["answers"])
-        shown = (button if unchanged and event.kind == "answer" and _only_shows(outputs)
+        shown = (button if new is snapshot and event.kind == "answer" and _only_shows(outputs)
                  else None)
+        consented = self.engine.has_consent(new)
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):

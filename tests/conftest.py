@@ -16,9 +16,9 @@ from bot.engine import Engine
 from bot.loading import DIALOG_FILE, load_engine
 
 try:  # works whether or not tests/ is a package
-    from fake_bot_api import FakeBotAPI
+    from fake_bot_api import FakeBotAPI, no_proxy
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.fake_bot_api import FakeBotAPI
+    from tests.fake_bot_api import FakeBotAPI, no_proxy
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +84,7 @@ def find_activity() -> Callable[[str], str | None]:
 
 @pytest.fixture
 def api() -> Iterator[FakeBotAPI]:
-    """A Bot API server of the tests' own, started on 127.0.0.1 for one test."""
-    with FakeBotAPI() as server:
+    """A Bot API server of the tests' own, started on 127.0.0.1 for one test (and no proxy
+    from the environment between it and the test)."""
+    with no_proxy(), FakeBotAPI() as server:
         yield server

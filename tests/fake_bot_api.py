@@ -19,16 +19,18 @@ JSON-encoded. A JSON request body is accepted too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.parser
 import email.policy
 import itertools
 import json
+import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -1080,3 +1082,19 @@ class FakeBotAPI:
         with self._lock:
             self._member_status[(_chat_key(params.get("chat_id", 0)), self.bot_id)] = "left"
         return True
+
+
+@contextlib.contextmanager
+def no_proxy() -> Iterator[None]:
+    """Keep httpx from routing 127.0.0.1 through a proxy from the environment."""
+    saved = {name: os.environ.pop(name) for name in PROXY_VARS if name in os.environ}
+    old_no_proxy = os.environ.get("NO_PROXY")
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+        if old_no_proxy is None:
+            os.environ.pop("NO_PROXY", None)
+        else:
+            os.environ["NO_PROXY"] = old_no_proxy

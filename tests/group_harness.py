@@ -33,9 +33,9 @@ from bot.telegram_app import build_application
 from bot.telegram_groups import GroupFeatures, due_on, next_due
 
 try:  # works whether or not tests/ is a package
-    from fake_bot_api import Call, FakeBotAPI
+    from fake_bot_api import Call, FakeBotAPI, no_proxy
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.fake_bot_api import Call, FakeBotAPI
+    from tests.fake_bot_api import Call, FakeBotAPI, no_proxy
 
 __all__ = ["BOT", "UPGRADED", "WAIT", "Call", "FakeBotAPI", "MigratingRequest", "Running",
            "assert_daily_tip", "assert_runs_at", "card_in", "engine", "eventually", "fake_api",
@@ -203,7 +203,8 @@ class MigratingRequest(HTTPXRequest):
     """
 
     def __init__(self) -> None:
-        super().__init__(connection_pool_size=256)  # what ApplicationBuilder would build
+        # what ApplicationBuilder would build; never through a proxy from the environment
+        super().__init__(connection_pool_size=256, httpx_kwargs={"trust_env": False})
         self.migrations: dict[int, int] = {}
 
     async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
@@ -260,6 +261,18 @@ async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = 
     `request` replaces the HTTP transport of the bot's calls (not of getUpdates);
     `start_delay` stands for a slow polling or webhook set-up between post_init and start.
     """
+    with no_proxy():  # httpx reads proxies from the environment as its clients are made
+        async with _running_bot(api, db_path, default_limits=default_limits,
+                                rate_limiter=rate_limiter, request=request,
+                                extra_env=extra_env, start_delay=start_delay) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool,
+                       rate_limiter: BaseRateLimiter | None,  # type: ignore[type-arg]
+                       request: HTTPXRequest | None, extra_env: Mapping[str, str] | None,
+                       start_delay: float) -> AsyncIterator[Running]:
     settings = make_settings(api, db_path, extra_env)
     db = open_database(settings.db_path)
     store = SessionStore(db)

@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import html
 import json
-import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,9 +32,9 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
 try:  # works whether or not tests/ is a package
-    from fake_bot_api import PROXY_VARS, Call, FakeBotAPI
+    from fake_bot_api import Call, FakeBotAPI, no_proxy
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
-    from tests.fake_bot_api import PROXY_VARS, Call, FakeBotAPI
+    from tests.fake_bot_api import Call, FakeBotAPI, no_proxy
 
 __all__ = [
     "ACTIVITY",
@@ -84,22 +83,6 @@ def find_activity(text: str) -> str | None:
 def run_bounded(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     """asyncio.run with a hard time bound: a hung bot fails the test instead of the run."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.contextmanager
-def no_proxy() -> Iterator[None]:
-    """Keep httpx from routing 127.0.0.1 through a proxy from the environment."""
-    saved = {name: os.environ.pop(name) for name in PROXY_VARS if name in os.environ}
-    old_no_proxy = os.environ.get("NO_PROXY")
-    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-        if old_no_proxy is None:
-            os.environ.pop("NO_PROXY", None)
-        else:
-            os.environ["NO_PROXY"] = old_no_proxy
 
 
 _ENGINE: Engine | None = None

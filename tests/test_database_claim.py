@@ -15,6 +15,8 @@ from bot.store import DatabaseInUse, claim_database
 
 def settings_for(db_path: Path) -> Settings:
     return load_settings(environ={"TELEGRAM_BOT_TOKEN": "123:not-used",
+                                  # nothing listens there: a call made by mistake stays here
+                                  "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",
                                   "BACKBOT_DB": str(db_path)}, env_file=None)
 
 

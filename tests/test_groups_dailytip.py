@@ -277,8 +277,10 @@ def test_dailytip_time_is_ascii_hh_mm(api: FakeBotAPI, tmp_path: Path) -> None:
 def test_every_iana_zone_is_known_and_nothing_else_is() -> None:
     zones = zoneinfo.available_timezones()
     assert "Europe/London" in zones and "America/Argentina/Buenos_Aires" in zones
-    # all but the two that name no place ("localtime": the machine's own; "Factory")
-    assert sorted(zone for zone in zones if known_zone(zone) is None) == ["Factory", "localtime"]
+    # all but those that name no place ("localtime": the machine's own; "Factory"), of
+    # those this machine has (the tzdata package alone has no "localtime")
+    assert sorted(zone for zone in zones if known_zone(zone) is None) == sorted(
+        {"Factory", "localtime"} & zones)
     for name in ("ab/" * 1300 + "c", "a" * 4001, "a" * 65, "Europe/../Europe/London",
                  "/etc/passwd", "Europe", "zone.tab", "leapseconds", "", "Europe/London\n"):
         assert known_zone(name) is None, name[:40]  # and no RecursionError

@@ -74,6 +74,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import takewhile
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -94,6 +95,7 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes
 from telegram.ext import _aioratelimiter as ptb_ratelimiter
 from telegram.ext import _applicationbuilder as ptb_builder
 
+from bot import telegram_bot
 from bot.config import load_settings
 from bot.deeplinks import group_payload
 from bot.engine import Engine, Event, Snapshot
@@ -972,15 +974,42 @@ def texts_to(calls: list[Call], chat_id: int) -> list[str]:
 
 def test_private_tip_names_no_activity_after_a_red_flag(harness: TelegramMachine) -> None:
     user = USERS[0]
-    groups = harness.app.bot_data["groups"]  # type: ignore[union-attr]
-    groups.tips = [card for card in groups.tips if "activity" in card.tags]
-    assert groups.tips, "no tip card names an activity any more"
     calls = push(harness, harness.command(user, user, "start"))
     calls = tap_choice(harness, user, calls, "agree")
     calls = tap_choice(harness, user, calls, "yes")  # new bladder trouble: emergency
     assert harness.store.get(user)["state"] == "emergency_care"  # type: ignore[index]
     tip = texts_to(push(harness, harness.command(user, user, "tip")), user)
-    assert tip and not any(ACTIVITY.search(text) for text in tip), tip
+    assert tip == [visible(html.escape(MODEL.content.message("tip.after_red_flag"),
+                                       quote=False))], tip
+    assert not any(ACTIVITY.search(text) for text in tip), tip
+
+
+def test_private_tip_names_an_activity_only_after_the_doctor_prompt(
+        harness: TelegramMachine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tips /tip picks from in private: none tagged activity before the doctor prompt
+    was acknowledged (at the screening, at the prompt itself), some after."""
+    offered: list[list[str]] = []
+
+    def pick(cards: list[Any]) -> Any:
+        offered.append([card.id for card in cards])
+        return cards[0]
+
+    monkeypatch.setattr(telegram_bot, "random", SimpleNamespace(choice=pick))
+    activity = {card.id for card in MODEL.content.cards.values() if "activity" in card.tags}
+    user = USERS[0]
+    calls = push(harness, harness.command(user, user, "start"))
+    calls = tap_choice(harness, user, calls, "agree")
+    push(harness, harness.command(user, user, "tip"))  # at the bladder question
+    for choice in ("no",) * 9 + ("none", "yes", "next"):
+        calls = tap_choice(harness, user, calls, choice)
+    assert harness.store.get(user)["state"] == "doctor_prompt"  # type: ignore[index]
+    push(harness, harness.command(user, user, "tip"))
+    tap_choice(harness, user, calls, "understood")
+    push(harness, harness.command(user, user, "tip"))  # at the pool question
+    assert len(offered) == 3, offered
+    assert offered[0] and not activity & set(offered[0]), offered[0]
+    assert offered[1] and not activity & set(offered[1]), offered[1]
+    assert activity & set(offered[2]), offered[2]
 
 
 @pytest.mark.parametrize("method", ["answerCallbackQuery", "editMessageText"])

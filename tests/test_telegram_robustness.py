@@ -942,12 +942,11 @@ def test_forget_times_its_confirmation_on_telegrams_clock(
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             await h.send(CHAT, "/start")
-            welcome = h.current(CHAT)
-            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
             await h.choose(CHAT, "agree")
             await h.choose(CHAT, "yes")  # an emergency answer, at its end
+            await h.choose(CHAT, "sources")  # kept in memory with the session, as shown
             backbot = h.app.bot_data["backbot"]
-            assert any(key[0] == CHAT for key in backbot._shown_on_tap)  # the privacy tap
+            assert any(key[0] == CHAT for key in backbot._shown_on_tap)
 
             await h.send(CHAT, "/forget")
             confirm = h.current(CHAT)
@@ -983,21 +982,6 @@ def test_a_tap_on_a_message_too_old_to_see_shows_the_current_question(tmp_path: 
             assert h.snapshot(CHAT) == before  # no emergency answer from an unknown past
             assert h.query_answers()[-1].get("text") == "That question has moved on."
             assert h.sent_texts(CHAT)[sent:][-1] == h.message_text("question.bladder")
-
-    run_bounded(scenario())
-
-
-def test_a_double_tap_on_what_do_you_store_shows_the_note_once(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        async with bot_session(tmp_path) as h:
-            await h.send(CHAT, "/start")
-            welcome = h.current(CHAT)
-            replies = await double_tap(h, welcome, h.data_for(welcome, "privacy"))
-            note = h.message_text("privacy.note")
-            assert sum(text == note for text in replies) == 1, replies
-            assert h.rows(CHAT) == 0
-            await h.choose(CHAT, "agree")  # the welcome shown again still works
-            assert h.state(CHAT) == "asking_bladder"
 
     run_bounded(scenario())
 
