@@ -305,12 +305,13 @@ class BackBot:
             return
         _, ref, choice = parsed
         message = query.message
-        if message is not None and not message.is_accessible:
+        sent_at = None
+        if message is not None and message.is_accessible:
+            sent_at = int(message.date.timestamp())
+        elif message is not None:
             # Too old for Telegram to say when it was sent, so nothing tells an earlier
             # check-in's button from the current one: it is answered as moved on.
             ref = ANSWERED_ALREADY
-        sent_at = (int(message.date.timestamp())
-                   if message is not None and message.is_accessible else None)
         # Telegram's clock as of now, once known: before, ours could be minutes off it
         behind = self.telegram_behind
         tapped_at = (None if behind is None

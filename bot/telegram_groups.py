@@ -141,15 +141,12 @@ def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
 
 
 def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
-    """When the chat's tip falls due next after `now` (None if the zone is unknown)."""
-    tzinfo = known_zone(schedule.tz)
-    if tzinfo is None:
+    """When the chat's tip falls due next after `now` (None if the zone is unknown): on
+    the day after the one it last fell due."""
+    last = last_due(schedule, now)
+    if last is None or last.tzinfo is None:
         return None
-    today = now.astimezone(tzinfo).date()
-    due = due_on(schedule, today, tzinfo)
-    if due.astimezone(dt.UTC) > now.astimezone(dt.UTC):
-        return due
-    return due_on(schedule, today + dt.timedelta(days=1), tzinfo)
+    return due_on(schedule, last.date() + dt.timedelta(days=1), last.tzinfo)
 
 
 def missed(schedule: Schedule, now: dt.datetime) -> bool:
