@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -221,6 +222,21 @@ def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")
+
+
+def test_backbot_run_with_telegram_unreachable_stops_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN="123:unreachable-secret",
+                  TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{port}/bot",
+                  BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1
+    assert "unreachable-secret" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "backbot stopped: NetworkError: " in result.stderr.strip().splitlines()[-1]
 
 
 def test_a_second_backbot_run_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
