@@ -12,6 +12,7 @@ from bot.engine import Engine, Event, Snapshot
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
 WIDTH = 78
+BULLET = "• "  # a list item in a message
 COMMANDS = {
     "/back": Event("back"),
     "/restart": Event("restart"),
@@ -135,7 +136,13 @@ def _command(line: str) -> str:
 
 
 def _wrap(text: str, indent: str = "") -> str:
-    # each line on its own: a list in a message keeps one item per line
-    return "\n".join(textwrap.fill(line, WIDTH, initial_indent=indent, subsequent_indent=indent,
+    # each line on its own: a list in a message keeps one item per line, and an item
+    # that wraps goes on under its text, not under its bullet
+    return "\n".join(textwrap.fill(line, WIDTH, initial_indent=indent,
+                                    subsequent_indent=indent + _hanging(line),
                                     break_long_words=False, break_on_hyphens=False)
                       for line in text.split("\n"))
+
+
+def _hanging(line: str) -> str:
+    return "  " if line.startswith(BULLET) else ""

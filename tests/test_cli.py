@@ -75,12 +75,21 @@ def test_chat_emergency(tmp_path: Path, messages: dict[str, str], find_activity)
 
 
 def test_chat_keeps_a_listed_question_one_item_per_line(tmp_path: Path) -> None:
-    """The other warning signs are a list: each stays on a line of its own."""
+    """The other warning signs are a list: each item starts a line of its own, and one
+    that wraps goes on indented under its text."""
     _, result = chat(TO_SUGGESTIONS[:9], tmp_path)  # up to the other-signs question
     _, content = load_bundle()
-    lines = content.message("question.other_signs").split("\n")
-    assert len(lines) > 2
-    assert "\n".join(lines) in result.stdout
+    items = content.message("question.other_signs").split("\n")[1:]
+    assert len(items) > 2 and all(item.startswith("• ") for item in items)
+    shown = result.stdout.split("\n")
+    for item in items:
+        at = next(i for i, line in enumerate(shown) if line and item.startswith(line))
+        text = shown[at]
+        while len(text) < len(item) and shown[at + 1].startswith("  "):
+            at += 1
+            text += " " + shown[at].strip()
+        assert text == item
+    assert any(len(item) > 78 for item in items)  # one wraps
 
 
 def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> None:
