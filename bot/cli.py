@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,10 +86,18 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Ctrl-C or SIGTERM while PTB loads and the bot sets up is a clean stop too (the
+    # bot's own handlers take over once its event loop starts).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_while_loading)
     from bot.config import load_settings
     from bot.telegram_app import run
 
     return run(load_settings())
+
+
+def _stop_while_loading(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _diagram(args: argparse.Namespace) -> int:

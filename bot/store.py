@@ -182,7 +182,9 @@ class SessionStore:
 
     def put(self, user_id: int, snapshot: dict[str, Any], now: float | None = None,
             seen: Sequence[int] = ()) -> None:
-        stamp, kept = int(now or time.time()), list(seen[-SEEN_UPDATES:])
+        # the hour of last use: retention needs no more, so no more is kept
+        stamp = int(now or time.time()) // TOUCH_EVERY_SECONDS * TOUCH_EVERY_SECONDS
+        kept = list(seen[-SEEN_UPDATES:])
         self.db.execute(
             "INSERT INTO sessions (user_id, snapshot, updated_at, seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot, "

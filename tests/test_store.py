@@ -54,16 +54,19 @@ def test_a_database_from_before_update_ids_gains_the_column(
     assert (store.load(5).snapshot, store.load(5).seen) == ({"state": "y"}, [42])
 
 
-def test_save_refreshes_the_last_use_at_most_hourly(tmp_path: Path) -> None:
+def test_save_keeps_the_hour_of_last_use_refreshed_hourly(tmp_path: Path) -> None:
     store = SessionStore(open_database(tmp_path / "s.sqlite3"))
-    t0 = 1_800_000_000
-    store.save(1, {"n": 1}, [], store.load(1), now=t0)  # a new row: stamped
-    assert store.load(1).updated_at == t0
-    store.save(1, {"n": 2}, [5], store.load(1), now=t0 + 60)  # fresh: snapshot only
-    assert store.load(1) == Stored({"n": 2}, [5], t0)
-    later = t0 + TOUCH_EVERY_SECONDS
-    store.save(1, {"n": 3}, [5], store.load(1), now=later)
-    assert store.load(1) == Stored({"n": 3}, [5], later)
+    hour = 1_800_000_000  # on the hour
+    assert hour % TOUCH_EVERY_SECONDS == 0
+    store.save(1, {"n": 1}, [], store.load(1), now=hour + 1234)  # a new row: stamped
+    assert store.load(1).updated_at == hour  # the hour, not the second
+    store.save(1, {"n": 2}, [5], store.load(1), now=hour + 3599)  # fresh: snapshot only
+    assert store.load(1) == Stored({"n": 2}, [5], hour)
+    next_hour = hour + TOUCH_EVERY_SECONDS
+    store.save(1, {"n": 3}, [5], store.load(1), now=next_hour + 7)
+    assert store.load(1) == Stored({"n": 3}, [5], next_hour)
+    row = store.db.execute("SELECT updated_at FROM sessions WHERE user_id = 1").fetchone()
+    assert row == (next_hour,)  # as stored, not only as cached
 
 
 def database_bytes(path: Path) -> bytes:

@@ -195,6 +195,27 @@ def test_a_stop_signal_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
     assert "backbot stopped while starting" in log
 
 
+def test_a_stop_signal_while_loading_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM or Ctrl-C before the event loop runs (PTB importing, the bot setting up):
+    exit status 0, no traceback. Here `run` signals itself, so the signal surely lands
+    in that stretch."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        code = ("import os, signal, time\n"
+                "import bot.telegram_app as app\n"
+                "def run(settings):\n"
+                f"    os.kill(os.getpid(), {int(sig)})\n"
+                "    time.sleep(10)\n"
+                "    return 1\n"
+                "app.run = run\n"
+                "from bot.cli import main\n"
+                "raise SystemExit(main(['run']))\n")
+        result = subprocess.run([sys.executable, "-c", code],
+                                env=bot_env(tmp_path, TELEGRAM_BOT_TOKEN="1:x"), cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, (sig, result.returncode, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
 def test_backbot_run_without_token_explains_itself(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "bot", "run"], env=bot_env(tmp_path),
                             cwd=tmp_path, capture_output=True, text=True, timeout=30,
