@@ -145,22 +145,25 @@ def load_settings(environ: Mapping[str, str] | None = None,
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     if secret and not WEBHOOK_SECRET.match(secret):
         raise ConfigError("BACKBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")
+    api_base_url = env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API
+    if _scheme(api_base_url) not in ("https", "http"):
+        raise ConfigError("TELEGRAM_API_BASE_URL must be a full address such as "
+                          f"{TELEGRAM_API}")
     webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
     if webhook_url:
-        try:
-            parts = urlparse(webhook_url)
-        except ValueError:  # e.g. an unclosed [IPv6] host
-            parts = urlparse("")
-        # Telegram's own Bot API needs https; a self-hosted one may call plain http
-        if parts.scheme not in ("https", "http") or not parts.netloc:
+        # Telegram's own Bot API calls only https; a self-hosted one may call plain http
+        allowed = ("https",) if api_base_url == TELEGRAM_API else ("https", "http")
+        if _scheme(webhook_url) not in allowed:
             raise ConfigError("BACKBOT_WEBHOOK_URL must be a full address such as "
-                              "https://bot.example.org/telegram")
+                              "https://bot.example.org/telegram"
+                              + ("" if "http" in allowed else " (Telegram calls only https)"))
+        parts = urlparse(webhook_url)
         if not WEBHOOK_PATH.match(parts.path):
             raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "
                               "and / _ . ~ - (no empty part: not //)")
     return Settings(
         token=Secret(token) if token else None,
-        api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or TELEGRAM_API,
+        api_base_url=api_base_url,
         db_path=db_setting(env),
         log_level=level,
         retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
@@ -170,3 +173,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
         webhook_port=number("BACKBOT_WEBHOOK_PORT", 8443, 1, 65535),
         webhook_secret=Secret(secret) if secret else None,
     )
+
+
+def _scheme(url: str) -> str:
+    """The scheme of a full address (one with a host), else ""."""
+    try:
+        parts = urlparse(url)
+    except ValueError:  # e.g. an unclosed [IPv6] host
+        return ""
+    return parts.scheme if parts.netloc else ""

@@ -280,6 +280,11 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     # served with its leading slashes cut to one: "//hook" would never be matched
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org//hook", "BACKBOT_WEBHOOK_URL's path"),
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/a//b", "BACKBOT_WEBHOOK_URL's path"),
+    # Telegram's own Bot API calls webhooks only over https
+    ("BACKBOT_WEBHOOK_URL", "http://bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+    ("TELEGRAM_API_BASE_URL", "not-a-url", "TELEGRAM_API_BASE_URL must be a full"),
+    ("TELEGRAM_API_BASE_URL", "ftp://127.0.0.1/bot", "TELEGRAM_API_BASE_URL must be a full"),
+    ("TELEGRAM_API_BASE_URL", "http:///bot", "TELEGRAM_API_BASE_URL must be a full"),
     ("BACKBOT_DB", "~no-such-user-here/b.sqlite3", "BACKBOT_DB starts with ~user for a"),
 ])
 def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:
@@ -287,6 +292,16 @@ def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message:
         load_settings(environ={name: raw}, env_file=None)
     assert str(raised.value).startswith(message)
     assert raw not in str(raised.value)  # a secret is never echoed back
+
+
+def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
+    url = "http://127.0.0.1:8443/hook"
+    settings = load_settings(environ={"BACKBOT_WEBHOOK_URL": url,
+                                      "TELEGRAM_API_BASE_URL": "http://127.0.0.1:8081/bot"},
+                             env_file=None)
+    assert settings.webhook_url == url
+    with pytest.raises(ConfigError, match=r"\(Telegram calls only https\)"):
+        load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None)
 
 
 def test_a_webhook_path_of_plain_characters_is_taken_as_is() -> None:
