@@ -38,7 +38,7 @@ CODE_MESSAGES = frozenset({
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",
     "dailytip.admin_unknown", "dailytip.bad_zone", "dailytip.current", "dailytip.none",
-    "dailytip.not_admin", "dailytip.off",
+    "dailytip.not_admin", "dailytip.off", "dailytip.private",
     "dailytip.set", "dailytip.usage", "dailytip.zone_gone", "end.follows", "end.question",
     "end.restart", "end.sources",
     "error.busy", "error.nothing_to_go_back", "error.try_again", "error.unknown_choice",

@@ -260,6 +260,25 @@ def test_dailytip_alone_shows_the_setting_and_changes_nothing(
     run(scenario())
 
 
+def test_dailytip_in_private_says_where_it_works_and_changes_nothing(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.send_text(ADMIN, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            note, question = await bot.wait_sent(ADMIN, 2)
+            assert plain(note["text"]) == msg("dailytip.private")
+            assert plain(question["text"]) == msg("welcome.question").format(
+                retention_days=30)
+            assert bot.rows() == [] and bot.jobs(ADMIN) == ()
+            assert bot.db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+            await bot.settle()
+            assert len(api.sent_to(ADMIN)) == 2
+            assert api.calls_to("getChatMember") == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_dailytip_time_is_ascii_hh_mm(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
