@@ -166,6 +166,9 @@ class BackBot:
         # nothing stored, with the session they left: the same button tapped again while
         # that is unchanged is a double tap, answered by what the first one showed.
         self._shown_on_tap: dict[Button, Snapshot | None] = {}
+        # /forget confirmations answered (user, message id): a second tap on one, "Yes"
+        # then "No" in quick succession, must not undo what the first one said.
+        self._forget_answered: dict[tuple[int, int], None] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -499,6 +502,10 @@ class BackBot:
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
+            tapped = _tapped_message(query)
+            if tapped is not None and (user_id, tapped) in self._forget_answered:
+                await self.answer_query(query)  # a second tap: the first one answered
+                return
             outcome = "forget.done" if confirmed else "forget.kept"
             now = time.time() - (self.telegram_behind or 0.0)  # on Telegram's clock
             if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS, now):
@@ -507,6 +514,8 @@ class BackBot:
                 async with self.sorry_on_failure(user_id, query):  # not "done" if not done
                     self.store.delete(user_id)
                 self._forget_taps(user_id)
+            if tapped is not None:  # answered (a failed erase was not: it may be tapped again)
+                _bounded_put(self._forget_answered, (user_id, tapped), None)
             await self.answer_query(query)
             outcome = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):

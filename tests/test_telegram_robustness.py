@@ -900,6 +900,32 @@ def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
     run_bounded(scenario())
 
 
+@pytest.mark.parametrize(("first", "second"), [("yes", "no"), ("no", "yes"), ("yes", "yes")])
+def test_two_quick_taps_on_a_forget_confirmation_apply_the_first(
+        tmp_path: Path, first: str, second: str) -> None:
+    """Both taps queued before the bot sees either: the first one decides, and what the
+    message says afterwards is what happened."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            answers = len(h.query_answers())
+            taps = [h.api.tap(CHAT, confirm["message_id"], f"f|{choice}")
+                    for choice in (first, second)]
+            for tap in taps:
+                await h.processed(tap)
+            assert len(h.query_answers()) == answers + 2  # both spinners stop
+            assert h.rows(CHAT) == (0 if first == "yes" else 1)
+            shown = h.api.messages[(CHAT, confirm["message_id"])]["text"]
+            assert shown == h.message_text("forget.done" if first == "yes" else "forget.kept")
+            edits = [c for c in h.calls(CHAT, "editMessageText")
+                     if c.params["message_id"] == confirm["message_id"]]
+            assert len(edits) == 1
+
+    run_bounded(scenario())
+
+
 def test_an_old_forget_confirmation_erases_nothing(tmp_path: Path) -> None:
     """"Yes, erase" tapped long after /forget asked (scrolling back, say) erases nothing
     and says how to erase; a prompt answer still erases."""
