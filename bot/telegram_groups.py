@@ -398,19 +398,22 @@ class GroupFeatures:
         if change is None:
             return
         chat = change.chat
-        old, new = change.old_chat_member.status, change.new_chat_member.status
-        if new in GONE_STATUSES:
+        intro = f"{INTRO_JOB}:{chat.id}"
+        queue = context.job_queue
+        if _gone(change.new_chat_member):
             removed = self.schedules.remove(chat.id)
             self._unschedule(context.application, chat.id)
+            for job in queue.get_jobs_by_name(intro) if queue is not None else ():
+                job.schedule_removal()  # removed before it was introduced
             if removed:
                 log.info("left a %s; its daily tip was removed", chat.type)
-        elif old in GONE_STATUSES and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
-            if context.job_queue is None:
+        elif _gone(change.old_chat_member) and chat.type in (ChatType.GROUP,
+                                                             ChatType.SUPERGROUP):
+            if queue is None:
                 await self._introduce(context.bot, chat.id)
-            else:
-                context.job_queue.run_once(self._introduce_later, when=self.intro_after,
-                                           chat_id=chat.id, name=f"{INTRO_JOB}:{chat.id}",
-                                           job_kwargs=LATE_JOB_KWARGS)
+            elif not queue.get_jobs_by_name(intro):  # not once more for the same update
+                queue.run_once(self._introduce_later, when=self.intro_after,
+                               chat_id=chat.id, name=intro, job_kwargs=LATE_JOB_KWARGS)
 
     async def _introduce_later(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
@@ -675,3 +678,10 @@ class GroupFeatures:
             log.info("admin check failed: %s", type(exc).__name__)
             return None
         return member.status in ADMIN_STATUSES
+
+
+def _gone(member: ChatMember) -> bool:
+    """Not in the chat: left, banned, or restricted with `is_member` false (how Telegram
+    tells of a muted member who left or was removed)."""
+    return member.status in GONE_STATUSES or (
+        member.status == ChatMember.RESTRICTED and getattr(member, "is_member", True) is False)

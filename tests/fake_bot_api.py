@@ -632,9 +632,12 @@ class FakeBotAPI:
         return self.push_update({"callback_query": query})
 
     def my_chat_member(
-        self, chat_id: int, chat_type: str, old_status: str, new_status: str, by_user_id: int
+        self, chat_id: int, chat_type: str, old_status: str, new_status: str, by_user_id: int,
+        *, old_is_member: bool = True, new_is_member: bool = True,
     ) -> int:
-        """The bot's own membership changed (added to a group, blocked in private, ...)."""
+        """The bot's own membership changed (added to a group, blocked in private, ...).
+        `*_is_member` false: a "restricted" bot that is not in the chat (left or removed
+        while muted)."""
         with self._lock:
             chat = self._remember_chat(chat_id, chat_type)
             self._member_status[(_chat_key(chat_id), self.bot_id)] = new_status
@@ -642,8 +645,8 @@ class FakeBotAPI:
             "chat": chat,
             "from": self._user(by_user_id),
             "date": int(time.time()),
-            "old_chat_member": self._member_dict(self.bot_user, old_status),
-            "new_chat_member": self._member_dict(self.bot_user, new_status),
+            "old_chat_member": self._member_dict(self.bot_user, old_status, old_is_member),
+            "new_chat_member": self._member_dict(self.bot_user, new_status, new_is_member),
         }
         return self.push_update({"my_chat_member": update})
 
@@ -720,7 +723,7 @@ class FakeBotAPI:
         return {"id": key, "type": chat_type, "title": "Test group"}
 
     @staticmethod
-    def _member_dict(user: JSONDict, status: str) -> JSONDict:
+    def _member_dict(user: JSONDict, status: str, is_member: bool = True) -> JSONDict:
         """A ChatMember with exactly the fields PTB 22's subclasses require."""
         member: JSONDict = {"user": user, "status": status}
         if status == "creator":
@@ -742,7 +745,7 @@ class FakeBotAPI:
             )
         elif status == "restricted":
             member.update(
-                is_member=True,
+                is_member=is_member,
                 can_change_info=False,
                 can_invite_users=False,
                 can_pin_messages=False,

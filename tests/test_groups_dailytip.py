@@ -703,6 +703,54 @@ def test_removed_from_a_group_after_off_keeps_nothing_about_it(api: FakeBotAPI,
     run(scenario())
 
 
+def test_removed_while_muted_keeps_nothing_and_back_again_introduces_itself(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Telegram tells of a muted (restricted) bot leaving or being removed by
+    `is_member: false`, its status still "restricted"."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 0.1
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            await bot.say(GROUP, "/dailytip 09:30 Europe/London", user_id=ADMIN)
+            api.my_chat_member(GROUP, "supergroup", "member", "restricted", by_user_id=ADMIN)
+            await bot.settle()
+            assert bot.stored_chats() == [GROUP]  # muted: kept, to go out again
+            sent = len(bot.sends(GROUP))
+            api.my_chat_member(GROUP, "supergroup", "restricted", "restricted",
+                               by_user_id=ADMIN, new_is_member=False)
+            await eventually(lambda: bot.stored_chats() == [] and bot.jobs(GROUP) == (),
+                             what="the chat forgotten")
+            api.my_chat_member(GROUP, "supergroup", "restricted", "member",
+                               by_user_id=ADMIN, old_is_member=False)
+            [intro] = (await bot.wait_sent(GROUP, sent + 1))[sent:]
+            assert plain(intro["text"]) == msg("group.intro")
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_membership_update_twice_or_a_quick_remove_brings_one_introduction(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 0.5
+            # the same update delivered twice (after a crash, or a webhook's retry)
+            api.my_chat_member(GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
+            api.my_chat_member(GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
+            # added, removed before the introduction went out: none
+            api.my_chat_member(OTHER_GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
+            api.my_chat_member(OTHER_GROUP, "supergroup", "member", "left", by_user_id=ADMIN)
+            await bot.wait_sent(GROUP, 1)
+            await bot.settle(pause=1.0)
+            assert [plain(m["text"]) for m in api.sent_to(GROUP)] == [msg("group.intro")]
+            assert bot.sends(OTHER_GROUP) == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_added_to_a_group_introduces_itself_once(api: FakeBotAPI, tmp_path: Path) -> None:
     questions = [t for k, t in CONTENT.messages.items()
                  if k.startswith("question.") or k.endswith(".question")]
