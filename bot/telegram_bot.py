@@ -304,7 +304,8 @@ class BackBot:
         if query is None:
             return
         user = query.from_user
-        chat_id = query.message.chat.id if query.message is not None else user.id
+        # No message: a button on an inline message, which this bot never sends.
+        chat_id = query.message.chat.id if query.message is not None else None
         parsed = parse_callback(query.data)
         if chat_id != user.id:  # a button in a group: the dialog only runs in private
             await self.answer_query(query, self.content.message("button.not_here"))

@@ -631,6 +631,13 @@ class FakeBotAPI:
         }
         return self.push_update({"callback_query": query})
 
+    def inline_tap(self, user_id: int, data: str) -> int:
+        """A button on an inline message (sent through inline mode): no `message`."""
+        query = {"id": f"cbq-{next(self._callback_ids)}", "from": self._user(user_id),
+                 "chat_instance": f"ci{user_id}", "inline_message_id": "AAAA-inline",
+                 "data": data}
+        return self.push_update({"callback_query": query})
+
     def my_chat_member(
         self, chat_id: int, chat_type: str, old_status: str, new_status: str, by_user_id: int,
         *, old_is_member: bool = True, new_is_member: bool = True,

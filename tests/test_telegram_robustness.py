@@ -180,6 +180,18 @@ def test_callback_on_unknown_message_and_from_a_group(
             assert h.snapshot(CHAT) == before
             assert h.calls(-100777, "sendMessage") == []
 
+            # A button on an inline message (no message; this bot sends none): answered,
+            # the dialog untouched, nothing sent.
+            sent = len(h.api.calls_to("sendMessage"))
+            for data in (saddle, "f|yes"):
+                answers = len(h.query_answers())
+                await h.processed(h.api.inline_tap(CHAT, data))
+                assert len(h.query_answers()) == answers + 1
+                assert h.query_answers()[-1].get("text") == h.engine.content.message(
+                    "button.not_here")
+            assert h.snapshot(CHAT) == before and h.rows(CHAT) == 1
+            assert len(h.api.calls_to("sendMessage")) == sent
+
         assert failures(caplog) == []
 
     run_bounded(scenario())
