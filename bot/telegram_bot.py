@@ -166,8 +166,8 @@ class BackBot:
         # nothing stored, with the session they left: the same button tapped again while
         # that is unchanged is a double tap, answered by what the first one showed.
         self._shown_on_tap: dict[Button, Snapshot | None] = {}
-        # /forget confirmations answered (user, message id): a second tap on one, "Yes"
-        # then "No" in quick succession, must not undo what the first one said.
+        # /forget confirmations answered and edited (user, message id): a second tap on
+        # one ("Yes" then "No" in quick succession) must not undo what the first said.
         self._forget_answered: dict[tuple[int, int], None] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
@@ -515,12 +515,14 @@ class BackBot:
                 async with self.sorry_on_failure(user_id, query):  # not "done" if not done
                     self.store.delete(user_id)
                 self._forget_taps(user_id)
-            if tapped is not None:  # answered (a failed erase was not: it may be tapped again)
-                _bounded_put(self._forget_answered, (user_id, tapped), None)
             await self.answer_query(query)
             outcome = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
-                if not await self.edit(query, outcome):  # too old to edit, or gone
+                if await self.edit(query, outcome):
+                    # its buttons are gone: a tap on them still to come was made before
+                    _bounded_put(self._forget_answered, (user_id, query.message.message_id),
+                                 None)
+                else:  # too old to edit, or gone: its buttons may still be there to tap
                     await self.send(user_id, [Reply(outcome)])
 
     # -- Bot API calls, with Telegram's expected failures handled --

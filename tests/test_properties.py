@@ -355,6 +355,8 @@ class TelegramMachine(RuleBasedStateMachine):
         # per chat: (message id, [callback data]) of every message sent with answer buttons
         self.keyboards: dict[int, list[tuple[int, list[str]]]] = {u: [] for u in USERS}
         self.forget_prompts: dict[int, list[int]] = {u: [] for u in USERS}
+        # (user, message id) of forget prompts answered and edited: later taps do nothing
+        self.forget_answered: set[tuple[int, int]] = set()
         # labels of the buttons users tapped in private that would give an answer away
         self.chosen: set[str] = set()
         self.update_id = 0
@@ -687,10 +689,17 @@ class TelegramMachine(RuleBasedStateMachine):
         parsed = parse(data)
         if parsed is not None and parsed[0] == "f":
             chunks = self.feed(*raws, together=together)
+            prompt = (user, raws[0]["callback_query"]["message"]["message_id"])
             for chunk in self.per_update(chunks, raws):
                 assert all(c.chat_id in (None, user) for c in chunk)
+                if prompt in self.forget_answered:  # answered before: only the spinner stops
+                    assert {c.method for c in chunk} <= {"answerCallbackQuery"}, chunk
+                    continue
                 leading = list(takewhile(lambda c: c.method == "answerCallbackQuery", chunk))
                 before = self.model[user]
+                if any(c.method == "editMessageText" and (c.ok or c.fault == "not_modified")
+                       for c in chunk):
+                    self.forget_answered.add(prompt)
                 if parsed[1] == "yes" and escaped(leading) is None:  # forget() ran
                     self.model[user] = None
                 if dropped(chunk, user):
@@ -908,6 +917,7 @@ class TelegramMachine(RuleBasedStateMachine):
         self.app = None
         self.db.close()
         self.answered_unstored.clear()  # a new process remembers none
+        self.forget_answered.clear()
         self._start_app()
 
     @rule(fault=FAULTS)
