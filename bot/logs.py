@@ -7,6 +7,10 @@ import sys
 
 QUIET = ("httpx", "httpcore")
 TELLING = ("transitions", "apscheduler")
+# PTB logs, at CRITICAL, the raw data of an update it could not read: people's messages
+# and taps. The line stays; the data is left out.
+RECEIVED_DATA = "Received data was"
+WITHHELD = "[withheld: it may hold people's messages]"
 
 
 class RedactingFormatter(logging.Formatter):
@@ -19,6 +23,11 @@ class RedactingFormatter(logging.Formatter):
         self._tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith("telegram") and RECEIVED_DATA in str(record.msg):
+            record = logging.makeLogRecord(record.__dict__)
+            # one dict argument is kept as the args themselves (logging's rule for a mapping)
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(WITHHELD for _ in args)
         if not self._tracebacks and (record.exc_info or record.exc_text):
             record = logging.makeLogRecord(record.__dict__)
             error = record.exc_info[1] if record.exc_info else None

@@ -78,6 +78,12 @@ def test_webhook_mode(tmp_path: Path) -> None:
             assert api.wait_for(lambda calls: any(
                 c.method == "sendMessage" and c.params.get("chat_id") == 79 for c in calls), 10)
             assert not any(c.params.get("chat_id") in (77, 78) for c in api.calls_to("sendMessage"))
+            # An update PTB cannot read: refused, and its data (someone's message) is not
+            # in the log, though PTB's line about it is.
+            unreadable = start_update(4, 80)
+            unreadable["message"]["text"] = "my-private-words"
+            unreadable["message"]["entities"] = [{"type": "bold"}]
+            assert post(url, unreadable, secret=SECRET) == 400
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
@@ -85,6 +91,7 @@ def test_webhook_mode(tmp_path: Path) -> None:
     assert api.token not in stderr
     assert SECRET not in stderr
     assert "Traceback" not in stderr
+    assert "Received data was" in stderr and "my-private-words" not in stderr
 
 
 def run_until_it_stops(tmp_path: Path, api: FakeBotAPI, port: int,
