@@ -518,10 +518,9 @@ class BackBot:
             await self.answer_query(query)
             outcome = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
-                if await self.edit(query, outcome):
+                if await self.edit(query, outcome):  # (only a tapped message is edited)
                     # its buttons are gone: a tap on them still to come was made before
-                    _bounded_put(self._forget_answered, (user_id, query.message.message_id),
-                                 None)
+                    _bounded_put(self._forget_answered, (user_id, tapped), None)
                 else:  # too old to edit, or gone: its buttons may still be there to tap
                     await self.send(user_id, [Reply(outcome)])
 
