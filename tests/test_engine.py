@@ -387,9 +387,13 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     # a key no version writes would be carried into every later snapshot
     {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": [],
      "run": 2, "admin": True},
+    # real states and choices, but the bladder question skipped: an edited row must not
+    # get past a red-flag question
+    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_legs",
+     "answers": [["welcome", "agree"], ["asking_saddle", "no"]], "run": 2},
 ], ids=["old_version", "no_version", "unknown_state", "other_dialog", "unknown_choice",
         "unknown_answer_state", "answers_not_list", "short_pair", "run_not_int",
-        "pair_as_dict", "version_true", "unknown_key"])
+        "pair_as_dict", "version_true", "unknown_key", "question_skipped"])
 @pytest.mark.parametrize("event", [Event("start"), Event.answer("no"), Event("back")],
                          ids=["start", "answer", "back"])
 def test_outdated_snapshot_restarts(engine: Engine, stored: Snapshot, event: Event) -> None:

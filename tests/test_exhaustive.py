@@ -267,6 +267,30 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
     assert seen["caution.ease_in"] == WAYS_ON * 11 * 24
 
 
+def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engine: Engine,
+                                           acks: set[tuple[str, str]],
+                                           red_flags: dict[tuple[str, str], str]) -> None:
+    """What /tip may offer at each point of each path: nothing after a red flag (emergency
+    or urgent), tips naming an activity only once the doctor prompt was acknowledged (not
+    after "Not now"), else general ones."""
+    seen: Counter[str] = Counter()
+    for transcript in transcripts:
+        snapshot, _ = engine.step(None, Event("start"))
+        assert engine.tip_allowance(snapshot) == "general"
+        flagged = acknowledged = False
+        for answer in transcript.answers:
+            snapshot, _ = engine.step(snapshot, Event.answer(answer[1], engine.ref(snapshot)))
+            flagged |= answer in red_flags
+            acknowledged |= answer in acks
+            want = "none" if flagged else "any" if acknowledged else "general"
+            assert engine.tip_allowance(snapshot) == want, str(transcript)
+            seen[want] += 1
+        assert snapshot == transcript.final
+    levels = Counter(red_flags[a] for t in transcripts for a in t.answers if a in red_flags)
+    assert levels["emergency"] and levels["urgent"]  # both kinds of end were met
+    assert seen["general"] and seen["any"]
+
+
 def test_declining_the_doctor_names_no_activity(transcripts: list[Transcript],
                                                 find_activity) -> None:
     declined = [t for t in transcripts if t.final["state"] == "declined_doctor"]

@@ -172,6 +172,7 @@ BAD_FORMS = [
     ("/dailytip 08:30 posix/Europe/London", "bad_zone"),  # a copy, not an IANA name
     ("/dailytip 08:30 localtime", "bad_zone"),  # the machine's own setting
     ("/dailytip 08:30 Factory", "bad_zone"),  # a placeholder zone
+    ("/dailytip 08:30 <b>Europe&amp;London</b>", "bad_zone"),  # shown as typed, not as HTML
     ("/dailytip 08:30 " + "ab/" * 1300 + "c", "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 " + "a" * 4001, "bad_zone"),  # ZoneInfo: RecursionError
     ("/dailytip 08:30 UTC extra", "usage"),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from telegram_harness import assert_telegram_html
+from test_engine import all_snapshots
 
 from bot.content import Source
-from bot.engine import Engine
+from bot.engine import Engine, Event
 from bot.outputs import Say, SourceList
 from bot.telegram_render import MAX_MESSAGE_CHARS, TelegramRenderer, split_lines
 
@@ -17,6 +18,27 @@ def test_split_lines_cuts_only_between_lines() -> None:
     assert all(len(part) <= 500 for part in parts)
     assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing reordered
     assert split_lines("short") == ["short"]
+
+
+# About a phone screen of text: the most one message of ours may hold.
+PHONE_CHARS = 1500
+
+
+def test_every_message_of_the_dialog_fits_a_phone_screen(engine: Engine) -> None:
+    render = TelegramRenderer(engine.content)
+    assert MAX_MESSAGE_CHARS <= PHONE_CHARS
+    seen = 0
+    for snapshot in all_snapshots(engine):
+        shown = [engine.render(snapshot)]
+        shown += [engine.step(snapshot, Event("show", topic=topic))[1]
+                  for topic in ("help", "sources", "privacy")]
+        for outputs in shown:
+            edited, replies = render.replies(outputs)
+            for text in [*([edited] if edited else []), *(reply.text for reply in replies)]:
+                assert len(text) <= PHONE_CHARS, text[:80]
+                assert_telegram_html(text)
+                seen += 1
+    assert seen > 1000
 
 
 def test_a_long_source_list_becomes_several_valid_messages(engine: Engine) -> None:

@@ -114,6 +114,7 @@ def test_an_info_log_never_says_who_is_where(tmp_path: Path, restore_logging: No
 
     output = buffer.getvalue()
     assert "failed: NetworkError" in output  # lines were captured
+    assert "HTTP Request" not in output  # the HTTP client's request lines are silenced
     states = shared_engine().dialog.states
     for told in [*states, str(CHAT), "agree"]:
         assert told not in output, told
