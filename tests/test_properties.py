@@ -840,6 +840,19 @@ class TelegramMachine(RuleBasedStateMachine):
             self.model[user] = None
             self.advance_run(user, None, None)
 
+    @rule(who=WHO)
+    def private_tip(self, who: int) -> None:
+        """/tip in private changes nothing stored, and names an activity only where the
+        check-in may (the transcript check): never before the acknowledged doctor
+        prompt, never after a red flag."""
+        user = self.user(who)
+        [calls] = self.feed(self.command(user, user, "tip"))
+        assert all(c.chat_id == user for c in calls)
+        if dropped(calls, user):
+            self.model[user] = None
+            self.advance_run(user, None, None)
+        self.check_transcript(user, self.model[user], calls)
+
     @precondition(lambda self: any(self.forget_prompts[u] for u in self.users))
     @rule(who=WHO, yes=st.booleans())
     def answer_forget(self, who: int, yes: bool) -> None:
