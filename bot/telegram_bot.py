@@ -66,6 +66,7 @@ COMMAND_EVENTS = {
     "help": Event("show", topic="help"),
     "sources": Event("show", topic="sources"),
     "privacy": Event("show", topic="privacy"),
+    "dailytip": Event("ask"),  # a group admin's command: where it works, then carry on
 }
 MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")
 # What works in groups (and what group members see in their menu there).
@@ -179,7 +180,6 @@ class BackBot:
             app.add_handler(CommandHandler(name, bounded(self.on_command), filters=PRIVATE))
         app.add_handler(CommandHandler("forget", bounded(self.on_forget), filters=PRIVATE))
         app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=PRIVATE))
-        app.add_handler(CommandHandler("dailytip", bounded(self.on_dailytip), filters=PRIVATE))
         app.add_handler(ChatMemberHandler(self.on_my_chat_member), group=MEMBERSHIP_GROUP)
         app.add_error_handler(self.on_error)
 
@@ -246,16 +246,9 @@ class BackBot:
         notes: list[Output] = []
         if name == "start" and args and is_group_payload(args[0]):
             notes.append(Say("group.from_group", self.content.message("group.from_group")))
+        if name == "dailytip":
+            notes.append(Say("dailytip.private", self.content.message("dailytip.private")))
         await self.apply(user.id, message.chat_id, COMMAND_EVENTS[name], notes=notes,
-                         update_id=update.update_id)
-
-    async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A group admin's command sent here: say where it works, then carry on."""
-        user, chat = update.effective_user, update.effective_chat
-        if user is None or chat is None:
-            return
-        note = Say("dailytip.private", self.content.message("dailytip.private"))
-        await self.apply(user.id, chat.id, Event("ask"), notes=[note],
                          update_id=update.update_id)
 
     async def on_other_message(self, update: Update,

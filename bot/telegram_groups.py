@@ -20,6 +20,7 @@ import httpx
 from telegram import (
     Bot,
     ChatMember,
+    ChatMemberRestricted,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -85,6 +86,7 @@ LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
 SPREAD_SECONDS = 60
 # job names, followed by ":<chat id>"
 DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
+SCHEDULE_JOBS = (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB)  # a chat's daily tip, all its jobs
 INTRO_JOB = "intro"
 # When a group becomes a supergroup, Telegram adds the bot to the new chat ("left" to
 # "member") around the upgrade's service messages, in no fixed order. The introduction
@@ -398,17 +400,15 @@ class GroupFeatures:
         if change is None:
             return
         chat = change.chat
-        intro = f"{INTRO_JOB}:{chat.id}"
-        queue = context.job_queue
         if _gone(change.new_chat_member):
             removed = self.schedules.remove(chat.id)
-            self._unschedule(context.application, chat.id)
-            for job in queue.get_jobs_by_name(intro) if queue is not None else ():
-                job.schedule_removal()  # removed before it was introduced
+            # with an introduction still to go out, if removed that soon
+            self._unschedule(context.application, chat.id, (*SCHEDULE_JOBS, INTRO_JOB))
             if removed:
                 log.info("left a %s; its daily tip was removed", chat.type)
         elif _gone(change.old_chat_member) and chat.type in (ChatType.GROUP,
                                                              ChatType.SUPERGROUP):
+            queue, intro = context.job_queue, f"{INTRO_JOB}:{chat.id}"
             if queue is None:
                 await self._introduce(context.bot, chat.id)
             elif not queue.get_jobs_by_name(intro):  # not once more for the same update
@@ -583,10 +583,11 @@ class GroupFeatures:
                         **({"next_run_time": first} if first is not None else {})})
 
     @staticmethod
-    def _unschedule(app: Application, chat_id: int) -> None:  # type: ignore[type-arg]
+    def _unschedule(app: Application, chat_id: int,  # type: ignore[type-arg]
+                    names: tuple[str, ...] = SCHEDULE_JOBS) -> None:
         if app.job_queue is None:
             return
-        for name in (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB):
+        for name in names:
             for job in app.job_queue.get_jobs_by_name(f"{name}:{chat_id}"):
                 job.schedule_removal()
 
@@ -684,4 +685,4 @@ def _gone(member: ChatMember) -> bool:
     """Not in the chat: left, banned, or restricted with `is_member` false (how Telegram
     tells of a muted member who left or was removed)."""
     return member.status in GONE_STATUSES or (
-        member.status == ChatMember.RESTRICTED and getattr(member, "is_member", True) is False)
+        isinstance(member, ChatMemberRestricted) and not member.is_member)
