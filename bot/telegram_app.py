@@ -26,6 +26,7 @@ from bot.schedules import ScheduleStore
 from bot.store import DatabaseInUse, SessionStore, checkpoint, claim_database, open_database
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures, GroupRateLimiter
+from bot.telegram_polling import SteadyBot
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
@@ -73,18 +74,16 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
             if not done:
                 store.erased = store.erased or empty_log
 
-    builder = (
+    bot = SteadyBot(settings.require_token(), base_url=settings.api_base_url,
+                    request=request, rate_limiter=rate_limiter or telegram_limits())
+    app = (
         ApplicationBuilder()
-        .token(settings.require_token())
-        .base_url(settings.api_base_url)
+        .bot(bot)
         # Updates run concurrently; BackBot's per-user locks keep each user's in order.
         .concurrent_updates(True)
-        .rate_limiter(rate_limiter or telegram_limits())
         .post_init(post_init)
+        .build()
     )
-    if request is not None:
-        builder = builder.request(request)
-    app = builder.build()
     backbot.attach(app)
     backbot.register(app)
     groups.register(app)

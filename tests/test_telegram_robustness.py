@@ -21,6 +21,7 @@ from telegram_harness import (
 )
 
 from bot import telegram_app, telegram_bot
+from bot.logs import RECEIVED_DATA, RedactingFormatter
 from bot.telegram_bot import FORGET_CONFIRM_SECONDS, IN_HAND_PER_USER
 
 CHAT = 2002
@@ -618,6 +619,40 @@ def test_blocked_user_tapping_a_button_is_forgotten(
     rows, failed = run_bounded(scenario())
     assert failed == []
     assert rows == 0
+
+
+def test_an_update_ptb_cannot_read_is_skipped_and_the_rest_are_handled(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            polls = len(h.api.calls_to("getUpdates"))
+            # A message entity without its offset and length: PTB cannot read it.
+            unreadable = {"message": {
+                "message_id": 90, "date": int(time.time()), "text": "my-private-words",
+                "chat": {"id": CHAT, "type": "private", "first_name": "Ana"},
+                "from": {"id": CHAT, "is_bot": False, "first_name": "Ana"},
+                "entities": [{"type": "bold"}]}}
+            skipped = h.api.push_update(unreadable)
+            replies = await h.step(CHAT, "no")  # in the same batch, or the next
+            await h.processed(skipped)
+            assert replies == [h.message_text("question.saddle")]
+            assert h.state(CHAT) == "asking_saddle"
+            # PTB alone asks for the same batch again and again, at once, for ever.
+            assert len(h.api.calls_to("getUpdates")) - polls <= 4
+            assert h.api.pending_updates == [] or all(
+                u["update_id"] > skipped for u in h.api.pending_updates)
+
+    run_bounded(scenario())
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.telegram_polling"]
+    assert len(logged) == 1 and "could not be read (" in logged[0]
+    # as `backbot run` logs them: PTB's line about the batch stays, without its data
+    formatter = RedactingFormatter([], "%(message)s", tracebacks=False)
+    lines = [formatter.format(r) for r in caplog.records]
+    assert any(RECEIVED_DATA in line for line in lines)
+    assert not any("my-private-words" in line for line in lines)
 
 
 def test_not_modified_edit_does_not_stop_the_dialog(tmp_path: Path,

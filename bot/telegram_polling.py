@@ -1,0 +1,73 @@
+"""Long polling that one update PTB cannot read does not stall.
+
+PTB reads a getUpdates batch whole; if one update in it fails to read (a field Telegram
+sends in a shape this PTB does not know), it logs, keeps the offset and asks for the same
+batch again, at once and for ever: no update after it is ever handled. Here such a batch
+is read update by update, and each unreadable one stands in as an empty update of its id,
+which no handler takes, so the offset moves past it and the rest are handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import BaseRateLimiter, ExtBot
+from telegram.request import BaseRequest, HTTPXRequest
+
+log = logging.getLogger(__name__)
+# PTB's own default pool size for the requests that are not getUpdates.
+REQUEST_POOL_SIZE = 256
+
+
+class KeepsLastBatch(HTTPXRequest):
+    """The getUpdates request, keeping the last answer as Telegram sent it."""
+
+    last: Any = None
+
+    async def post(self, *args: Any, **kwargs: Any) -> Any:
+        self.last = None  # never a previous batch in place of this one
+        self.last = await super().post(*args, **kwargs)
+        return self.last
+
+
+class SteadyBot(ExtBot):  # type: ignore[type-arg]
+    """PTB's bot, but a batch with an unreadable update still yields the others."""
+
+    def __init__(self, token: str, *, base_url: str, request: BaseRequest | None,
+                 rate_limiter: BaseRateLimiter) -> None:  # type: ignore[type-arg]
+        self._batches = KeepsLastBatch()
+        super().__init__(token, base_url=base_url, rate_limiter=rate_limiter,
+                         request=request or HTTPXRequest(connection_pool_size=REQUEST_POOL_SIZE),
+                         get_updates_request=self._batches)
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
+        try:
+            return await super().get_updates(*args, **kwargs)
+        except TelegramError:
+            raise  # PTB's polling loop retries these
+        except Exception:
+            batch = self._batches.last
+            if not isinstance(batch, list):
+                raise
+            return readable(batch, self)
+
+
+def readable(batch: Sequence[Any], bot: ExtBot | None = None) -> tuple[Update, ...]:  # type: ignore[type-arg]
+    """Each update of a raw batch, an empty one of its id where it cannot be read."""
+    updates = []
+    for raw in batch:
+        update_id = raw.get("update_id") if isinstance(raw, dict) else None
+        if not isinstance(update_id, int):
+            log.error("an update without an id was skipped")
+            continue
+        try:
+            updates.append(Update.de_json(raw, bot))
+        except Exception as exc:  # whatever PTB raises: its data is never logged
+            log.error("update %d could not be read (%s); skipped", update_id,
+                      type(exc).__name__)
+            updates.append(Update(update_id))
+    return tuple(updates)
