@@ -23,10 +23,26 @@ log = logging.getLogger(__name__)
 REQUEST_POOL_SIZE = 256
 
 
-class KeepsLastBatch(HTTPXRequest):
-    """The getUpdates request, keeping the last answer as Telegram sent it."""
+class KeepsLastBatch(BaseRequest):
+    """The getUpdates request (any request inside), keeping the last answer as Telegram
+    sent it."""
 
-    last: Any = None
+    def __init__(self, inner: BaseRequest) -> None:
+        self._inner = inner
+        self.last: Any = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._inner.read_timeout
+
+    async def initialize(self) -> None:
+        await self._inner.initialize()
+
+    async def shutdown(self) -> None:
+        await self._inner.shutdown()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        return await self._inner.do_request(*args, **kwargs)
 
     async def post(self, *args: Any, **kwargs: Any) -> Any:
         self.last = None  # never a previous batch in place of this one
@@ -39,7 +55,8 @@ class SteadyBot(ExtBot):  # type: ignore[type-arg]
 
     def __init__(self, token: str, *, base_url: str, request: BaseRequest | None,
                  rate_limiter: BaseRateLimiter) -> None:  # type: ignore[type-arg]
-        self._batches = KeepsLastBatch()
+        # PTB's own requests, as its ApplicationBuilder makes them
+        self._batches = KeepsLastBatch(HTTPXRequest())
         super().__init__(token, base_url=base_url, rate_limiter=rate_limiter,
                          request=request or HTTPXRequest(connection_pool_size=REQUEST_POOL_SIZE),
                          get_updates_request=self._batches)

@@ -14,6 +14,7 @@ runs reach the doctor prompt and the activity questions); tap a stale button, a 
 private chat; free text, a sticker or photo, an unknown command, /help /sources /privacy,
 an edited message; a double tap (the same update twice, in turn or concurrently); /back,
 /restart, /start (with or without a deep link from the group); /forget then "yes" or "no";
+someone's latest update delivered again (same update id);
 in the group /start, /check, /tip, /sources, /dailytip (admin or not), private-only
 commands and chatter, the bot being added or removed; restart the bot (a new Application
 on the same SQLite file); and a Telegram error injected into the next rule's first
@@ -59,8 +60,8 @@ average, 12,200 in all; Hypothesis ends some early). For a longer hunt:
     BACKBOT_PROPERTY_EXAMPLES=2000 .venv/bin/pytest tests/test_properties.py
 
 Two PTB internals are patched for speed only: the rate limiter's retry sleep records the
-delay instead of waiting, and the builder's unused getUpdates HTTPXRequest (its SSL
-context costs ~35 ms per Application) is a RecordingRequest too.
+delay instead of waiting, and the bot's unused getUpdates HTTPXRequest (its SSL context
+costs ~35 ms per Application) is a RecordingRequest too.
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter, Application, ContextTypes
 from telegram.ext import _aioratelimiter as ptb_ratelimiter
-from telegram.ext import _applicationbuilder as ptb_builder
 
-from bot import telegram_bot
+from bot import telegram_bot, telegram_polling
 from bot.config import load_settings
 from bot.deeplinks import group_payload
 from bot.engine import Engine, Event, Snapshot
@@ -291,7 +291,7 @@ class _FastAsyncio:
 
 
 class _UnusedGetUpdatesRequest(RecordingRequest):
-    """Stands in for the builder's getUpdates HTTPXRequest: updates are fed directly."""
+    """Stands in for the bot's getUpdates HTTPXRequest: updates are fed directly."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
@@ -359,6 +359,9 @@ class TelegramMachine(RuleBasedStateMachine):
         self.forget_answered: set[tuple[int, int]] = set()
         # labels of the buttons users tapped in private that would give an answer away
         self.chosen: set[str] = set()
+        # per user: their latest update, while it is one the bot applied and stored with
+        # its id (and whether it was a forged button), for Telegram to deliver again
+        self.last_applied: dict[int, tuple[dict[str, Any], bool] | None] = dict.fromkeys(USERS)
         self.update_id = 0
         self.query_id = 0
         self.fault_armed = False
@@ -522,6 +525,7 @@ class TelegramMachine(RuleBasedStateMachine):
             self.check_answered(chunks, toasts)
         if not any(c.fault for c in calls):
             self.check_current_keyboard(applied, calls)
+        self.last_applied[user] = (raws[-1], expired) if self.model[user] is not None else None
 
     @staticmethod
     def per_update(chunks: list[list[Call]], raws: list[Any]) -> list[list[Call]]:
@@ -689,6 +693,7 @@ class TelegramMachine(RuleBasedStateMachine):
         parsed = parse(data)
         if parsed is not None and parsed[0] == "f":
             chunks = self.feed(*raws, together=together)
+            self.last_applied[user] = None
             prompt = (user, raws[0]["callback_query"]["message"]["message_id"])
             for chunk in self.per_update(chunks, raws):
                 assert all(c.chat_id in (None, user) for c in chunk)
@@ -831,10 +836,25 @@ class TelegramMachine(RuleBasedStateMachine):
         user = self.user(who)
         self.private(user, [self.command(user, user, "start", payload)], Event("start"))
 
+    @precondition(lambda self: any(self.last_applied[u] for u in self.users))
+    @rule(who=WHO)
+    def deliver_again(self, who: int) -> None:
+        """Telegram delivers someone's latest update again (the bot stopped before it
+        confirmed it): applied and stored with its id already, it changes nothing, and
+        they are shown where they are (a forged button: "no longer works" again)."""
+        users = [u for u in self.users if self.last_applied[u]]
+        user = users[who % len(users)]
+        applied = self.last_applied[user]
+        assert applied is not None
+        raw, forged = applied
+        self.private(user, [raw], Event("ask" if forged else "again"),
+                     tapped="callback_query" in raw, expired=forged)
+
     @rule(who=WHO)
     def forget(self, who: int) -> None:
         user = self.user(who)
         [calls] = self.feed(self.command(user, user, "forget"))
+        self.last_applied[user] = None
         assert all(c.chat_id == user for c in calls)
         if dropped(calls, user):
             self.model[user] = None
@@ -847,6 +867,7 @@ class TelegramMachine(RuleBasedStateMachine):
         prompt, never after a red flag."""
         user = self.user(who)
         [calls] = self.feed(self.command(user, user, "tip"))
+        self.last_applied[user] = None
         assert all(c.chat_id == user for c in calls)
         if dropped(calls, user):
             self.model[user] = None
@@ -944,7 +965,7 @@ class TelegramMachine(RuleBasedStateMachine):
     "ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning")
 def test_telegram_layer_properties(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ptb_ratelimiter, "asyncio", _FastAsyncio())
-    monkeypatch.setattr(ptb_builder, "HTTPXRequest", _UnusedGetUpdatesRequest)
+    monkeypatch.setattr(telegram_polling, "HTTPXRequest", _UnusedGetUpdatesRequest)
     run_state_machine_as_test(TelegramMachine, settings=SETTINGS)
 
 
@@ -958,7 +979,7 @@ def test_telegram_layer_properties(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[TelegramMachine]:
     monkeypatch.setattr(ptb_ratelimiter, "asyncio", _FastAsyncio())
-    monkeypatch.setattr(ptb_builder, "HTTPXRequest", _UnusedGetUpdatesRequest)
+    monkeypatch.setattr(telegram_polling, "HTTPXRequest", _UnusedGetUpdatesRequest)
     machine = TelegramMachine()
     try:
         yield machine
