@@ -840,6 +840,28 @@ def test_channel_dailytip_without_admin_check(api: FakeBotAPI, tmp_path: Path) -
     run(scenario())
 
 
+def test_channel_dailytip_when_the_bot_may_not_post_there(api: FakeBotAPI,
+                                                           tmp_path: Path) -> None:
+    """An admin of the channel without the right to post: it cannot answer, so the
+    setting is kept (as when muted), and the tips go out once it may post."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.fail_next("sendMessage", chat_id=CHANNEL,
+                          description="Bad Request: need administrator rights in the "
+                                      "channel chat")
+            api.channel_post(CHANNEL, "/dailytip 09:00")
+            await bot.settle()
+            [refused] = bot.sends(CHANNEL)
+            assert not refused.ok
+            assert bot.rows() == [(CHANNEL, "09:00", "UTC")]
+            assert len(bot.jobs(CHANNEL)) == 1
+            await bot.run_daily(CHANNEL)
+            assert_daily_tip(api.sent_to(CHANNEL)[-1], CHANNEL)
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_channel_dailytip_uses_backbot_tz(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3",
@@ -877,6 +899,7 @@ MUTED = [
     "Bad Request: not enough rights to send text messages to the chat",
     "Bad Request: have no rights to send a message",
     "Bad Request: CHAT_WRITE_FORBIDDEN",
+    "Bad Request: need administrator rights in the channel chat",  # may not post there
     "Bad Request: TOPIC_CLOSED",  # in a forum, the topic it posts in was closed
 ]
 
