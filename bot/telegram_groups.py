@@ -10,13 +10,11 @@ import asyncio
 import datetime as dt
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import httpx
 from telegram import (
     Bot,
     ChatMember,
@@ -34,7 +32,6 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 from telegram.ext import (
     AIORateLimiter,
@@ -47,10 +44,21 @@ from telegram.ext import (
 )
 
 from bot.content import Card, Content
+from bot.dailytip_times import (
+    MISFIRE_GRACE_SECONDS,
+    TIME,
+    BadZone,
+    last_due,
+    missed,
+    next_due,
+    parse_dailytip,
+    spread_second,
+)
 from bot.deeplinks import checkin_url
 from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
+from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
 from bot.zones import known_zone, shown_zone
 
@@ -60,30 +68,12 @@ log = logging.getLogger(__name__)
 # group message; a "/dailytip" or "/tip" in it was meant for the channel, not for us.
 GROUPS = (filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
           & ~filters.IS_AUTOMATIC_FORWARD)
-TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
-# Bad Request answers that mean the chat is gone for the bot. Any other one (too long,
-# can't parse entities, ...) is about one message, not about the chat.
-CHAT_GONE = ("chat not found", "bot was kicked", "group chat was deactivated",
-             "bot is not a member", "peer_id_invalid")
-# ... and those that mean an admin muted the bot there, or closed the forum topic: that
-# can be undone without telling the bot, so the chat's daily tip stays, to go out again
-# once it may post.
-MUTED = ("not enough rights to send", "have no rights", "need administrator rights",
-         "chat_write_forbidden", "topic_closed")
-# A forum topic the daily tip was set in was deleted.
-THREAD_GONE = "message thread not found"
-# APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
-# once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
-MISFIRE_GRACE_SECONDS = 15 * 60
 # One-off jobs (a late tip, a notice, an introduction): APScheduler's own default drops a
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
 # within the grace (`missed`).
 LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
-# Tips due in the same minute start at a per-chat second within it, so a popular time
-# does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
-SPREAD_SECONDS = 60
 # job names, followed by ":<chat id>"
 DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
 SCHEDULE_JOBS = (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB)  # a chat's daily tip, all its jobs
@@ -110,106 +100,12 @@ JOB_CLOCK_SLACK_SECONDS = 5
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
-class BadZone(ValueError):
-    def __init__(self, zone: str) -> None:
-        super().__init__(zone)
-        self.zone = zone
-
-
-def due_on(schedule: Schedule, day: dt.date, tzinfo: dt.tzinfo) -> dt.datetime:
-    """When the chat's tip is due on `day` (each chat at its own second of the minute).
-
-    By the wall clock of that day, not 24 hours after the day before: the two differ when
-    the clocks change. A time the clocks go back over is due at its first occurrence
-    (fold 0); one they skip reads with the offset before the change, an hour later on the
-    clock, when APScheduler runs it too."""
-    hour, minute = map(int, schedule.hhmm.split(":"))
-    return dt.datetime.combine(day, dt.time(hour, minute, spread_second(schedule.chat_id)),
-                               tzinfo=tzinfo)
-
-
-def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
-    """When the chat's tip last fell due at or before `now`, in the chat's zone (None if
-    the zone is unknown here)."""
-    tzinfo = known_zone(schedule.tz)
-    if tzinfo is None:
-        return None
-    today = now.astimezone(tzinfo).date()
-    due = due_on(schedule, today, tzinfo)
-    # compared in UTC: two times of one zone compare by their wall clocks, fold ignored
-    if due.astimezone(dt.UTC) <= now.astimezone(dt.UTC):
-        return due
-    return due_on(schedule, today - dt.timedelta(days=1), tzinfo)
-
-
-def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
-    """When the chat's tip falls due next after `now` (None if the zone is unknown): on
-    the day after the one it last fell due."""
-    last = last_due(schedule, now)
-    if last is None or last.tzinfo is None:
-        return None
-    return due_on(schedule, last.date() + dt.timedelta(days=1), last.tzinfo)
-
-
-def missed(schedule: Schedule, now: dt.datetime) -> bool:
-    """Whether the chat's last tip fell due less than the grace ago and has not gone out
-    (the bot was down then, or Telegram did not take it): APScheduler would not post it."""
-    due = last_due(schedule, now)
-    return (due is not None and 0 < (now - due).total_seconds() <= MISFIRE_GRACE_SECONDS
-            and schedule.last_day != due.date().isoformat())
-
-
-def spread_second(chat_id: int) -> int:
-    return chat_id % SPREAD_SECONDS
-
-
-def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
-    """("HH:MM", zone) to set, "off" to stop, None when malformed; BadZone for a bad zone."""
-    if args == ["off"]:
-        return "off"
-    if not 1 <= len(args) <= 2 or not (match := TIME.match(args[0])):
-        return None
-    zone = args[1] if len(args) == 2 else default_zone
-    if known_zone(zone) is None:
-        raise BadZone(zone)
-    return f"{int(match[1]):02d}:{match[2]}", zone
-
-
 async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
     """Answer a command in its chat (HTML), quoting it; if the command was deleted
     meanwhile (by its sender, or a bot that tidies commands away), the answer still goes,
     unquoted."""
     await message.reply_text(text, parse_mode=HTML, allow_sending_without_reply=True,
                              **kwargs)
-
-
-def chat_gone(exc: TelegramError) -> bool:
-    """Telegram says the bot can no longer post in that chat (removed, chat gone)."""
-    return isinstance(exc, Forbidden) or _bad_request_saying(exc, CHAT_GONE)
-
-
-def muted(exc: TelegramError) -> bool:
-    """Telegram says the bot may not post in that chat for now (an admin's restriction)."""
-    return _bad_request_saying(exc, MUTED)
-
-
-def _bad_request_saying(exc: TelegramError, phrases: tuple[str, ...]) -> bool:
-    return isinstance(exc, BadRequest) and any(p in exc.message.lower() for p in phrases)
-
-
-def not_taken(exc: TelegramError) -> bool:
-    """Telegram certainly did not post it: it said so (flood control, its own error
-    answer), or the request never left (no connection; PTB's pool full). A connection lost
-    or a read timing out after the request went may come after Telegram posted it."""
-    if isinstance(exc, RetryAfter):
-        return True
-    cause = exc.__cause__
-    if isinstance(exc, TimedOut):
-        return isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
-    # No cause: PTB read Telegram's JSON error answer (a transport error or an unreadable
-    # answer, such as a proxy's page, carries one).
-    return isinstance(exc, NetworkError) and (cause is None
-                                              or isinstance(cause, httpx.ConnectError))
 
 
 class GroupRateLimiter(AIORateLimiter):

@@ -25,12 +25,13 @@ from telegram.ext import AIORateLimiter, Application, BaseRateLimiter, ContextTy
 from telegram.request import HTTPXRequest, RequestData
 
 from bot.config import load_settings
+from bot.dailytip_times import due_on, next_due
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.schedules import ScheduleStore
 from bot.store import SessionStore, open_database
 from bot.telegram_app import build_application
-from bot.telegram_groups import GroupFeatures, due_on, next_due
+from bot.telegram_groups import GroupFeatures
 
 try:  # works whether or not tests/ is a package
     from fake_bot_api import Call, FakeBotAPI, no_proxy

@@ -32,15 +32,10 @@ from group_harness import (
 from group_harness import engine as shipped_engine
 from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
+from bot.dailytip_times import MISFIRE_GRACE_SECONDS, last_due, missed, next_due
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
-from bot.telegram_groups import (
-    MISFIRE_GRACE_SECONDS,
-    last_due,
-    missed,
-    next_due,
-    not_taken,
-)
+from bot.telegram_errors import not_taken
 from bot.zones import known_zone
 
 BOT = "backbot_test_bot"

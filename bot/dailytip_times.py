@@ -1,0 +1,85 @@
+"""When a chat's daily tip falls due, and what an admin's /dailytip arguments say."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from bot.schedules import Schedule
+from bot.zones import known_zone
+
+# "HH:MM" (or "H:MM") on a 24-hour clock
+TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+# APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
+# once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
+MISFIRE_GRACE_SECONDS = 15 * 60
+# Tips due in the same minute start at a per-chat second within it, so a popular time
+# does not queue every chat's tip (and everyone's replies) behind the 30-a-second limit.
+SPREAD_SECONDS = 60
+
+
+class BadZone(ValueError):
+    """A /dailytip time zone this machine does not know."""
+
+    def __init__(self, zone: str) -> None:
+        super().__init__(zone)
+        self.zone = zone
+
+
+def due_on(schedule: Schedule, day: dt.date, tzinfo: dt.tzinfo) -> dt.datetime:
+    """When the chat's tip is due on `day` (each chat at its own second of the minute).
+
+    By the wall clock of that day, not 24 hours after the day before: the two differ when
+    the clocks change. A time the clocks go back over is due at its first occurrence
+    (fold 0); one they skip reads with the offset before the change, an hour later on the
+    clock, when APScheduler runs it too."""
+    hour, minute = map(int, schedule.hhmm.split(":"))
+    return dt.datetime.combine(day, dt.time(hour, minute, spread_second(schedule.chat_id)),
+                               tzinfo=tzinfo)
+
+
+def last_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
+    """When the chat's tip last fell due at or before `now`, in the chat's zone (None if
+    the zone is unknown here)."""
+    tzinfo = known_zone(schedule.tz)
+    if tzinfo is None:
+        return None
+    today = now.astimezone(tzinfo).date()
+    due = due_on(schedule, today, tzinfo)
+    # compared in UTC: two times of one zone compare by their wall clocks, fold ignored
+    if due.astimezone(dt.UTC) <= now.astimezone(dt.UTC):
+        return due
+    return due_on(schedule, today - dt.timedelta(days=1), tzinfo)
+
+
+def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
+    """When the chat's tip falls due next after `now` (None if the zone is unknown): on
+    the day after the one it last fell due."""
+    last = last_due(schedule, now)
+    if last is None or last.tzinfo is None:
+        return None
+    return due_on(schedule, last.date() + dt.timedelta(days=1), last.tzinfo)
+
+
+def missed(schedule: Schedule, now: dt.datetime) -> bool:
+    """Whether the chat's last tip fell due less than the grace ago and has not gone out
+    (the bot was down then, or Telegram did not take it): APScheduler would not post it."""
+    due = last_due(schedule, now)
+    return (due is not None and 0 < (now - due).total_seconds() <= MISFIRE_GRACE_SECONDS
+            and schedule.last_day != due.date().isoformat())
+
+
+def spread_second(chat_id: int) -> int:
+    return chat_id % SPREAD_SECONDS
+
+
+def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
+    """("HH:MM", zone) to set, "off" to stop, None when malformed; BadZone for a bad zone."""
+    if args == ["off"]:
+        return "off"
+    if not 1 <= len(args) <= 2 or not (match := TIME.match(args[0])):
+        return None
+    zone = args[1] if len(args) == 2 else default_zone
+    if known_zone(zone) is None:
+        raise BadZone(zone)
+    return f"{int(match[1]):02d}:{match[2]}", zone
