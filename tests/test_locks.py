@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.telegram_bot import KeyedLocks
+from bot.keyed_locks import KeyedLocks
 
 
 def test_one_users_updates_run_one_at_a_time_and_locks_are_dropped() -> None:
