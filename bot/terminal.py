@@ -22,6 +22,8 @@ COMMANDS = {
     "/start": Event("start"),
 }
 QUIT = {"/quit", "/exit", "/q"}
+# Words that turn a label round: a typed answer matches such a label only if it has them.
+NEGATIONS = frozenset({"no", "not"})
 FORGET = "/forget"
 # Engine messages about buttons or about what Telegram stores, in the words that are
 # true in a terminal (which stores nothing).
@@ -83,7 +85,8 @@ def to_event(line: str, ask: Ask | None) -> Event:
 
 def match_label(typed: str, ask: Ask) -> str | None:
     """The choice whose label is what was typed, or else the only one whose words start
-    with the typed words ("slipped" for "Slipped (herniated) disc")."""
+    with the typed words ("slipped" for "Slipped (herniated) disc"). A label's "no" or
+    "not" must be typed too: "sure" is not "Not sure", nor "thanks" "No thanks"."""
     typed_words = _words(typed)
     if not typed_words:
         return None
@@ -91,8 +94,13 @@ def match_label(typed: str, ask: Ask) -> str | None:
         if _words(choice.label) == typed_words:
             return choice.id
     found = [choice.id for choice in ask.choices
-             if all(any(w.startswith(t) for w in _words(choice.label)) for t in typed_words)]
+             if _starts_words(typed_words, _words(choice.label))]
     return found[0] if len(found) == 1 else None
+
+
+def _starts_words(typed: list[str], label: list[str]) -> bool:
+    return (all(any(w.startswith(t) for w in label) for t in typed)
+            and all(any(n.startswith(t) for t in typed) for n in label if n in NEGATIONS))
 
 
 def _words(text: str) -> list[str]:

@@ -178,7 +178,14 @@ def test_to_event_by_number_label_and_command() -> None:
     assert to_event("yes", ask) == Event.answer("yes", ref="0.3.4")
     assert to_event("3", ask) == Event("text")
     assert to_event("maybe", ask) == Event("text")
-    assert to_event("sure", ask) == Event.answer("unsure", ref="0.3.4")  # a word of a label
+    # a word of a label, but without its "not" it says the opposite: asked again
+    assert to_event("sure", ask) == Event("text")
+    assert to_event("not", ask) == Event.answer("unsure", ref="0.3.4")
+    welcome = Ask("q", "Q?", (Choice("agree", "Yes, let's start"),
+                              Choice("stop", "No thanks")), "0.0.0")
+    assert to_event("thanks", welcome) == Event("text")
+    assert to_event("no", welcome) == Event.answer("stop", ref="0.0.0")
+    assert to_event("start", welcome) == Event.answer("agree", ref="0.0.0")
 
 
 def test_to_event_by_a_unique_word_of_a_label() -> None:
