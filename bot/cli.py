@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"backbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # the shell's prompt on a line of its own, not after "> ^C"
         return 130
     except BrokenPipeError:  # e.g. `backbot chat | head`: the reader left; so do we
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

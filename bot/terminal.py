@@ -121,8 +121,7 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
     while True:
         print("\n" + render(outputs, content), file=stdout)
         ask = next((o for o in reversed(outputs) if isinstance(o, Ask)), None)
-        print("> ", end="", file=stdout, flush=True)
-        line = stdin.readline()
+        line = _read_line(stdin, stdout, echo)
         if not line or _command(line) in QUIT:
             if echo and line:
                 print(line.strip(), file=stdout)
@@ -134,6 +133,18 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             outputs = [Say("chat.forget", content.message("chat.forget")), *([ask] if ask else [])]
             continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
+
+
+def _read_line(stdin: TextIO, stdout: TextIO, echo: bool) -> str:
+    """The next line that is not blank ("" at the end of input): a bare Enter asks again
+    for the same answer, rather than counting as a wrong one."""
+    while True:
+        print("> ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line or line.strip():
+            return line
+        if echo:
+            print(file=stdout)
 
 
 def _command(line: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,22 @@ def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> N
     assert result.stdout.count(">") == 1
 
 
+def test_chat_interrupted_exits_130_on_a_fresh_line(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "chat"], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        while (char := proc.stdout.read(1)) != ">":  # the first prompt: waiting for a line
+            assert char, "no prompt"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert stderr == "\n"  # no traceback; the shell's prompt starts on a line of its own
+
+
 def test_chat_quit(tmp_path: Path, messages: dict[str, str]) -> None:
     out, _ = chat(["1", "/quit", "1"], tmp_path)
     assert out.endswith("/quit " + messages["chat.bye"])
@@ -121,6 +138,14 @@ def test_chat_free_text_and_bad_numbers(tmp_path: Path, messages: dict[str, str]
     assert out.count(messages["chat.use_numbers"]) == 3
     assert messages["error.use_buttons"] not in out
     assert messages["question.bladder"] in out
+
+
+def test_chat_blank_lines_ask_again_quietly(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, result = chat(["", "  ", "1"], tmp_path)
+    assert messages["chat.use_numbers"] not in out  # a bare Enter is no wrong answer
+    assert out.count(messages["chat.consent"]) == 1  # nor does it show the question again
+    assert messages["question.bladder"] in out  # "1" still agreed
+    assert result.stdout.count(">") == 4
 
 
 def test_chat_odd_digits_and_bytes_are_free_text(tmp_path: Path,
