@@ -24,12 +24,12 @@ REQUEST_POOL_SIZE = 256
 
 
 class KeepsLastBatch(BaseRequest):
-    """The getUpdates request (any request inside), keeping the last answer as Telegram
-    sent it."""
+    """The getUpdates request (any request inside), keeping the last answer's body as
+    Telegram sent it."""
 
     def __init__(self, inner: BaseRequest) -> None:
         self._inner = inner
-        self.last: Any = None
+        self.last: bytes | None = None
 
     @property
     def read_timeout(self) -> float | None:
@@ -42,12 +42,16 @@ class KeepsLastBatch(BaseRequest):
         await self._inner.shutdown()
 
     async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        return await self._inner.do_request(*args, **kwargs)
-
-    async def post(self, *args: Any, **kwargs: Any) -> Any:
         self.last = None  # never a previous batch in place of this one
-        self.last = await super().post(*args, **kwargs)
-        return self.last
+        code, body = await self._inner.do_request(*args, **kwargs)
+        self.last = body
+        return code, body
+
+    def last_batch(self) -> Any:
+        """The `result` of the last answer, as JSON (None if there is none)."""
+        if self.last is None:
+            return None
+        return self.parse_json_payload(self.last).get("result")
 
 
 class SteadyBot(ExtBot):  # type: ignore[type-arg]
@@ -56,7 +60,7 @@ class SteadyBot(ExtBot):  # type: ignore[type-arg]
     def __init__(self, token: str, *, base_url: str, request: BaseRequest | None,
                  rate_limiter: BaseRateLimiter) -> None:  # type: ignore[type-arg]
         # PTB's own requests, as its ApplicationBuilder makes them
-        self._batches = KeepsLastBatch(HTTPXRequest())
+        self._batches = KeepsLastBatch(HTTPXRequest(connection_pool_size=1))
         super().__init__(token, base_url=base_url, rate_limiter=rate_limiter,
                          request=request or HTTPXRequest(connection_pool_size=REQUEST_POOL_SIZE),
                          get_updates_request=self._batches)
@@ -67,7 +71,7 @@ class SteadyBot(ExtBot):  # type: ignore[type-arg]
         except TelegramError:
             raise  # PTB's polling loop retries these
         except Exception:
-            batch = self._batches.last
+            batch = self._batches.last_batch()
             if not isinstance(batch, list):
                 raise
             return readable(batch, self)

@@ -841,7 +841,8 @@ class TelegramMachine(RuleBasedStateMachine):
     def deliver_again(self, who: int) -> None:
         """Telegram delivers someone's latest update again (the bot stopped before it
         confirmed it): applied and stored with its id already, it changes nothing, and
-        they are shown where they are (a forged button: "no longer works" again)."""
+        they are shown where they are. (A forged button is never stored with its id: it
+        is answered "no longer works" again, which changes nothing either.)"""
         users = [u for u in self.users if self.last_applied[u]]
         user = users[who % len(users)]
         applied = self.last_applied[user]
