@@ -295,7 +295,7 @@ def test_red_flag_on_an_info_choice_fails(data_copy, check) -> None:
 
 def test_doctor_prompt_tag_on_a_state_without_the_prompt_fails(data_copy, check) -> None:
     """Moving the tag (and its acknowledgement) to the why-cards would let the real
-    prompt's "Not now" lead on; the tagged state must show the doctor prompt itself."""
+    prompt's "Not yet" lead on; the tagged state must show the doctor prompt itself."""
     def change(d: Data) -> None:
         prompt, why = state(d, "doctor_prompt"), state(d, "explaining_why")
         del prompt["tags"], prompt["acknowledge"]
@@ -744,7 +744,7 @@ def test_red_flag_end_must_say_where_to_get_care(data_copy, check, name: str,
 
 
 def test_swapped_doctor_prompt_buttons_fail(data_copy, check) -> None:
-    """A "Not now" button that led on to the activities would pass every path check: the
+    """A "Not yet" button that led on to the activities would pass every path check: the
     acknowledging answer must read as the acknowledgement, and no other answer may."""
     def change(d: Data) -> None:
         state(d, "doctor_prompt")["choices"] = [

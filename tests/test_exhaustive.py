@@ -272,7 +272,7 @@ def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engin
                                            red_flags: dict[tuple[str, str], str]) -> None:
     """What /tip may offer at each point of each path: nothing after a red flag (emergency
     or urgent), tips naming an activity only once the doctor prompt was acknowledged (not
-    after "Not now"), else general ones."""
+    after "Not yet"), else general ones."""
     seen: Counter[str] = Counter()
     for transcript in transcripts:
         snapshot, _ = engine.step(None, Event("start"))
