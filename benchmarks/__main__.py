@@ -51,7 +51,7 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
 FULL_PATH = ["agree", *["no"] * 9, "pinched_nerve", "yes", "next",  # nine screening questions
-             "understood", "yes", "yes", "no", "yes"]
+             "understood", "yes", "yes", "yes", "no"]
 REPO = Path(__file__).resolve().parent.parent
 TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what every tap must make
 # Object-valued Bot API parameters the floor turns back into PTB objects to replay them.

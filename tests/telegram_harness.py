@@ -72,7 +72,7 @@ ACTIVITY = re.compile(
 # bladder, saddle, legs, chest, accident, fever, cancer, other signs, shooting pain
 RED_FLAGS_NO = ("no",) * 9
 TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
-TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "no", "yes")
+TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "yes", "no")
 
 
 def find_activity(text: str) -> str | None:

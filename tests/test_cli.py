@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # by number, by label in any case, and by label exactly
 TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "2", "2", "Something else, or none",
-                  "yes", "Continue", "Yes, I will", "Yes", "YES", "no", "Yes"]
+                  "yes", "Continue", "Yes, I will", "Yes", "YES", "Yes", "no"]
 
 
 def run_bot(args: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:

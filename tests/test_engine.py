@@ -18,7 +18,7 @@ from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
 SCREENING_NO = ["no"] * 9  # bladder .. shooting pain
 TO_DOCTOR = ["agree", *SCREENING_NO, "none", "yes", "next"]
-TO_SUGGESTIONS = [*TO_DOCTOR, "understood", "yes", "yes", "no", "yes"]
+TO_SUGGESTIONS = [*TO_DOCTOR, "understood", "yes", "yes", "yes", "no"]
 
 
 def start(engine: Engine) -> tuple[Snapshot, list[Output]]:
@@ -434,8 +434,8 @@ def test_snapshots_are_small_json(engine: Engine) -> None:
     # the most answers: a checked accident; the fracture branch has the longest state name;
     # leaning "unsure" the longest answer
     longest, _ = walk(engine, ["agree", *SCREENING_NO[:4], "yes", "yes", *SCREENING_NO[5:],
-                               "fracture", "yes", "next", "understood", "yes", "yes", "yes",
-                               "unsure"])
+                               "fracture", "yes", "next", "understood", "yes", "yes",
+                               "unsure", "yes"])
     assert len(longest["answers"]) == 19
     assert len(json.dumps(longest).encode()) == max(sizes)
     assert max(sizes) < 1024

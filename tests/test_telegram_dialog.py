@@ -108,7 +108,7 @@ def test_full_path_to_suggestions(tmp_path: Path) -> None:
                 assert find_activity(text) is None, text
 
             # The suggestions fit the answers: pool yes, bike yes + leaning, no elliptical.
-            final = "\n".join(replies[f"{len(TO_SUGGESTIONS) - 1}:yes"])
+            final = "\n".join(replies[f"{len(TO_SUGGESTIONS) - 1}:no"])
             assert "Recumbent" in final
             assert "<b>Pool workouts</b>" in final
             assert "<b>Stationary bike</b>" not in final
