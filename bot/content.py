@@ -33,7 +33,7 @@ CODE_MESSAGES = frozenset({
     "answered.label", "button.busy", "button.expired", "button.moved_on",
     "button.not_here",
     "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
-    "chat.privacy", "chat.use_numbers",
+    "chat.privacy", "chat.unknown_command", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",

@@ -22,6 +22,8 @@ COMMANDS = {
     "/start": Event("start"),
 }
 QUIT = {"/quit", "/exit", "/q"}
+# Typed to a question with one answer ("Continue"), these mean that answer.
+GO_ON = frozenset({"yes", "y", "ok", "okay", "next", "go"})
 # Words that turn a label round: a typed answer matches such a label only if it has them.
 NEGATIONS = frozenset({"no", "not"})
 FORGET = "/forget"
@@ -78,6 +80,8 @@ def to_event(line: str, ask: Ask | None) -> Event:
                 1 <= int(word) <= len(ask.choices)):
             return Event.answer(ask.choices[int(word) - 1].id, ref=ask.ref)
         choice = match_label(word, ask)
+        if choice is None and len(ask.choices) == 1 and word.casefold() in GO_ON:
+            choice = ask.choices[0].id
         if choice is not None:
             return Event.answer(choice, ref=ask.ref)
     return Event("text")
@@ -129,8 +133,10 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             return 0
         if echo:
             print(line.strip(), file=stdout)
-        if _command(line) == FORGET:
-            outputs = [Say("chat.forget", content.message("chat.forget")), *([ask] if ask else [])]
+        command = _command(line)
+        if command == FORGET or (command and command not in COMMANDS):
+            key = "chat.forget" if command == FORGET else "chat.unknown_command"
+            outputs = [Say(key, content.message(key)), *([ask] if ask else [])]
             continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 

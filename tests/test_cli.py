@@ -183,6 +183,24 @@ def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
     assert out.index(messages["question.saddle"]) > out.index(messages["chat.forget"])
 
 
+@pytest.mark.parametrize("command", ["/tip", "/dailytip 08:30", "/Foo"])
+def test_chat_names_the_commands_it_has_for_one_it_has_not(
+        tmp_path: Path, messages: dict[str, str], command: str) -> None:
+    out, _ = chat(["1", command, "2"], tmp_path)
+    assert messages["chat.unknown_command"] in out
+    assert messages["chat.use_numbers"] not in out
+    # the question is asked again and the next answer still applies
+    assert out.index(messages["question.saddle"]) > out.index(messages["chat.unknown_command"])
+
+
+def test_chat_continue_question_takes_yes(tmp_path: Path, messages: dict[str, str]) -> None:
+    out, _ = chat([*TO_SUGGESTIONS[:12], "ok"], tmp_path)
+    assert messages["doctor.question"] in out
+    assert messages["chat.use_numbers"] not in out
+    yes_no = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("no", "No")), "0.1.1")
+    assert to_event("ok", yes_no) == Event("text")  # only where "Continue" is all there is
+
+
 def test_chat_says_what_is_true_in_a_terminal(tmp_path: Path,
                                               messages: dict[str, str]) -> None:
     """The terminal stores nothing, so it never promises Telegram's storage or /tip."""
