@@ -15,7 +15,7 @@ from typing import Any
 from transitions import Machine
 
 from bot.content import Citation, Content, group_citations
-from bot.dialog import END_ACTIONS, Dialog, StateSpec, build_machine
+from bot.dialog import END_ACTIONS, NO_WAY_BACK, Dialog, StateSpec, build_machine
 from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
 
 SNAPSHOT_VERSION = 1
@@ -249,7 +249,7 @@ class Engine:
         return new, [answered, *self.render(new)]
 
     def _back(self, snapshot: Snapshot, spec: StateSpec) -> tuple[Snapshot, list[Output]]:
-        if spec.final:
+        if spec.final and spec.disposition in NO_WAY_BACK:
             return snapshot, [self._say("session.finished"), *self.current(snapshot)]
         if not snapshot["answers"]:
             return snapshot, [self._say("error.nothing_to_go_back"), self.ask(snapshot)]

@@ -12,6 +12,7 @@ import pytest
 
 import bot.dialog
 from bot.diagram import mermaid
+from bot.dialog import NO_WAY_BACK
 from bot.engine import SNAPSHOT_VERSION, Engine, Event, Snapshot
 from bot.loading import load_engine
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
@@ -269,7 +270,7 @@ def finished(engine: Engine) -> Snapshot:
 
 @pytest.mark.parametrize("event", [
     Event.answer("yes"), Event.answer("agree"), Event.answer("understood"), Event.answer("x"),
-    Event("text"), Event("back")], ids=["yes", "agree", "understood", "x", "text", "back"])
+    Event("text")], ids=["yes", "agree", "understood", "x", "text"])
 def test_after_the_end_only_restart_or_sources(engine: Engine, finished: Snapshot,
                                                event: Event) -> None:
     """Anything else at the end says so, and shows the end again (its suggestions and
@@ -299,10 +300,12 @@ def end_snapshots(engine: Engine) -> dict[str, Snapshot]:
     ids=["start", "ask", "again", "text", "back", "stale", "forged"])
 def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> None:
     """Emergency care, "see a doctor first" and the suggestions come back with any
-    re-asking at an end, whatever the event."""
+    re-asking at an end, whatever the event (/back only where there is no way back)."""
     ends = end_snapshots(engine)
     assert len(ends) == 8
     for name, snapshot in ends.items():
+        if event.kind == "back" and engine.state_spec(snapshot).disposition not in NO_WAY_BACK:
+            continue
         if event.choice == "forged":
             event = Event.answer("forged", ref=engine.ref(snapshot))
         new, outputs = engine.step(snapshot, event)
@@ -312,6 +315,30 @@ def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> N
         shown = {o.key for o in entry if isinstance(o, Say)}
         assert {"reminder.doctor", *[i.ref for i in engine.state_spec(snapshot).show
                                       if i.kind == "message"]} <= shown, name
+
+
+def test_back_from_an_end(engine: Engine, find_activity: Callable[[str], str | None]) -> None:
+    """From a red-flag end there is no going back (the check-in is finished); from the
+    others /back changes the last answer, as anywhere else."""
+    ends = end_snapshots(engine)
+    assert {name for name, s in ends.items()
+            if engine.state_spec(s).disposition not in NO_WAY_BACK} == {
+        "suggesting_activities", "declined_doctor", "stopped"}
+    for name, snapshot in ends.items():
+        new, outputs = engine.step(snapshot, Event("back"))
+        if engine.state_spec(snapshot).disposition in NO_WAY_BACK:
+            assert new == snapshot and outputs[0].key == "session.finished", name
+            continue
+        previous = snapshot["answers"][-1][0]
+        assert new == {**snapshot, "state": previous, "answers": snapshot["answers"][:-1]}
+        assert outputs[0].key == "session.went_back" and outputs[-1] == engine.ask(new)
+    # "Not yet" taken back: the doctor prompt again, to be acknowledged before anything
+    declined, _ = walk(engine, [*TO_DOCTOR, "not_now"])
+    back, outputs = engine.step(declined, Event("back"))
+    assert back["state"] == "doctor_prompt" and "doctor.prompt" in say_keys(outputs)
+    texts = [o.text if isinstance(o, Say | Ask) else f"{o.card.title} {o.card.body}"
+             for o in outputs if isinstance(o, Say | Ask | ShowCard)]
+    assert texts and not any(find_activity(text) for text in texts), texts
 
 
 def test_again_shows_all_of_the_current_point(engine: Engine) -> None:
