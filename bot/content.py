@@ -32,7 +32,8 @@ RED_FLAG_LEVELS = ("urgent", "emergency")
 CODE_MESSAGES = frozenset({
     "answered.label", "button.busy", "button.expired", "button.moved_on",
     "button.not_here",
-    "card.sources_label", "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
+    "card.sources_label", "card.sources_label_many",
+    "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
     "chat.privacy", "chat.unknown_command", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
@@ -127,6 +128,10 @@ class Content:
 
     def message(self, message_id: str) -> str:
         return self.messages[message_id]
+
+    def sources_label(self, sources: int) -> str:
+        """"Source:" under a card, or "Sources:" when it cites more than one."""
+        return self.messages["card.sources_label" if sources == 1 else "card.sources_label_many"]
 
     def cards_tagged(self, tag: str) -> list[Card]:
         return [card for card in self.cards.values() if tag in card.tags]

@@ -127,11 +127,12 @@ class TelegramRenderer:
     def card(self, card: Card) -> str:
         cached = self._cards.get(card.id)
         if cached is None:
+            grouped = group_citations(card.citations)
             cites = "; ".join(
                 f'<a href="{html.escape(source.url)}">{escape(source.title)}</a>, '
                 + escape(", ".join(sections))
-                for source, sections in group_citations(card.citations))
-            label = escape(self.content.message("card.sources_label"))
+                for source, sections in grouped)
+            label = escape(self.content.sources_label(len(grouped)))
             cached = (f"<b>{escape(card.title)}</b>\n{escape(card.body)}\n"
                       f"<i>{label} {cites}</i>")
             self._cards[card.id] = cached

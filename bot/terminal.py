@@ -50,10 +50,12 @@ def render_one(output: Output, content: Content) -> str:
         return _wrap(content.message(wording) if wording else output.text)
     if isinstance(output, ShowCard):
         card = output.card
+        grouped = group_citations(card.citations)
         cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
-                          for source, sections in group_citations(card.citations))
+                          for source, sections in grouped)
+        label = content.sources_label(len(grouped))
         return "\n".join([f"* {card.title}", _wrap(card.body, "  "),
-                          _wrap(f"{content.message('card.sources_label')} {cites}", "  ")])
+                          _wrap(f"{label} {cites}", "  ")])
     if isinstance(output, Ask):
         wording = TERMINAL_WORDING.get(output.key)
         lines = [_wrap(content.message(wording) if wording else output.text)]

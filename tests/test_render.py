@@ -62,3 +62,16 @@ def test_link_previews_are_turned_off_only_where_there_are_links(engine: Engine)
     card = render.block(ShowCard(engine.content.cards["why.inactivity"]))
     assert link_preview(card) is NO_PREVIEW  # a citation is a link
     assert link_preview(render.message("question.bladder")) is None
+
+
+def test_a_card_says_source_or_sources_as_it_cites_one_or_more(engine: Engine) -> None:
+    render = TelegramRenderer(engine.content)
+    one = engine.content.message("card.sources_label")
+    many = engine.content.message("card.sources_label_many")
+    counted = {1: 0, 2: 0}
+    for card in engine.content.cards.values():
+        sources = len({cite.source.id for cite in card.citations})
+        text = render.card(card)
+        assert f"<i>{one if sources == 1 else many} " in text, card.id
+        counted[min(sources, 2)] += 1
+    assert counted[1] and counted[2]  # both kinds are shipped
