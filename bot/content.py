@@ -46,7 +46,8 @@ CODE_MESSAGES = frozenset({
     "error.unknown_event", "error.use_buttons", "forget.confirm", "forget.done", "forget.expired",
     "forget.kept", "forget.no", "forget.yes", "group.from_group", "group.intro", "group.start",
     "group.start_button",
-    "help.text", "privacy.note", "session.finished", "session.outdated", "session.restarted",
+    "help.text", "privacy.note", "session.finished",
+    "session.finished_may_go_back", "session.outdated", "session.restarted",
     "session.resumed", "session.stale", "session.went_back", "sources.header",
     "tip.after_red_flag", "tip.doctor_first", "tip.none", "welcome.question",
 })

@@ -121,7 +121,7 @@ class Engine:
         if kind == "back":
             return self._back(snapshot, spec)
         if kind == "text":
-            reply = "session.finished" if spec.final else "error.use_buttons"
+            reply = self._finished(spec) if spec.final else "error.use_buttons"
             return snapshot, [self._say(reply), *self.current(snapshot)]
         return snapshot, [self._say("error.unknown_event"), *self.current(snapshot)]
 
@@ -228,7 +228,7 @@ class Engine:
                 return self._restart(snapshot)
             if choice_id == "sources":
                 return snapshot, [*self.show("sources"), self.ask(snapshot)]
-            return snapshot, [self._say("session.finished"), *self.current(snapshot)]
+            return snapshot, [self._say(self._finished(spec)), *self.current(snapshot)]
         choice = spec.choice(choice_id)
         if choice is None:
             return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
@@ -247,6 +247,12 @@ class Engine:
         answered = Answered(self.content.message(spec.ask or ""),
                             self.content.message(choice.label))
         return new, [answered, *self.render(new)]
+
+    @staticmethod
+    def _finished(spec: StateSpec) -> str:
+        """What to say at an end to anything but its buttons: whether /back still works."""
+        return ("session.finished" if spec.disposition in NO_WAY_BACK
+                else "session.finished_may_go_back")
 
     def _back(self, snapshot: Snapshot, spec: StateSpec) -> tuple[Snapshot, list[Output]]:
         if spec.final and spec.disposition in NO_WAY_BACK:

@@ -138,7 +138,8 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         command = _command(line)
         if command == FORGET or (command and command not in COMMANDS):
             key = "chat.forget" if command == FORGET else "chat.unknown_command"
-            outputs = [Say(key, content.message(key)), *([ask] if ask else [])]
+            # at an end, all of it again (what to do now is never out of sight)
+            outputs = [Say(key, content.message(key)), *engine.current(snapshot)]
             continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 

@@ -193,6 +193,13 @@ def test_chat_names_the_commands_it_has_for_one_it_has_not(
     assert out.index(messages["question.saddle"]) > out.index(messages["chat.unknown_command"])
 
 
+def test_chat_unknown_command_at_an_end_shows_the_end_again(
+        tmp_path: Path, messages: dict[str, str]) -> None:
+    out, _ = chat(["1", "1", "/tip"], tmp_path)  # bladder trouble: emergency care
+    after = out[out.index(messages["chat.unknown_command"]):]
+    assert messages["disposition.emergency"] in after
+
+
 def test_chat_continue_question_takes_yes(tmp_path: Path, messages: dict[str, str]) -> None:
     out, _ = chat([*TO_SUGGESTIONS[:12], "ok"], tmp_path)
     assert messages["doctor.question"] in out

@@ -280,8 +280,9 @@ def test_after_the_end_only_restart_or_sources(engine: Engine, finished: Snapsho
         event = Event.answer(event.choice or "", ref=engine.ref(finished))
     new, outputs = engine.step(finished, event)
     assert new == before == finished
-    assert outputs == [Say("session.finished", engine.content.message("session.finished")),
-                       *engine.render(finished)]
+    # the suggestions' end may still be gone back from: the note says so
+    note = "session.finished_may_go_back"
+    assert outputs == [Say(note, engine.content.message(note)), *engine.render(finished)]
     assert "reminder.doctor" in say_keys(outputs) and cards(outputs)
 
 
@@ -325,10 +326,13 @@ def test_back_from_an_end(engine: Engine, find_activity: Callable[[str], str | N
             if engine.state_spec(s).disposition not in NO_WAY_BACK} == {
         "suggesting_activities", "declined_doctor", "stopped"}
     for name, snapshot in ends.items():
+        _, said = engine.step(snapshot, Event("text"))
         new, outputs = engine.step(snapshot, Event("back"))
         if engine.state_spec(snapshot).disposition in NO_WAY_BACK:
             assert new == snapshot and outputs[0].key == "session.finished", name
+            assert said[0].key == "session.finished", name
             continue
+        assert said[0].key == "session.finished_may_go_back", name
         previous = snapshot["answers"][-1][0]
         assert new == {**snapshot, "state": previous, "answers": snapshot["answers"][:-1]}
         assert outputs[0].key == "session.went_back" and outputs[-1] == engine.ask(new)
