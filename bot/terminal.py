@@ -128,14 +128,14 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         print("\n" + render(outputs, content), file=stdout)
         ask = next((o for o in reversed(outputs) if isinstance(o, Ask)), None)
         line = _read_line(stdin, stdout, echo)
-        if not line or _command(line) in QUIT:
+        command = _command(line)
+        if not line or command in QUIT:
             if echo and line:
                 print(line.strip(), file=stdout)
             print("\n" + _wrap(content.message("chat.bye")), file=stdout)
             return 0
         if echo:
             print(line.strip(), file=stdout)
-        command = _command(line)
         if command == FORGET or (command and command not in COMMANDS):
             key = "chat.forget" if command == FORGET else "chat.unknown_command"
             # at an end, all of it again (what to do now is never out of sight)
