@@ -167,6 +167,7 @@ def load_dialog(path: Path, content: Content) -> Dialog:
         if spec.name in states:
             raise DataError(path, f"duplicate state {spec.name!r}", line=spec.line)
         states[spec.name] = spec
+    _check_predicates_used(predicates, states, path, raw.line)
     initial = schema.ident(raw["initial"], path, "initial", line=raw.line)
     if initial not in states:
         raise DataError(path, f"initial state {initial!r} is not defined", line=raw.line)
@@ -240,6 +241,15 @@ def _choices(raw: Any, path: Path, content: Content, line: int | None,
 def _predicates(raw: Any, path: Path) -> dict[str, Predicate]:
     preds = schema.mapping(raw, path, "predicates")
     return {name: _predicate(value, name, path, preds.line) for name, value in preds.items()}
+
+
+def _check_predicates_used(predicates: dict[str, Predicate], states: dict[str, StateSpec],
+                           path: Path, line: int | None) -> None:
+    # A named condition nothing uses is a sign a `when` was meant to name it.
+    used = {item.when.name for spec in states.values() for item in spec.show if item.when}
+    for name in predicates:
+        if name not in used:
+            raise DataError(path, f"condition {name!r} is never used by a `when`", line=line)
 
 
 def _predicate(raw: Any, name: str, path: Path, line: int | None) -> Predicate:

@@ -392,6 +392,13 @@ def test_card_never_shown(data_copy, check) -> None:
     assert "card why.orphan is never shown" in what
 
 
+def test_condition_never_used(data_copy, check) -> None:
+    edit(data_copy.dialog, lambda d: d["predicates"].update(
+        {"leaning_hurts": {"leaning": ["yes", "unsure"]}}))
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == "condition 'leaning_hurts' is never used by a `when`"
+
+
 # -- YAML and schema problems --
 
 
