@@ -645,7 +645,8 @@ def test_untagged_card_naming_an_activity_fails(data_copy, check) -> None:
     """/tip offers untagged tips before the doctor prompt and in groups without the doctor
     line, so a card that names an activity must say so by its tag."""
     path = data_copy.content / "advice.yaml"
-    replace_once(path, "managing your weight.", "managing your weight, as can a gentle jog.")
+    replace_once(path, "keep your weight in check.",
+                 "keep your weight in check, as can a gentle jog.")
     _, _, what = data_error(check(), path)
     assert what == "card tip.weight_matters names an activity ('jog') but is not tagged activity"
 
@@ -694,7 +695,7 @@ def test_source_address_naming_an_activity_fails(data_copy, check) -> None:
                                    "tai chi"])
 def test_less_common_activities_are_named_too(data_copy, check, words: str) -> None:
     path = data_copy.content / "advice.yaml"
-    replace_once(path, "managing your weight.", f"managing your weight, as can {words}.")
+    replace_once(path, "keep your weight in check.", f"keep your weight in check, as can {words}.")
     _, _, what = data_error(check(), path)
     assert what.startswith("card tip.weight_matters names an activity ("), what
     assert what.endswith(") but is not tagged activity")

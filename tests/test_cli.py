@@ -58,7 +58,7 @@ def test_chat_full_path_to_suggestions(tmp_path: Path, messages: dict[str, str],
     after = out[out.index(doctor_question):]
     for title in ("* Walking", "* Pool workouts", "* Recumbent bike", "* Round out your plan"):
         assert title in after
-    assert "* Stationary bike" not in out and "* Elliptical trainer" not in out
+    assert "* Upright exercise bike" not in out and "* Elliptical trainer" not in out
     assert "Source: Cardio Exercises After Back Injury (LIVESTRONG.com), " in after
     assert messages["reminder.doctor"] in after
     assert after.index("* Round out your plan") < after.index(messages["reminder.doctor"])

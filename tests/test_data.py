@@ -144,7 +144,7 @@ def test_bundle_loads_with_the_pure_python_yaml_fallback(
     monkeypatch.setattr(yamlio, "_Loader", PureLoader)
     dialog, _ = load_bundle()
     assert dialog.states["suggesting_activities"].follows[-1] == (
-        "harbourview_low_impact", "Why Low Impact Exercise?")
+        "livestrong_cardio", "Consult Your Doctor")
 
 
 # -- citations --

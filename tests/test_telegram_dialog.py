@@ -111,7 +111,7 @@ def test_full_path_to_suggestions(tmp_path: Path) -> None:
             final = "\n".join(replies[f"{len(TO_SUGGESTIONS) - 1}:no"])
             assert "Recumbent" in final
             assert "<b>Pool workouts</b>" in final
-            assert "<b>Stationary bike</b>" not in final
+            assert "<b>Upright exercise bike</b>" not in final
             assert "<b>Elliptical trainer</b>" not in final
             assert h.message_text("reminder.doctor") in final
             assert h.message_text("end.follows") in final
