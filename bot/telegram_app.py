@@ -62,6 +62,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     async def purge(context: Ctx.DEFAULT_TYPE) -> None:
         removed = store.purge(settings.retention_days)
         if removed:
+            backbot.forget_purged()
             log.info("purged %d sessions idle for over %d days", removed,
                      settings.retention_days)
 

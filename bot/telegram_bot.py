@@ -485,10 +485,21 @@ class BackBot:
         log.info("a user blocked the bot; their session was dropped")
 
     def _forget_taps(self, user_id: int) -> None:
-        """Erased means erased: the taps kept in memory hold sessions too. (The messages
-        answered before consent are only ids, and keep a later tap on one stale.)"""
+        """Erased means erased: the taps kept in memory hold sessions too, and so do
+        replies waiting to be sent again. (The messages answered before consent are only
+        ids, and keep a later tap on one stale.)"""
         for key in [key for key in self._shown_on_tap if key[0] == user_id]:
             del self._shown_on_tap[key]
+        self._cancel_send_again(user_id)
+
+    def forget_purged(self) -> None:
+        """The retention purge erased idle sessions: what memory holds of them goes too."""
+        users = {key[0] for key, kept in self._shown_on_tap.items() if kept is not None}
+        users |= {user_id for user_id, job in self._sends_again.items()
+                  if job.data[3] is not None}  # type: ignore[index]
+        for user_id in users:
+            if self.store.get(user_id) is None:
+                self._forget_taps(user_id)
 
     async def send(self, chat_id: int, replies: list[Reply],
                    unsent: list[Reply] | None = None) -> None:

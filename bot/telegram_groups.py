@@ -154,6 +154,7 @@ class GroupFeatures:
         self.intro_after = INTRO_AFTER_SECONDS
         self.retry_after = TIP_RETRY_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
+        self._moved_to: dict[int, tuple[int, float]] = {}  # old group id -> (new id, when)
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
         self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
@@ -373,13 +374,16 @@ class GroupFeatures:
         return last_due(schedule, self.now() + dt.timedelta(seconds=JOB_CLOCK_SLACK_SECONDS))
 
     async def _post_tip(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, *,
-                        migrated: bool = False) -> None:
+                        migrated: bool = False, due: dt.datetime | None = None) -> None:
+        """Today's tip. `due` is the time it stands for, when a retry in another chat or
+        topic carries it over (each chat's tip falls at its own second of the minute)."""
         tip_ids = [card.id for card in self.tips]
         schedule = self.schedules.get(chat_id)
         tip_id = self.schedules.next_tip(chat_id, tip_ids)
         if tip_id is None or schedule is None:
             return
-        due = self._due_now(schedule)
+        if due is None:
+            due = self._due_now(schedule)
         app = context.application
         try:
             await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
@@ -389,14 +393,14 @@ class GroupFeatures:
         except ChatMigrated as exc:
             # Today's tip goes to the supergroup, once (a second migration would be a loop).
             if self.migrate(app, chat_id, exc.new_chat_id) is not None and not migrated:
-                await self._post_tip(context, exc.new_chat_id, migrated=True)
+                await self._post_tip(context, exc.new_chat_id, migrated=True, due=due)
             return
         except (Forbidden, BadRequest) as exc:
             if schedule.thread is not None and THREAD_GONE in exc.message.lower():
                 # its topic was deleted: the chat itself has the tips from now on
                 self.schedules.leave_thread(chat_id, schedule.thread)
                 log.warning("a daily tip's forum topic is gone; it goes to the chat instead")
-                await self._post_tip(context, chat_id, migrated=migrated)
+                await self._post_tip(context, chat_id, migrated=migrated, due=due)
                 return
             if chat_gone(exc):
                 self._stop_posting(app, chat_id, exc)
@@ -404,7 +408,8 @@ class GroupFeatures:
             if muted(exc):  # today's is skipped; the rotation keeps its place
                 log.warning("muted in a chat, or its topic closed (%s); its daily tip stays, "
                             "to go out once the bot may post there again", type(exc).__name__)
-                self.schedules.mark_day(chat_id, due.date().isoformat() if due else "")
+                self.schedules.mark_day(self._id_now(chat_id),
+                                        due.date().isoformat() if due else "")
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
@@ -417,8 +422,14 @@ class GroupFeatures:
             # neither a retry nor a restart posts it twice.
             log.warning("a daily tip may not have arrived (%s); it is not sent again",
                         type(exc).__name__)
-        self.schedules.mark_posted(chat_id, tip_id, tip_ids,
+        self.schedules.mark_posted(self._id_now(chat_id), tip_id, tip_ids,
                                    day=due.date().isoformat() if due is not None else "")
+
+    def _id_now(self, chat_id: int) -> int:
+        """The chat's id now: a group upgraded while its tip was on the way has a new one,
+        and what went out is counted there."""
+        moved = self._moved_to.get(chat_id)
+        return moved[0] if moved is not None else chat_id
 
     def _try_again(self, app: Application, chat_id: int,  # type: ignore[type-arg]
                    due: dt.datetime | None, exc: TelegramError) -> None:
@@ -449,6 +460,9 @@ class GroupFeatures:
         self._upgraded = {chat: made for chat, made in self._upgraded.items()
                           if now - made < UPGRADE_MEMORY_SECONDS}
         self._upgraded[new_chat_id] = now
+        self._moved_to = {chat: moved for chat, moved in self._moved_to.items()
+                          if now - moved[1] < UPGRADE_MEMORY_SECONDS}
+        self._moved_to[old_chat_id] = (new_chat_id, now)
         moved = self.schedules.move(old_chat_id, new_chat_id)
         self._unschedule(app, old_chat_id)
         if moved is not None:

@@ -7,8 +7,10 @@ The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see grou
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +21,7 @@ from group_harness import (
     UPGRADED,
     FakeBotAPI,
     MigratingRequest,
+    Running,
     assert_daily_tip,
     assert_runs_at,
     card_in,
@@ -37,6 +40,9 @@ GROUP = -100_777_000_001
 OTHER_GROUP = -100_777_000_002
 BASIC_GROUP = -777_003  # a basic group, about to become...
 SUPERGROUP = -100_777_000_003  # ...this supergroup
+# Each chat's daily tip falls at its own second of the minute: this group's at second 2,
+# the supergroup it becomes at second 50, later in the same minute.
+EARLY_GROUP, LATE_SUPERGROUP = -777_058, -100_777_000_030
 CHANNEL = -100_888_000_001  # linked to GROUP as its discussion group
 ADMIN, OWNER, MEMBER = 990_101, 990_102, 990_103
 TELEGRAM = 777_000  # the sender of automatic forwards
@@ -99,6 +105,91 @@ def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> No
                     await bot.run_daily(SUPERGROUP)
                 after = [card_in(m["text"]) for m in api.sent_to(SUPERGROUP)]
                 assert sorted(before + after) == sorted(c.id for c in TIPS)
+                assert bot.errors == [] and api.errors == []
+
+    run(scenario())
+
+
+def last_day(bot: Running) -> str:
+    [(day,)] = bot.db.execute("SELECT last_day FROM daily_tips").fetchall()
+    return str(day)
+
+
+def test_todays_tip_carried_into_the_supergroup_is_not_posted_there_again(
+        tmp_path: Path) -> None:
+    """The tip that went to the supergroup counts as today's there, though the new id's
+    own time falls later in the minute: its job, coming round then, posts nothing."""
+    request = MigratingRequest()
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                api.set_member_status(EARLY_GROUP, OWNER, "creator")
+                await bot.say(EARLY_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
+                              chat_type="group")
+                request.migrations[EARLY_GROUP] = LATE_SUPERGROUP
+                api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
+                await bot.run_daily(EARLY_GROUP)
+                [today] = api.sent_to(LATE_SUPERGROUP)
+                fired = bot.groups.now()
+                assert last_day(bot) == fired.astimezone(LONDON).date().isoformat()
+
+                bot.groups.now = lambda: fired + dt.timedelta(seconds=48)  # 08:30:51
+                await bot.job(LATE_SUPERGROUP).run(bot.app)
+                assert api.sent_to(LATE_SUPERGROUP) == [today]
+                assert bot.errors == [] and api.errors == []
+
+    run(scenario())
+
+
+class UpgradedWhileSending(MigratingRequest):
+    """Runs `during` once, after Telegram took the next sendMessage and before its answer
+    reaches the bot: the group is upgraded while its tip is on the way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during: Callable[[], Awaitable[None]] | None = None
+
+    async def do_request(self, url: str, method: str, request_data: Any = None,
+                         **timeouts: Any) -> tuple[int, bytes]:
+        answer = await super().do_request(url, method, request_data, **timeouts)
+        if self.during is not None and url.endswith("/sendMessage"):
+            during, self.during = self.during, None
+            await during()
+        return answer
+
+
+def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
+        tmp_path: Path) -> None:
+    request = UpgradedWhileSending()
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                api.set_member_status(EARLY_GROUP, OWNER, "creator")
+                await bot.say(EARLY_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
+                              chat_type="group")
+
+                async def upgrade() -> None:
+                    api.push_update(migrate_to(EARLY_GROUP, LATE_SUPERGROUP))
+                    await eventually(
+                        lambda: bot.rows() == [(LATE_SUPERGROUP, "08:30", "Europe/London")],
+                        what="the schedule moved")
+
+                request.during = upgrade
+                await bot.run_daily(EARLY_GROUP)
+                assert request.during is None
+                [today] = api.sent_to(EARLY_GROUP)[1:]  # after the "set" reply
+                fired = bot.groups.now()
+                assert last_day(bot) == fired.astimezone(LONDON).date().isoformat()
+
+                bot.groups.now = lambda: fired + dt.timedelta(seconds=48)
+                await bot.job(LATE_SUPERGROUP).run(bot.app)
+                assert api.sent_to(LATE_SUPERGROUP) == []
+                # and tomorrow's is the next tip in the rotation
+                await bot.run_daily(LATE_SUPERGROUP)
+                [tomorrow] = api.sent_to(LATE_SUPERGROUP)
+                assert card_in(tomorrow["text"]) not in (None, card_in(today["text"]))
                 assert bot.errors == [] and api.errors == []
 
     run(scenario())

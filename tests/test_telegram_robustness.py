@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -1033,6 +1034,30 @@ def test_forget_times_its_confirmation_on_telegrams_clock(
             await h.tap(CHAT, confirm["message_id"], "f|yes")
             assert h.rows(CHAT) == 0
             assert not any(key[0] == CHAT for key in backbot._shown_on_tap)
+
+    run_bounded(scenario())
+
+
+def test_the_retention_purge_leaves_nothing_of_a_session_in_memory(tmp_path: Path) -> None:
+    """A session idle past retention is erased from memory too: the taps kept to answer a
+    double tap hold the session, answers and all."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            for chat in (CHAT, CHAT + 1):
+                await h.send(chat, "/start")
+                await h.choose(chat, "agree")
+                await h.choose(chat, "yes")  # an emergency answer, at its end
+                await h.choose(chat, "sources")  # kept in memory with the session
+            backbot = h.app.bot_data["backbot"]
+            assert {key[0] for key in backbot._shown_on_tap} == {CHAT, CHAT + 1}
+
+            with contextlib.closing(sqlite3.connect(h.db_path)) as db, db:
+                db.execute("UPDATE sessions SET updated_at = 0 WHERE user_id = ?", (CHAT,))
+            assert h.app.job_queue is not None
+            [purge] = h.app.job_queue.get_jobs_by_name("purge-sessions")
+            await purge.run(h.app)
+            assert h.rows(CHAT) == 0 and h.rows(CHAT + 1) == 1
+            assert {key[0] for key in backbot._shown_on_tap} == {CHAT + 1}
 
     run_bounded(scenario())
 
