@@ -153,10 +153,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if webhook_url:
         # Telegram's own Bot API calls only https; a self-hosted one may call plain http
         allowed = ("https",) if api_base_url == TELEGRAM_API else ("https", "http")
+        if _scheme(webhook_url) == "http" and "http" not in allowed:
+            raise ConfigError("BACKBOT_WEBHOOK_URL must start with https:// (Telegram calls "
+                              "only https), such as https://bot.example.org/telegram")
         if _scheme(webhook_url) not in allowed:
             raise ConfigError("BACKBOT_WEBHOOK_URL must be a full address such as "
-                              "https://bot.example.org/telegram"
-                              + ("" if "http" in allowed else " (Telegram calls only https)"))
+                              "https://bot.example.org/telegram")
         parts = urlparse(webhook_url)
         if not WEBHOOK_PATH.match(parts.path):
             raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "

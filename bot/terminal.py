@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import textwrap
@@ -26,6 +27,12 @@ QUIT = {"/quit", "/exit", "/q"}
 GO_ON = frozenset({"yes", "y", "ok", "okay", "next", "go"})
 # Words that turn a label round: a typed answer matches such a label only if it has them.
 NEGATIONS = frozenset({"no", "not"})
+# What people type for an answer's words. Only the unmistakable: "not really" or "kind
+# of" stay unread (asked again) rather than be taken for a "No" to a red-flag question.
+SAYINGS = {"y": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "n": "no", "nope": "no",
+           "nah": "no", "unsure": "not sure", "maybe": "not sure", "idk": "not sure",
+           "dont know": "not sure", "don t know": "not sure", "do not know": "not sure",
+           "disk": "disc"}
 FORGET = "/forget"
 # Engine messages about buttons or about what Telegram stores, in the words that are
 # true in a terminal (which stores nothing).
@@ -36,6 +43,7 @@ TERMINAL_WORDING = {
     "welcome.question": "chat.consent",
     "privacy.note": "chat.privacy",
     "help.text": "chat.help",
+    "session.resumed": "chat.resumed",
 }
 
 
@@ -77,10 +85,11 @@ def to_event(line: str, ask: Ask | None) -> Event:
     if (command := _command(word)) in COMMANDS:
         return COMMANDS[command]
     if ask is not None:
+        number = word.rstrip(").")  # "2)" and "2." as the list shows them
         # ASCII digits only: "²" and "①" are digits to isdigit() but not to int()
-        if word.isascii() and word.isdigit() and len(word) <= 3 and (
-                1 <= int(word) <= len(ask.choices)):
-            return Event.answer(ask.choices[int(word) - 1].id, ref=ask.ref)
+        if number.isascii() and number.isdigit() and len(number) <= 3 and (
+                1 <= int(number) <= len(ask.choices)):
+            return Event.answer(ask.choices[int(number) - 1].id, ref=ask.ref)
         choice = match_label(word, ask)
         if choice is None and len(ask.choices) == 1 and word.casefold() in GO_ON:
             choice = ask.choices[0].id
@@ -92,8 +101,9 @@ def to_event(line: str, ask: Ask | None) -> Event:
 def match_label(typed: str, ask: Ask) -> str | None:
     """The choice whose label is what was typed, or else the only one whose words start
     with the typed words ("slipped" for "Slipped (herniated) disc"). A label's "no" or
-    "not" must be typed too: "sure" is not "Not sure", nor "thanks" "No thanks"."""
-    typed_words = _words(typed)
+    "not" must be typed too: "sure" is not "Not sure", nor "thanks" "No thanks". Common
+    ways of saying an answer's words count as them ("nope" as "no")."""
+    typed_words = _said(_words(typed))
     if not typed_words:
         return None
     for choice in ask.choices:
@@ -109,6 +119,13 @@ def _starts_words(typed: list[str], label: list[str]) -> bool:
             and all(any(n.startswith(t) for t in typed) for n in label if n in NEGATIONS))
 
 
+def _said(words: list[str]) -> list[str]:
+    whole = SAYINGS.get(" ".join(words))
+    if whole is not None:
+        return whole.split()
+    return [SAYINGS.get(word, word) if len(word) > 1 else word for word in words]
+
+
 def _words(text: str) -> list[str]:
     return "".join(c if c.isalnum() else " " for c in text.casefold()).split()
 
@@ -116,6 +133,8 @@ def _words(text: str) -> list[str]:
 def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Run one conversation until /quit or end of input."""
     echo = not stdin.isatty()  # piped input: show it, so the transcript reads naturally
+    if not echo:
+        _line_editing()
     if isinstance(stdin, io.TextIOWrapper):
         stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 are just free text
     if isinstance(stdout, io.TextIOWrapper):
@@ -144,12 +163,25 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 
 
+def _line_editing() -> None:
+    """Arrow keys and history at the prompt, where the platform has readline."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (importing it is what turns it on)
+
+
 def _read_line(stdin: TextIO, stdout: TextIO, echo: bool) -> str:
     """The next line that is not blank ("" at the end of input): a bare Enter asks again
     for the same answer, rather than counting as a wrong one."""
+    typing = not echo and stdin is sys.stdin and stdout is sys.stdout
     while True:
-        print("> ", end="", file=stdout, flush=True)
-        line = stdin.readline()
+        if typing:  # input(): readline's line editing, where the platform has it
+            try:
+                line = input("> ") + "\n"
+            except EOFError:
+                line = ""
+        else:
+            print("> ", end="", file=stdout, flush=True)
+            line = stdin.readline()
         if not line or line.strip():
             return line
         if echo:

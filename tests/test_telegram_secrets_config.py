@@ -282,7 +282,8 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org//hook", "BACKBOT_WEBHOOK_URL's path"),
     ("BACKBOT_WEBHOOK_URL", "https://bot.example.org/a//b", "BACKBOT_WEBHOOK_URL's path"),
     # Telegram's own Bot API calls webhooks only over https
-    ("BACKBOT_WEBHOOK_URL", "http://bot.example.org/hook", "BACKBOT_WEBHOOK_URL must be a full"),
+    ("BACKBOT_WEBHOOK_URL", "http://bot.example.org/hook",
+     "BACKBOT_WEBHOOK_URL must start with https://"),
     ("TELEGRAM_API_BASE_URL", "not-a-url", "TELEGRAM_API_BASE_URL must be a full"),
     ("TELEGRAM_API_BASE_URL", "ftp://127.0.0.1/bot", "TELEGRAM_API_BASE_URL must be a full"),
     ("TELEGRAM_API_BASE_URL", "http:///bot", "TELEGRAM_API_BASE_URL must be a full"),
@@ -301,7 +302,8 @@ def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
                                       "TELEGRAM_API_BASE_URL": "http://127.0.0.1:8081/bot"},
                              env_file=None)
     assert settings.webhook_url == url
-    with pytest.raises(ConfigError, match=r"\(Telegram calls only https\)"):
+    with pytest.raises(ConfigError,
+                       match=r"must start with https:// \(Telegram calls only https\)"):
         load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None)
 
 
