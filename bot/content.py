@@ -34,7 +34,7 @@ CODE_MESSAGES = frozenset({
     "button.not_here",
     "card.sources_label", "card.sources_label_many",
     "chat.bye", "chat.consent", "chat.forget", "chat.help", "chat.hint",
-    "chat.privacy", "chat.unknown_command", "chat.use_numbers",
+    "chat.privacy", "chat.resumed", "chat.unknown_command", "chat.use_numbers",
     "commands.back", "commands.forget", "commands.help", "commands.privacy",
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",

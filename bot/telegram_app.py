@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import warnings
 from urllib.parse import urlparse
 
 from telegram import Update
@@ -16,6 +17,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
+from telegram.warnings import PTBDeprecationWarning
 from tornado.netutil import bind_sockets
 
 from bot.config import ConfigError, Settings
@@ -47,6 +49,10 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                       ) -> Application:  # type: ignore[type-arg]
     """The Application with every handler; the keyword arguments are for tests and
     benchmarks."""
+    # PTB 22's RetryAfter reads its own deprecated attribute as it is made, so every flood
+    # answer would warn; nothing here reads that attribute.
+    warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be",
+                            category=PTBDeprecationWarning)
     backbot = BackBot(engine, store)
     groups = GroupFeatures(engine.content, ScheduleStore(store.db), settings.timezone)
 
