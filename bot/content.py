@@ -92,6 +92,8 @@ class RequiredFlag:
     clear: tuple[str, ...]  # the other answers a question asking it may offer
     citations: tuple[Citation, ...]
     after: tuple[str, str] | None = None  # (question id, choice id)
+    # the other answers the `after` question may offer (none past these and `after`'s)
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class SafetyRules:
     """What the safety proof holds the dialog to (content/safety.yaml)."""
 
     activity_words: tuple[str, ...]
+    activity_whole_words: tuple[str, ...]  # matched only as whole words ("ran", not "range")
     red_flags: tuple[RequiredFlag, ...]
     doctor_prompt: str  # message id the doctor_prompt state must always show
     doctor_question: str  # message id of what it asks
@@ -109,13 +112,15 @@ class SafetyRules:
     _words: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        words = "|".join(map(re.escape, self.activity_words))
-        object.__setattr__(self, "_words", re.compile(rf"\b({words})", re.IGNORECASE))
+        starts = "|".join(map(re.escape, self.activity_words))
+        wholes = "|".join(map(re.escape, self.activity_whole_words)) or "(?!)"
+        object.__setattr__(self, "_words", re.compile(rf"\b({starts}|(?:{wholes})\b)",
+                                                      re.IGNORECASE))
 
     def activity_word(self, text: str) -> str | None:
-        """The first word in `text` that names an activity, if any (compatibility forms,
-        such as full-width letters, read as the letters they show)."""
-        found = self._words.search(unicodedata.normalize("NFKC", text))
+        """The first word in `text` that names an activity, if any (texts hold no letters
+        that could disguise one: see _check_characters)."""
+        found = self._words.search(text)
         return found.group(1) if found else None
 
 
@@ -174,8 +179,10 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
 
 def _check_characters(directory: Path, sources: dict[str, Source], cards: dict[str, Card],
                       messages: dict[str, str]) -> None:
-    """No text may hide its words from the activity check (or from a reader): no invisible
-    formatting characters, and no word mixing alphabets ("w\u0430lk" with a Cyrillic a)."""
+    """No text may hide its words from the activity check (or from a reader): texts are
+    written in Latin letters, digits and common punctuation, so no invisible joiner, no
+    look-alike letter ("w\u0430lk" with a Cyrillic a, "jo\u0261ging"), no picture
+    of an activity and no blank-looking letter gets past it."""
     texts = [("messages.yaml", f"message {mid}", text) for mid, text in messages.items()]
     texts += [("advice.yaml", f"card {card.id}", text)
               for card in cards.values() for text in (card.title, card.body)]
@@ -188,13 +195,18 @@ def _check_characters(directory: Path, sources: dict[str, Source], cards: dict[s
 
 def _hidden_word_problem(text: str) -> str | None:
     for char in text:
-        if unicodedata.category(char) == "Cf":
-            return f"holds an invisible formatting character (U+{ord(char):04X})"
-    for word in re.findall(r"\w+", text):
-        scripts = {unicodedata.name(c, "?").split(" ")[0] for c in word if c.isalpha()}
-        if len(scripts) > 1:
-            return f"mixes alphabets in the word {word!r} ({', '.join(sorted(scripts))})"
+        if not _plain(char):
+            return (f"holds U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}): texts "
+                    "use Latin letters, digits and common punctuation only")
     return None
+
+
+def _plain(char: str) -> bool:
+    code = ord(char)
+    return (char == "\n" or 0x20 <= code <= 0x7E  # ASCII
+            or (0xA0 <= code <= 0x17F and code != 0xAD)  # Latin-1, Latin Extended-A
+            or 0x2010 <= code <= 0x2027 or 0x2030 <= code <= 0x205E  # dashes, quotes, bullets
+            or 0x20A0 <= code <= 0x20BF)  # currency signs
 
 
 def _top(path: Path, key: str) -> list[object]:
@@ -292,7 +304,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
                  messages: dict[str, str]) -> SafetyRules:
     data = schema.mapping(load_yaml(path), path, "the file", line=1)
     schema.keys(data, path, "the file", {"activity_words", "red_flags", "doctor_prompt",
-                                         "doctor_reminder", "end_messages", "answer_labels"})
+                                         "doctor_reminder", "end_messages", "answer_labels",
+                                         "label_texts"}, {"activity_whole_words"})
     prompt = schema.mapping(data["doctor_prompt"], path, "doctor_prompt", line=data.line)
     schema.keys(prompt, path, "doctor_prompt", {"message", "question", "acknowledge"})
     prompt_ids = {key: _message_ref(prompt[key], path, f"doctor_prompt {key}", messages,
@@ -300,6 +313,10 @@ def _load_safety(path: Path, sources: dict[str, Source],
     words = schema.text_list(data["activity_words"], path, "activity_words", line=data.line)
     if not words or any(not word.strip() for word in words):
         raise DataError(path, "activity_words must list words", line=data.line)
+    wholes = schema.text_list(data.get("activity_whole_words", []), path,
+                              "activity_whole_words", line=data.line)
+    if any(not word.strip() for word in wholes):
+        raise DataError(path, "activity_whole_words must list words", line=data.line)
     raw_flags = data["red_flags"]
     if not isinstance(raw_flags, list) or not raw_flags:
         raise DataError(path, "red_flags must be a non-empty list", line=data.line)
@@ -325,16 +342,20 @@ def _load_safety(path: Path, sources: dict[str, Source],
         if set(clear) & answers.keys():
             raise DataError(path, f"{what}: an answer is both a red flag and clear",
                             line=item.line)
-        after = None
+        after, others = None, ()
         if "after" in item:
             raw_after = schema.mapping(item["after"], path, f"{what} after", line=item.line)
-            schema.keys(raw_after, path, f"{what} after", {"question", "answer"})
+            schema.keys(raw_after, path, f"{what} after", {"question", "answer"}, {"others"})
             after = (_message_ref(raw_after["question"], path, f"{what} after question",
                                   messages, raw_after.line),
                      schema.text(raw_after["answer"], path, f"{what} after answer",
                                  line=raw_after.line))
+            if "others" in raw_after:
+                others = tuple(schema.text_list(raw_after["others"], path,
+                                                f"{what} after others", line=raw_after.line))
         flags.append(RequiredFlag(question=question, answers=dict(answers), clear=clear,
-                                  citations=_citations(item, path, what, sources), after=after))
+                                  citations=_citations(item, path, what, sources), after=after,
+                                  others=others))
     labels = schema.mapping(data["answer_labels"], path, "answer_labels", line=data.line)
     for choice, label in labels.items():
         if not isinstance(choice, str):
@@ -344,10 +365,20 @@ def _load_safety(path: Path, sources: dict[str, Source],
     # every answer a red-flag question may offer: its flags, its clear ones, a followed-up one
     named = {(flag.question, choice) for flag in flags for choice in (*flag.answers, *flag.clear)}
     named |= {flag.after for flag in flags if flag.after is not None}
+    named |= {(flag.after[0], other) for flag in flags if flag.after is not None
+              for other in flag.others}
     if missing := sorted(f"{answer!r} (to {question})" for question, answer in named
                          if answer not in labels):
         raise DataError(path, f"answer_labels names no label for {', '.join(missing)}",
                         line=labels.line)
+    # and their words: a label reworded ("No / not sure") would change what is answered
+    texts = schema.mapping(data["label_texts"], path, "label_texts", line=data.line)
+    for label in sorted(set(map(str, labels.values()))):
+        if label not in texts:
+            raise DataError(path, f"label_texts pins no words for {label}", line=texts.line)
+        if messages[label] != texts[label]:
+            raise DataError(path, f"label_texts pins {label} as {texts[label]!r}, but "
+                            f"messages.yaml has {messages[label]!r}", line=texts.line)
     ends = schema.mapping(data["end_messages"], path, "end_messages", line=data.line)
     end_messages = {}
     for disposition, raw_ids in ends.items():
@@ -362,7 +393,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
         raise DataError(path, f"end_messages names no message for {', '.join(missing_levels)}",
                         line=ends.line)
     return SafetyRules(
-        activity_words=tuple(words), red_flags=tuple(flags),
+        activity_words=tuple(words), activity_whole_words=tuple(wholes),
+        red_flags=tuple(flags),
         doctor_prompt=prompt_ids["message"], doctor_question=prompt_ids["question"],
         doctor_ack=prompt_ids["acknowledge"],
         doctor_reminder=_message_ref(data["doctor_reminder"], path, "doctor_reminder",

@@ -246,6 +246,7 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
     for flag in content.safety.red_flags:
         finding.problems += _required_flag_problems(dialog, graph, activity, flag, follow_ups,
                                                     content.safety.answer_labels, rules)
+    finding.problems += _unlisted_answer_problems(dialog, content.safety.red_flags, rules)
     for spec in dialog.states.values():  # the end says where to get care
         told = content.safety.end_messages.get(spec.disposition or "")
         if told and not _always_shows(spec, told):
@@ -299,7 +300,8 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
         question, answer = flag.after
         for spec in dialog.states.values():
             if spec.ask == question:
-                problems += _label_problems(dialog, spec, {answer: labels[answer]}, rules)
+                problems += _label_problems(
+                    dialog, spec, {a: labels[a] for a in (answer, *flag.others)}, rules)
         starts = [edge.dest for edge in dialog.answer_edges() if edge.choice == answer
                   and dialog.states[edge.source].ask == question]
         if not starts:  # renamed or gone: the rule would check nothing
@@ -324,6 +326,25 @@ def _required_flag_problems(dialog: Dialog, graph: _Graph, activity: set[str],
             problems.append(_fail(dialog, dialog.states[missed[0]], (
                 f"{what} but is reachable without asking {flag.question} "
                 f"(required by {rules}): " + " -> ".join(around[missed[0]]))))
+    return problems
+
+
+def _unlisted_answer_problems(dialog: Dialog, flags: tuple[RequiredFlag, ...],
+                              rules: Path) -> list[str]:
+    """A question whose answer a rule follows up (its `after`) offers only the answers the
+    rules list: a new one ("compression fracture") would go round the follow-up."""
+    own = {flag.question for flag in flags}  # a red-flag question's answers are its rule's
+    listed: dict[str, set[str]] = {}
+    for flag in flags:
+        if flag.after is not None and flag.after[0] not in own:
+            listed.setdefault(flag.after[0], set()).update((flag.after[1], *flag.others))
+    problems = []
+    for spec in dialog.states.values():
+        extra = [c.id for c in spec.choices if c.id not in listed.get(spec.ask or "", set())]
+        if spec.ask in listed and extra:
+            problems.append(_fail(dialog, spec, (
+                f"asks {spec.ask} with answer(s) {', '.join(map(repr, extra))} that "
+                f"{rules} does not list (an `after` answer or its `others`)")))
     return problems
 
 

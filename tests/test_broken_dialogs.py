@@ -727,9 +727,38 @@ def test_another_answer_showing_the_fracture_label_fails(data_copy, check) -> No
     edit(data_copy.dialog, lambda d: state(d, "asking_diagnosis")["choices"][3].update(
         label="choice.fracture"))
     problem = first_problem(check(), "ii", data_copy.dialog, "asking_diagnosis")
-    assert problem.endswith("answer 'none' to question.diagnosis shows choice.fracture, the "
-                            f"label of another answer (required by {data_copy.content}/"
-                            "safety.yaml)")
+    assert problem.endswith("answer 'none' to question.diagnosis must be labelled "
+                            f"choice.no_diagnosis (required by {data_copy.content}/"
+                            "safety.yaml), but shows choice.fracture")
+
+
+def test_a_new_answer_to_the_diagnosis_question_must_be_listed(data_copy, check) -> None:
+    """A new kind of fracture offered beside "Spinal fracture" would skip the clearance
+    question: the rules list every answer that question may offer."""
+    edit(data_copy.content / "messages.yaml", lambda d: d["choice"].update(
+        osteoporotic="Vertebral compression fracture (osteoporosis)"))
+
+    def change(d: Data) -> None:
+        state(d, "asking_diagnosis")["choices"].append(
+            {"id": "osteoporotic", "label": "choice.osteoporotic"})
+        d["transitions"].append({"trigger": "answer", "source": "asking_diagnosis",
+                                 "dest": "asking_clearance",
+                                 "conditions": "chose_osteoporotic"})
+
+    edit(data_copy.dialog, change)
+    problem = first_problem(check(), "ii", data_copy.dialog, "asking_diagnosis")
+    assert problem.endswith(f"asks question.diagnosis with answer(s) 'osteoporotic' that "
+                            f"{data_copy.content}/safety.yaml does not list (an `after` "
+                            "answer or its `others`)")
+
+
+def test_a_red_flag_answer_reworded_fails(data_copy, check) -> None:
+    """The rules judge the answer id; the person reads its words: "No / not sure" on the
+    clear answer would send the unsure on as if they had said no."""
+    edit(data_copy.content / "messages.yaml",
+         lambda d: d["choice"].update({"no": "No / not sure"}))
+    _, _, what = data_error(check(), data_copy.content / "safety.yaml")
+    assert what == "label_texts pins choice.no as 'No', but messages.yaml has 'No / not sure'"
 
 
 @pytest.mark.parametrize(("name", "disposition", "shown"), [
@@ -801,26 +830,50 @@ def test_activity_shown_with_a_red_flag_question_fails(data_copy, check) -> None
                "without asking question.bladder" in p for p in problems), problems
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("Thanks. Here is why gentle w\u0430lking", "mixes alphabets in the word"),
-    ("Thanks. Here is why gentle swi\u200bmming", "holds an invisible formatting character "
-     "(U+200B)"),
+@pytest.mark.parametrize(("hidden", "char"), [
+    ("w\u0430lking", "U+0430 (CYRILLIC SMALL LETTER A)"),  # a look-alike in a Latin word
+    ("\u0440\u043e\u043e\u04cf", "U+0440 (CYRILLIC SMALL LETTER ER)"),  # a whole word
+    ("swi\u200bmming", "U+200B (ZERO WIDTH SPACE)"),
+    ("swi\u034fmming", "U+034F (COMBINING GRAPHEME JOINER)"),
+    ("wa\ufe0flking", "U+FE0F (VARIATION SELECTOR-16)"),
+    ("jo\u0261ging", "U+0261 (LATIN SMALL LETTER SCRIPT G)"),
+    ("\u1d21alking", "U+1D21 (LATIN LETTER SMALL CAPITAL W)"),
+    ("\uff37\uff41\uff4c\uff4b", "U+FF37 (FULLWIDTH LATIN CAPITAL LETTER W)"),
+    ("a few lengths \U0001f3ca", "U+1F3CA (SWIMMER)"),
+    ("so\u00adft", "U+00AD (SOFT HYPHEN)"),
 ])
-def test_words_hidden_from_the_activity_check_fail(data_copy, check, text: str,
-                                                   problem: str) -> None:
+def test_words_hidden_from_the_activity_check_fail(data_copy, check, hidden: str,
+                                                   char: str) -> None:
     path = data_copy.content / "messages.yaml"
-    replace_once(path, "    Thanks. Here is why gentle",
-                 "    " + text)
+    replace_once(path, "    Thanks. Here is why gentle", f"    Thanks. {hidden} is why gentle")
     _, _, what = data_error(check(), path)
-    assert what.startswith("message why.intro ") and problem in what, what
+    assert what == (f"message why.intro holds {char}: texts use Latin letters, digits and "
+                    "common punctuation only"), what
 
 
-def test_full_width_letters_still_name_an_activity(data_copy, check) -> None:
+@pytest.mark.parametrize("blank", ["\u3164", "\u2800"])
+def test_a_blank_looking_doctor_prompt_fails(data_copy, check, blank: str) -> None:
     path = data_copy.content / "messages.yaml"
-    replace_once(path, "    Thanks. Here is why gentle",
-                 "    Thanks. \uff37\uff41\uff4c\uff4b\uff49\uff4e\uff47 is why gentle")
+    edit(path, lambda d: d["doctor"].update(prompt=blank))
+    _, _, what = data_error(check(), path)
+    assert what.startswith(f"message doctor.prompt holds U+{ord(blank):04X} ("), what
+
+
+@pytest.mark.parametrize("words", ["if you ran or swam before", "a short ebike ride",
+                                   "hydrotherapy", "a rower", "a spin class", "powerwalking"])
+def test_other_forms_of_activity_words_are_caught(data_copy, check, words: str) -> None:
+    path = data_copy.content / "messages.yaml"
+    replace_once(path, "    Thanks. Here is why gentle", f"    Thanks, {words}. Here is why gentle")
     block = finding_lines(check(), "i")
     assert_names_state(block[1], data_copy.dialog, "explaining_why")
+
+
+def test_a_range_is_not_a_run(data_copy, check) -> None:
+    """Whole-word entries ("ran", "row") match only whole words."""
+    path = data_copy.content / "messages.yaml"
+    replace_once(path, "    Thanks. Here is why gentle",
+                 "    Thanks. A range of rowdy skills; here is why gentle")
+    assert check().rc == 0
 
 
 @pytest.mark.parametrize("key", ["doctor_prompt", "doctor_reminder"])
