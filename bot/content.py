@@ -313,8 +313,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
     words = schema.text_list(data["activity_words"], path, "activity_words", line=data.line)
     if not words or any(not word.strip() for word in words):
         raise DataError(path, "activity_words must list words", line=data.line)
-    wholes = schema.text_list(data.get("activity_whole_words", []), path,
-                              "activity_whole_words", line=data.line)
+    wholes = (schema.text_list(data["activity_whole_words"], path, "activity_whole_words",
+                               line=data.line) if "activity_whole_words" in data else [])
     if any(not word.strip() for word in wholes):
         raise DataError(path, "activity_whole_words must list words", line=data.line)
     raw_flags = data["red_flags"]

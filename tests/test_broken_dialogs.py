@@ -868,6 +868,11 @@ def test_other_forms_of_activity_words_are_caught(data_copy, check, words: str) 
     assert_names_state(block[1], data_copy.dialog, "explaining_why")
 
 
+def test_whole_word_entries_are_optional(data_copy, check) -> None:
+    edit(data_copy.content / "safety.yaml", lambda d: d.pop("activity_whole_words"))
+    assert check().rc == 0
+
+
 def test_a_range_is_not_a_run(data_copy, check) -> None:
     """Whole-word entries ("ran", "row") match only whole words."""
     path = data_copy.content / "messages.yaml"
