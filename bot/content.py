@@ -118,10 +118,15 @@ class SafetyRules:
                                                       re.IGNORECASE))
 
     def activity_word(self, text: str) -> str | None:
-        """The first word in `text` that names an activity, if any (texts hold no letters
-        that could disguise one: see _check_characters)."""
-        found = self._words.search(text)
+        """The first word in `text` that names an activity, if any, accents aside ("wálk"
+        is "walk"; texts hold no other letters that could disguise one: see _plain)."""
+        found = self._words.search(unaccented(text))
         return found.group(1) if found else None
+
+
+def unaccented(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", text)
+                   if unicodedata.category(c) != "Mn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +185,9 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
 def _check_characters(directory: Path, sources: dict[str, Source], cards: dict[str, Card],
                       messages: dict[str, str]) -> None:
     """No text may hide its words from the activity check (or from a reader): texts are
-    written in Latin letters, digits and common punctuation, so no invisible joiner, no
-    look-alike letter ("w\u0430lk" with a Cyrillic a, "jo\u0261ging"), no picture
-    of an activity and no blank-looking letter gets past it."""
+    written in the letters a-z, accented or not, digits and common punctuation, so no
+    invisible joiner, no look-alike letter ("w\u0430lk" with a Cyrillic a, "jo\u0261ging",
+    "b\u0131ke"), no picture of an activity and no blank-looking letter gets past it."""
     texts = [("messages.yaml", f"message {mid}", text) for mid, text in messages.items()]
     texts += [("advice.yaml", f"card {card.id}", text)
               for card in cards.values() for text in (card.title, card.body)]
@@ -197,14 +202,21 @@ def _hidden_word_problem(text: str) -> str | None:
     for char in text:
         if not _plain(char):
             return (f"holds U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}): texts "
-                    "use Latin letters, digits and common punctuation only")
+                    "use the letters a-z (accented or not), digits and common punctuation "
+                    "only")
     return None
 
 
 def _plain(char: str) -> bool:
+    """A letter a-z, or one with accents on it ("\u00e9"; not a dotless i, an l with a
+    stroke or a long s, which no activity word would match); or a digit, common
+    punctuation, a symbol."""
+    if char.isalpha():
+        base = unicodedata.normalize("NFD", char)
+        return base[0].isascii() and all(unicodedata.category(c) == "Mn" for c in base[1:])
     code = ord(char)
     return (char == "\n" or 0x20 <= code <= 0x7E  # ASCII
-            or (0xA0 <= code <= 0x17F and code != 0xAD)  # Latin-1, Latin Extended-A
+            or (0xA0 <= code <= 0xFF and code != 0xAD)  # Latin-1 symbols; no soft hyphen
             or 0x2010 <= code <= 0x2027 or 0x2030 <= code <= 0x205E  # dashes, quotes, bullets
             or 0x20A0 <= code <= 0x20BF)  # currency signs
 

@@ -841,14 +841,17 @@ def test_activity_shown_with_a_red_flag_question_fails(data_copy, check) -> None
     ("\uff37\uff41\uff4c\uff4b", "U+FF37 (FULLWIDTH LATIN CAPITAL LETTER W)"),
     ("a few lengths \U0001f3ca", "U+1F3CA (SWIMMER)"),
     ("so\u00adft", "U+00AD (SOFT HYPHEN)"),
+    ("b\u0131ke", "U+0131 (LATIN SMALL LETTER DOTLESS I)"),  # no a-z under it
+    ("\u017fwimming", "U+017F (LATIN SMALL LETTER LONG S)"),
+    ("wa\u0301lking", "U+0301 (COMBINING ACUTE ACCENT)"),  # accents come on the letter
 ])
 def test_words_hidden_from_the_activity_check_fail(data_copy, check, hidden: str,
                                                    char: str) -> None:
     path = data_copy.content / "messages.yaml"
     replace_once(path, "    Thanks. Here is why gentle", f"    Thanks. {hidden} is why gentle")
     _, _, what = data_error(check(), path)
-    assert what == (f"message why.intro holds {char}: texts use Latin letters, digits and "
-                    "common punctuation only"), what
+    assert what == (f"message why.intro holds {char}: texts use the letters a-z (accented "
+                    "or not), digits and common punctuation only"), what
 
 
 @pytest.mark.parametrize("blank", ["\u3164", "\u2800"])
@@ -860,6 +863,7 @@ def test_a_blank_looking_doctor_prompt_fails(data_copy, check, blank: str) -> No
 
 
 @pytest.mark.parametrize("words", ["if you ran or swam before", "a short ebike ride",
+                                   "w\u00e1lking", "B\u00cfKING",
                                    "hydrotherapy", "a rower", "a spin class", "powerwalking"])
 def test_other_forms_of_activity_words_are_caught(data_copy, check, words: str) -> None:
     path = data_copy.content / "messages.yaml"
