@@ -120,8 +120,14 @@ class SafetyRules:
     def activity_word(self, text: str) -> str | None:
         """The first word in `text` that names an activity, if any, accents aside ("wálk"
         is "walk"; texts hold no other letters that could disguise one: see _plain)."""
-        found = self._words.search(unaccented(text))
+        found = self._words.search(_spaced(unaccented(text)))
         return found.group(1) if found else None
+
+
+def _spaced(text: str) -> str:
+    """Any run of spaces (a no-break one, a line break) as one space, and Unicode's hyphens
+    as "-": "tai\u00a0chi" and "cross\u2010training" read as the words they show."""
+    return re.sub(r"\s+", " ", text).replace("\u2010", "-").replace("\u2011", "-")
 
 
 def unaccented(text: str) -> str:
@@ -383,9 +389,10 @@ def _load_safety(path: Path, sources: dict[str, Source],
                          if answer not in labels):
         raise DataError(path, f"answer_labels names no label for {', '.join(missing)}",
                         line=labels.line)
-    # and their words: a label reworded ("No / not sure") would change what is answered
+    # and their words, and the doctor prompt's acknowledgement's: a label reworded ("No /
+    # not sure", "Yes, later") would change what is answered
     texts = schema.mapping(data["label_texts"], path, "label_texts", line=data.line)
-    for label in sorted(set(map(str, labels.values()))):
+    for label in sorted({*map(str, labels.values()), prompt_ids["acknowledge"]}):
         if label not in texts:
             raise DataError(path, f"label_texts pins no words for {label}", line=texts.line)
         if messages[label] != texts[label]:

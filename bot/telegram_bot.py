@@ -493,10 +493,9 @@ class BackBot:
         self._cancel_send_again(user_id)
 
     def forget_purged(self) -> None:
-        """The retention purge erased idle sessions: what memory holds of them goes too."""
+        """The retention purge erased idle sessions: what memory holds of them goes too.
+        (A reply waiting to be sent again waits seconds, far less than a purge needs.)"""
         users = {key[0] for key, kept in self._shown_on_tap.items() if kept is not None}
-        users |= {user_id for user_id, job in self._sends_again.items()
-                  if job.data[3] is not None}  # type: ignore[index]
         for user_id in users:
             if self.store.get(user_id) is None:
                 self._forget_taps(user_id)

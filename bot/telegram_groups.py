@@ -415,8 +415,8 @@ class GroupFeatures:
             # schedule stays, and the rotation moves on so one bad card can't block it.
             log.error("daily tip %s refused: %s", tip_id, exc.message)
         except (NetworkError, RetryAfter) as exc:
-            if not_taken(exc):  # again soon, within the grace
-                self._try_again(app, chat_id, due, exc)
+            if not_taken(exc):  # again soon, within the grace (where the chat is now)
+                self._try_again(app, self._id_now(chat_id), due, exc)
                 return
             # It may have gone out, its answer lost on the way back: counted as posted, so
             # neither a retry nor a restart posts it twice.
@@ -427,7 +427,8 @@ class GroupFeatures:
 
     def _id_now(self, chat_id: int) -> int:
         """The chat's id now: a group upgraded while its tip was on the way has a new one,
-        and what went out is counted there."""
+        and what went out is counted there. (An old id never comes back, so a mapping
+        older than `migrate` keeps them cannot mislead.)"""
         moved = self._moved_to.get(chat_id)
         return moved[0] if moved is not None else chat_id
 

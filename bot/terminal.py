@@ -120,10 +120,14 @@ def _starts_words(typed: list[str], label: list[str]) -> bool:
 
 
 def _said(words: list[str]) -> list[str]:
+    """The typed words, with the SAYINGS in them as the words they stand for. A single
+    letter only counts as the whole line ("n", not the "n" of "n/a"); a saying that
+    stands for more than one word, too ("maybe", not the "maybe" of "maybe not")."""
     whole = SAYINGS.get(" ".join(words))
     if whole is not None:
         return whole.split()
-    return [SAYINGS.get(word, word) if len(word) > 1 else word for word in words]
+    return [meant if len(word) > 1 and (meant := SAYINGS.get(word, word)).isalpha()
+            else word for word in words]
 
 
 def _words(text: str) -> list[str]:

@@ -752,6 +752,14 @@ def test_a_new_answer_to_the_diagnosis_question_must_be_listed(data_copy, check)
                             "answer or its `others`)")
 
 
+def test_the_doctor_acknowledgement_reworded_fails(data_copy, check) -> None:
+    edit(data_copy.content / "messages.yaml",
+         lambda d: d["choice"].update(doctor_ack="Yes, some day"))
+    _, _, what = data_error(check(), data_copy.content / "safety.yaml")
+    assert what == ("label_texts pins choice.doctor_ack as 'Yes, I will', but messages.yaml "
+                    "has 'Yes, some day'")
+
+
 def test_a_red_flag_answer_reworded_fails(data_copy, check) -> None:
     """The rules judge the answer id; the person reads its words: "No / not sure" on the
     clear answer would send the unsure on as if they had said no."""
@@ -863,7 +871,8 @@ def test_a_blank_looking_doctor_prompt_fails(data_copy, check, blank: str) -> No
 
 
 @pytest.mark.parametrize("words", ["if you ran or swam before", "a short ebike ride",
-                                   "w\u00e1lking", "B\u00cfKING",
+                                   "w\u00e1lking", "B\u00cfKING", "tai\u00a0chi",
+                                   "cross\u2010training", "a step\n    machine",
                                    "hydrotherapy", "a rower", "a spin class", "powerwalking"])
 def test_other_forms_of_activity_words_are_caught(data_copy, check, words: str) -> None:
     path = data_copy.content / "messages.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -117,7 +118,8 @@ def test_chat_interrupted_exits_130_on_a_fresh_line(tmp_path: Path) -> None:
     assert stderr == "\n"  # no traceback; the shell's prompt starts on a line of its own
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.skipif(not hasattr(os, "openpty") or importlib.util.find_spec("readline") is None,
+                    reason="needs a pseudo-terminal and readline")
 def test_chat_at_a_terminal_lets_a_line_be_edited(tmp_path: Path,
                                                  messages: dict[str, str]) -> None:
     """Typed at a terminal, the arrow keys move in the line rather than become part of it:
@@ -309,6 +311,7 @@ YES_NO_UNSURE = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("no", "No"),
     ("1)", "yes"), ("2.", "no"), ("3) ", "unsure"),
     # not unmistakable: asked again rather than taken for a "No" to a red flag
     ("not really", None), ("kind of", None), ("nn", None), ("4)", None),
+    ("maybe not", None), ("n/a", None),
 ])
 def test_to_event_reads_common_ways_of_answering(typed: str, choice: str | None) -> None:
     expected = Event.answer(choice, ref="0.3.4") if choice else Event("text")
