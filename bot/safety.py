@@ -335,10 +335,22 @@ def _unlisted_answer_problems(dialog: Dialog, flags: tuple[RequiredFlag, ...],
     rules list: a new one ("compression fracture") would go round the follow-up."""
     own = {flag.question for flag in flags}  # a red-flag question's answers are its rule's
     listed: dict[str, set[str]] = {}
-    for flag in flags:
-        if flag.after is not None and flag.after[0] not in own:
-            listed.setdefault(flag.after[0], set()).update((flag.after[1], *flag.others))
     problems = []
+    for flag in flags:
+        if flag.after is None:
+            continue
+        question = flag.after[0]
+        if question in own and flag.others:
+            problems.append(f"{rules}: red flag {flag.question} lists `others` for "
+                            f"{question}, whose own rule already lists its answers")
+        offered = {c.id for spec in dialog.states.values() if spec.ask == question
+                   for c in spec.choices}
+        if unoffered := [other for other in flag.others if other not in offered]:
+            problems.append(f"{rules}: red flag {flag.question} lists `others` "
+                            f"{', '.join(map(repr, unoffered))} that no state asking "
+                            f"{question} offers")
+        if question not in own:
+            listed.setdefault(question, set()).update((flag.after[1], *flag.others))
     for spec in dialog.states.values():
         extra = [c.id for c in spec.choices if c.id not in listed.get(spec.ask or "", set())]
         if spec.ask in listed and extra:

@@ -752,6 +752,34 @@ def test_a_new_answer_to_the_diagnosis_question_must_be_listed(data_copy, check)
                             "answer or its `others`)")
 
 
+def test_others_the_question_does_not_offer_fail(data_copy, check) -> None:
+    """A stale `others` entry would let a later answer of that id through unthought-of."""
+    def change(d: Data) -> None:
+        rule = next(r for r in d["red_flags"] if r["question"] == "question.fracture_clearance")
+        rule["after"]["others"].append("osteoporotic")
+        d["answer_labels"]["osteoporotic"] = "choice.fracture"  # (one it must have)
+
+    edit(data_copy.content / "safety.yaml", change)
+    rules = data_copy.content / "safety.yaml"
+    assert finding_lines(check(), "ii")[1:] == [
+        f"{rules}: red flag question.fracture_clearance lists `others` 'osteoporotic' that "
+        "no state asking question.diagnosis offers"]
+
+
+def test_others_for_a_red_flag_question_fail(data_copy, check) -> None:
+    """A red-flag question's answers are its own rule's to list; `others` there would
+    be read by no one."""
+    def change(d: Data) -> None:
+        rule = next(r for r in d["red_flags"] if r["question"] == "question.trauma_checked")
+        rule["after"]["others"] = ["no"]
+
+    edit(data_copy.content / "safety.yaml", change)
+    rules = data_copy.content / "safety.yaml"
+    assert finding_lines(check(), "ii")[1:] == [
+        f"{rules}: red flag question.trauma_checked lists `others` for question.trauma, "
+        "whose own rule already lists its answers"]
+
+
 def test_the_doctor_acknowledgement_reworded_fails(data_copy, check) -> None:
     edit(data_copy.content / "messages.yaml",
          lambda d: d["choice"].update(doctor_ack="Yes, some day"))
