@@ -126,8 +126,12 @@ def _said(words: list[str]) -> list[str]:
     whole = SAYINGS.get(" ".join(words))
     if whole is not None:
         return whole.split()
-    return [meant if len(word) > 1 and (meant := SAYINGS.get(word, word)).isalpha()
-            else word for word in words]
+    return [_said_word(word) for word in words]
+
+
+def _said_word(word: str) -> str:
+    meant = SAYINGS.get(word, word)
+    return meant if len(word) > 1 and " " not in meant else word
 
 
 def _words(text: str) -> list[str]:

@@ -752,32 +752,33 @@ def test_a_new_answer_to_the_diagnosis_question_must_be_listed(data_copy, check)
                             "answer or its `others`)")
 
 
-def test_others_the_question_does_not_offer_fail(data_copy, check) -> None:
-    """A stale `others` entry would let a later answer of that id through unthought-of."""
+def others_problems(data_copy, check, question: str, others: list[str]) -> list[str]:
+    """Check (ii)'s problems, the `after` of the rule for `question` given these `others`
+    (each with the label a listed answer must have)."""
     def change(d: Data) -> None:
-        rule = next(r for r in d["red_flags"] if r["question"] == "question.fracture_clearance")
-        rule["after"]["others"].append("osteoporotic")
-        d["answer_labels"]["osteoporotic"] = "choice.fracture"  # (one it must have)
+        rule = next(r for r in d["red_flags"] if r["question"] == question)
+        rule["after"]["others"] = others
+        for other in others:
+            d["answer_labels"].setdefault(other, "choice.fracture")
 
     edit(data_copy.content / "safety.yaml", change)
-    rules = data_copy.content / "safety.yaml"
-    assert finding_lines(check(), "ii")[1:] == [
-        f"{rules}: red flag question.fracture_clearance lists `others` 'osteoporotic' that "
-        "no state asking question.diagnosis offers"]
+    return finding_lines(check(), "ii")[1:]
+
+
+def test_others_the_question_does_not_offer_fail(data_copy, check) -> None:
+    """A stale `others` entry would let a later answer of that id through unthought-of."""
+    assert others_problems(data_copy, check, "question.fracture_clearance", [
+        "pinched_nerve", "slipped_disk", "none", "unsure", "osteoporotic"]) == [
+        f"{data_copy.content}/safety.yaml: red flag question.fracture_clearance lists "
+        "`others` 'osteoporotic' that no state asking question.diagnosis offers"]
 
 
 def test_others_for_a_red_flag_question_fail(data_copy, check) -> None:
     """A red-flag question's answers are its own rule's to list; `others` there would
     be read by no one."""
-    def change(d: Data) -> None:
-        rule = next(r for r in d["red_flags"] if r["question"] == "question.trauma_checked")
-        rule["after"]["others"] = ["no"]
-
-    edit(data_copy.content / "safety.yaml", change)
-    rules = data_copy.content / "safety.yaml"
-    assert finding_lines(check(), "ii")[1:] == [
-        f"{rules}: red flag question.trauma_checked lists `others` for question.trauma, "
-        "whose own rule already lists its answers"]
+    assert others_problems(data_copy, check, "question.trauma_checked", ["no"]) == [
+        f"{data_copy.content}/safety.yaml: red flag question.trauma_checked lists `others` "
+        "for question.trauma, whose own rule already lists its answers"]
 
 
 def test_the_doctor_acknowledgement_reworded_fails(data_copy, check) -> None:

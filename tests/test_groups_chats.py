@@ -81,9 +81,7 @@ def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> No
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-                api.set_member_status(BASIC_GROUP, OWNER, "creator")
-                await bot.say(BASIC_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
-                              chat_type="group")
+                await owner_sets_daily_tip(bot, BASIC_GROUP)
                 for _ in range(2):
                     await bot.run_daily(BASIC_GROUP)
                 before = [card_in(m["text"]) for m in api.sent_to(BASIC_GROUP)[1:]]
@@ -110,9 +108,24 @@ def test_a_daily_tip_follows_its_group_into_the_supergroup(tmp_path: Path) -> No
     run(scenario())
 
 
+async def owner_sets_daily_tip(bot: Running, group: int) -> None:
+    """The group's owner sets its daily tip for 08:30, London time."""
+    bot.api.set_member_status(group, OWNER, "creator")
+    await bot.say(group, "/dailytip 08:30 Europe/London", user_id=OWNER, chat_type="group")
+
+
 def last_day(bot: Running) -> str:
     [(day,)] = bot.db.execute("SELECT last_day FROM daily_tips").fetchall()
     return str(day)
+
+
+async def supergroup_job_later_that_minute(bot: Running) -> None:
+    """Today's tip went out (at 08:30:03); the supergroup's own job comes round at its own
+    second, 08:30:50, and runs."""
+    fired = bot.groups.now()
+    assert last_day(bot) == fired.astimezone(LONDON).date().isoformat()
+    bot.groups.now = lambda: fired + dt.timedelta(seconds=48)  # 08:30:51
+    await bot.job(LATE_SUPERGROUP).run(bot.app)
 
 
 def test_todays_tip_carried_into_the_supergroup_is_not_posted_there_again(
@@ -124,18 +137,12 @@ def test_todays_tip_carried_into_the_supergroup_is_not_posted_there_again(
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-                api.set_member_status(EARLY_GROUP, OWNER, "creator")
-                await bot.say(EARLY_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
-                              chat_type="group")
+                await owner_sets_daily_tip(bot, EARLY_GROUP)
                 request.migrations[EARLY_GROUP] = LATE_SUPERGROUP
                 api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
                 await bot.run_daily(EARLY_GROUP)
                 [today] = api.sent_to(LATE_SUPERGROUP)
-                fired = bot.groups.now()
-                assert last_day(bot) == fired.astimezone(LONDON).date().isoformat()
-
-                bot.groups.now = lambda: fired + dt.timedelta(seconds=48)  # 08:30:51
-                await bot.job(LATE_SUPERGROUP).run(bot.app)
+                await supergroup_job_later_that_minute(bot)
                 assert api.sent_to(LATE_SUPERGROUP) == [today]
                 assert bot.errors == [] and api.errors == []
 
@@ -166,9 +173,7 @@ def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-                api.set_member_status(EARLY_GROUP, OWNER, "creator")
-                await bot.say(EARLY_GROUP, "/dailytip 08:30 Europe/London", user_id=OWNER,
-                              chat_type="group")
+                await owner_sets_daily_tip(bot, EARLY_GROUP)
 
                 async def upgrade() -> None:
                     api.push_update(migrate_to(EARLY_GROUP, LATE_SUPERGROUP))
@@ -180,11 +185,7 @@ def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
                 await bot.run_daily(EARLY_GROUP)
                 assert request.during is None
                 [today] = api.sent_to(EARLY_GROUP)[1:]  # after the "set" reply
-                fired = bot.groups.now()
-                assert last_day(bot) == fired.astimezone(LONDON).date().isoformat()
-
-                bot.groups.now = lambda: fired + dt.timedelta(seconds=48)
-                await bot.job(LATE_SUPERGROUP).run(bot.app)
+                await supergroup_job_later_that_minute(bot)
                 assert api.sent_to(LATE_SUPERGROUP) == []
                 # and tomorrow's is the next tip in the rotation
                 await bot.run_daily(LATE_SUPERGROUP)
