@@ -458,7 +458,7 @@ def test_state_list_that_is_not_a_list(data_copy, check, key: str, value: object
 
 def test_a_button_notice_over_telegrams_limit_fails(data_copy, check) -> None:
     path = data_copy.content / "messages.yaml"
-    edit(path, lambda d: d["button"].update(moved_on="That question has moved on. " * 8))
+    edit(path, lambda d: d["button"].update(moved_on="That question was answered. " * 8))
     _, _, what = data_error(check(), path)
     assert what == ("message button.moved_on is over 200 characters, Telegram's limit for a "
                     "button's notice")
@@ -645,8 +645,8 @@ def test_untagged_card_naming_an_activity_fails(data_copy, check) -> None:
     """/tip offers untagged tips before the doctor prompt and in groups without the doctor
     line, so a card that names an activity must say so by its tag."""
     path = data_copy.content / "advice.yaml"
-    replace_once(path, "keep your weight in check.",
-                 "keep your weight in check, as can a gentle jog.")
+    replace_once(path, "help you manage your weight.",
+                 "help you manage your weight, as can a gentle jog.")
     _, _, what = data_error(check(), path)
     assert what == "card tip.weight_matters names an activity ('jog') but is not tagged activity"
 
@@ -695,7 +695,8 @@ def test_source_address_naming_an_activity_fails(data_copy, check) -> None:
                                    "tai chi"])
 def test_less_common_activities_are_named_too(data_copy, check, words: str) -> None:
     path = data_copy.content / "advice.yaml"
-    replace_once(path, "keep your weight in check.", f"keep your weight in check, as can {words}.")
+    replace_once(path, "help you manage your weight.",
+                 f"help you manage your weight, as can {words}.")
     _, _, what = data_error(check(), path)
     assert what.startswith("card tip.weight_matters names an activity ("), what
     assert what.endswith(") but is not tagged activity")

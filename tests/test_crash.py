@@ -11,8 +11,8 @@ one whose update is still unconfirmed just waits for the next process to get it.
 Redelivery: the fake, like Telegram, forgets an update only when a later getUpdates
 confirms it with a higher offset. PTB confirms a batch with its next getUpdates, so a kill
 before that redelivers the batch to the next process; a kill after it (but before the
-handlers ran) loses it. A redelivered tap for a question already answered gets "That
-question has moved on" (the ref no longer matches) and must not be applied twice.
+handlers ran) loses it. A redelivered tap for a question already answered is told the
+question was moved past (the ref no longer matches) and must not be applied twice.
 
 Checked once every conversation has ended: each answer the bot acknowledged (it edited
 that question to "Your answer: ...", which it does only after storing the answer) is in
@@ -80,7 +80,8 @@ WRITE_KILL_POINTS = ("before", "during", "after")
 HOOKS = Path(__file__).resolve().parent / "crash_hooks"
 CONFIRM_DELAY = 0.2  # a round trip before a fetched batch is confirmed (see SlowConfirmAPI)
 FIRST_CHAT_ID = 800_000_001
-MOVED_ON = "moved on"  # content/messages.yaml button.moved_on, on a stale tap's answer
+# on a stale tap's answer
+MOVED_ON = load_engine().content.message("button.moved_on")
 
 
 @dataclass

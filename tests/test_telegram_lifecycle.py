@@ -101,7 +101,7 @@ def test_buttons_of_an_earlier_check_in_are_stale(tmp_path: Path) -> None:
             before = h.snapshot(CHAT)
             await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
             assert h.snapshot(CHAT) == before  # no emergency answer slipped in
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.query_answers()[-1].get("text") == "We've already moved past that question."
             await h.choose(CHAT, "no")  # the current buttons still work
             assert h.state(CHAT) == "asking_legs"
 
@@ -133,12 +133,12 @@ def test_agreeing_on_an_old_welcome_leaves_the_earlier_check_in_stale(
             await h.tap(CHAT, first_welcome["message_id"], h.data_for(first_welcome, "agree"))
             await h.choose(CHAT, "no")
             assert h.state(CHAT) == "asking_saddle"  # as the old question's: same ref
-            assert "That question has moved on." not in [
+            assert "We've already moved past that question." not in [
                 a.get("text") for a in h.query_answers()]
             before = h.snapshot(CHAT)
             await h.tap(CHAT, old["message_id"], h.data_for(old, "yes"))
             assert h.snapshot(CHAT) == before  # no emergency answer slipped in
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.query_answers()[-1].get("text") == "We've already moved past that question."
 
     run_bounded(scenario())
 
@@ -166,7 +166,7 @@ def test_a_first_tap_after_a_restart_with_the_clock_off_begins_a_usable_check_in
             await h.choose(CHAT, "no")
             await h.choose(CHAT, "no")
             assert h.state(CHAT) == "asking_legs"
-            assert "That question has moved on." not in [
+            assert "We've already moved past that question." not in [
                 a.get("text") for a in h.query_answers()]
 
     welcome = run_bounded(before())

@@ -69,7 +69,7 @@ def test_stale_button_is_answered_and_current_question_resent(
 
             sent = len(h.sent_texts(CHAT))
             await h.tap(CHAT, welcome["message_id"], old_data)
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.query_answers()[-1].get("text") == "We've already moved past that question."
             assert h.snapshot(CHAT) == before
             replies = h.sent_texts(CHAT)[sent:]
             assert replies == [h.message_text("session.stale"),
@@ -89,7 +89,7 @@ def test_stale_button_is_answered_and_current_question_resent(
             assert h.sent_texts(CHAT)[sent:][0].startswith(emergency)
             older = current  # the copy re-sent by the stale tap, now out of date
             await h.tap(CHAT, older["message_id"], h.data_for(older, "no"))
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.query_answers()[-1].get("text") == "We've already moved past that question."
             assert "reply_markup" not in h.api.messages[(CHAT, older["message_id"])]
             assert h.state(CHAT) == "emergency_care"
 
@@ -227,7 +227,7 @@ def test_double_tap_applies_one_answer(tmp_path: Path,
             assert len(after["answers"]) == len(before["answers"]) + 1
             assert after["state"] == "asking_saddle"
             toasts = [p.get("text") for p in h.query_answers()[answers:]]
-            assert sorted(toasts, key=str) == [None, "That question has moved on."]
+            assert sorted(toasts, key=str) == [None, "We've already moved past that question."]
             answered_edits = [c for c in h.calls(CHAT, "editMessageText")
                               if c.params["message_id"] == question["message_id"]]
             assert len(answered_edits) == 1
@@ -1078,7 +1078,7 @@ def test_a_tap_on_a_message_too_old_to_see_shows_the_current_question(tmp_path: 
             sent = len(h.sent_texts(CHAT))
             await h.processed(update)
             assert h.snapshot(CHAT) == before  # no emergency answer from an unknown past
-            assert h.query_answers()[-1].get("text") == "That question has moved on."
+            assert h.query_answers()[-1].get("text") == "We've already moved past that question."
             assert h.sent_texts(CHAT)[sent:][-1] == h.message_text("question.bladder")
 
     run_bounded(scenario())
