@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from apscheduler.triggers.base import BaseTrigger
+
 from bot.schedules import Schedule
-from bot.zones import known_zone
+from bot.zones import known_zone, zone_named
 
 # "HH:MM" (or "H:MM") on a 24-hour clock
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
@@ -32,7 +34,7 @@ def due_on(schedule: Schedule, day: dt.date, tzinfo: dt.tzinfo) -> dt.datetime:
     By the wall clock of that day, not 24 hours after the day before: the two differ when
     the clocks change. A time the clocks go back over is due at its first occurrence
     (fold 0); one they skip reads with the offset before the change, an hour later on the
-    clock, when APScheduler runs it too."""
+    clock."""
     hour, minute = map(int, schedule.hhmm.split(":"))
     return dt.datetime.combine(day, dt.time(hour, minute, spread_second(schedule.chat_id)),
                                tzinfo=tzinfo)
@@ -69,17 +71,48 @@ def missed(schedule: Schedule, now: dt.datetime) -> bool:
             and schedule.last_day != due.date().isoformat())
 
 
+class DailyTrigger(BaseTrigger):
+    """APScheduler's trigger for a chat's daily tip: once a day, at `due_on` that day.
+
+    APScheduler's own cron trigger steps from one run to the next in UTC and, in 3.x,
+    skips the day after the clocks go forward for a time before the change (00:30 in
+    Berlin has no run on the Monday), and never runs a time the clocks skip at midnight.
+    """
+
+    __slots__ = ("schedule", "tzinfo")
+
+    def __init__(self, schedule: Schedule, tzinfo: dt.tzinfo) -> None:
+        self.schedule = schedule
+        self.tzinfo = tzinfo
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None,
+                           now: dt.datetime) -> dt.datetime:
+        """The first due time at or after `now`, or just after the previous run (as
+        APScheduler asks, to count the runs missed meanwhile); in UTC, as two times of
+        one zone compare by their wall clocks."""
+        start = now if previous_fire_time is None else min(
+            now, previous_fire_time + dt.timedelta(microseconds=1))
+        day = start.astimezone(self.tzinfo).date() - dt.timedelta(days=1)
+        while (due := due_on(self.schedule, day, self.tzinfo).astimezone(dt.UTC)) < start:
+            day += dt.timedelta(days=1)
+        return due
+
+    def __str__(self) -> str:
+        return f"daily at {self.schedule.hhmm} ({self.schedule.tz})"
+
+
 def spread_second(chat_id: int) -> int:
     return chat_id % SPREAD_SECONDS
 
 
 def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
     """("HH:MM", zone) to set, "off" to stop, None when malformed; BadZone for a bad zone."""
-    if args == ["off"]:
+    if len(args) == 1 and args[0].lower() == "off":
         return "off"
     if not 1 <= len(args) <= 2 or not (match := TIME.match(args[0])):
         return None
-    zone = args[1] if len(args) == 2 else default_zone
-    if known_zone(zone) is None:
-        raise BadZone(zone)
+    given = args[1] if len(args) == 2 else default_zone
+    zone = zone_named(given)
+    if zone is None:
+        raise BadZone(given)
     return f"{int(match[1]):02d}:{match[2]}", zone

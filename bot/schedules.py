@@ -87,6 +87,13 @@ class ScheduleStore:
                               "AND active = 1", (chat_id,)).fetchone()
         return Schedule(*row) if row else None
 
+    def last_day(self, chat_id: int) -> str:
+        """The last day whose tip was dealt with, whether the tip is on or off ("" if
+        none)."""
+        row = self.db.execute("SELECT last_day FROM daily_tips WHERE chat_id = ?",
+                              (chat_id,)).fetchone()
+        return row[0] if row else ""
+
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in
                 self.db.execute(f"SELECT {COLUMNS} FROM daily_tips WHERE active = 1 "

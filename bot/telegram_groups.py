@@ -48,6 +48,7 @@ from bot.dailytip_times import (
     MISFIRE_GRACE_SECONDS,
     TIME,
     BadZone,
+    DailyTrigger,
     last_due,
     missed,
     next_due,
@@ -267,7 +268,9 @@ class GroupFeatures:
         if addressee and addressee.lower() != (context.bot.username or "").lower():
             return  # a command for another bot in the same channel
         # Channel posts come only from the channel's admins; in groups we ask Telegram.
-        admin = chat.type == ChatType.CHANNEL or await self._is_admin(update, context)
+        # What is set, anyone may see (the tips themselves are posted for all).
+        admin = (not args or chat.type == ChatType.CHANNEL
+                 or await self._is_admin(update, context))
         if admin:
             # set in a forum topic, the tips go to that topic
             thread = message.message_thread_id if message.is_topic_message else None
@@ -360,9 +363,8 @@ class GroupFeatures:
                         "the tip removed")
 
     def _posted_today(self, chat_id: int) -> bool:
-        """Today's tip was dealt with already: the clocks went back over its time, which
-        came round again (APScheduler runs a repeated wall-clock time twice), or a restart
-        just after it went out started the job at a time already past."""
+        """Today's tip was dealt with already: a restart just after it went out started
+        the job at a time already past, or its time was moved later after it went out."""
         schedule = self.schedules.get(chat_id)
         due = self._due_now(schedule) if schedule is not None else None
         return (schedule is not None and due is not None
@@ -485,12 +487,11 @@ class GroupFeatures:
                                    name=f"{ZONE_GONE_JOB}:{chat_id}",
                                    job_kwargs=LATE_JOB_KWARGS)
             return
-        hour, minute = map(int, hhmm.split(":"))
-        app.job_queue.run_daily(
-            self.post_daily_tip,
-            time=dt.time(hour, minute, spread_second(chat_id), tzinfo=tzinfo),
-            chat_id=chat_id, name=f"{DAILY_JOB}:{chat_id}",
-            job_kwargs={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True,
+        trigger = DailyTrigger(Schedule(chat_id, hhmm, zone), tzinfo)
+        app.job_queue.run_custom(
+            self.post_daily_tip, chat_id=chat_id, name=f"{DAILY_JOB}:{chat_id}",
+            job_kwargs={"trigger": trigger, "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+                        "coalesce": True,
                         **({"next_run_time": first} if first is not None else {})})
 
     @staticmethod
@@ -526,10 +527,12 @@ class GroupFeatures:
             return self.content.message("dailytip.off")
         hhmm, zone = parsed
         # A time already past today counts as dealt with: the first tip is the next one,
-        # with or without a restart in between.
+        # with or without a restart in between. A day whose tip went out already stays
+        # dealt with, so a time moved later the same day does not post a second one.
         due = last_due(Schedule(chat_id, hhmm, zone), self.now())
-        self.schedules.set(chat_id, hhmm, zone, thread,
-                           last_day=due.date().isoformat() if due is not None else "")
+        last_day = max(due.date().isoformat() if due is not None else "",
+                       self.schedules.last_day(chat_id))
+        self.schedules.set(chat_id, hhmm, zone, thread, last_day=last_day)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self.content.message("dailytip.set").format(time=hhmm, zone=zone)
 

@@ -26,6 +26,15 @@ def known_zone(name: str) -> ZoneInfo | None:
         return None
 
 
+def zone_named(name: str) -> str | None:
+    """The IANA name `name` stands for, its letters in any case ("europe/london" is
+    "Europe/London"), or None if it is no zone here."""
+    if known_zone(name) is not None:
+        return name
+    found = _names_by_lower_case().get(name.lower())
+    return found if found is not None and known_zone(found) is not None else None
+
+
 def zone_data_present() -> bool:
     """False when this system has no IANA zone data at all (a broken install)."""
     return bool(_iana_names())
@@ -41,3 +50,8 @@ def _iana_names() -> frozenset[str]:
     """The zone data's IANA names: ZoneInfo also opens files that are not zones of their
     own (posixrules, and the leap-second right/ copies, which it misreads)."""
     return frozenset(available_timezones()) - NOT_ZONES
+
+
+@cache
+def _names_by_lower_case() -> dict[str, str]:
+    return {name.lower(): name for name in _iana_names()}

@@ -249,8 +249,13 @@ def test_dailytip_alone_shows_the_setting_and_changes_nothing(
                 time="08:30", zone="Europe/London")
             assert "\n" not in plain(reply["text"])
             assert bot.rows() == rows and bot.job(GROUP).id == job.id
-            reply = await bot.say(GROUP, "/dailytip", user_id=MEMBER)  # admins' business
-            assert plain(reply["text"]) == msg("dailytip.not_admin")
+            # anyone may see what is set (the tips go out to all), without asking Telegram
+            asked = len(api.calls_to("getChatMember"))
+            reply = await bot.say(GROUP, "/dailytip", user_id=MEMBER)
+            assert plain(reply["text"]) == msg("dailytip.current").format(
+                time="08:30", zone="Europe/London")
+            assert len(api.calls_to("getChatMember")) == asked
+            assert bot.rows() == rows and bot.job(GROUP).id == job.id
             assert bot.errors == []
 
     run(scenario())
@@ -285,6 +290,26 @@ def test_dailytip_time_is_ascii_hh_mm(api: FakeBotAPI, tmp_path: Path) -> None:
                 assert plain(reply["text"]) == msg("dailytip.usage"), command
             assert bot.rows() == [] and bot.jobs(GROUP) == ()
             assert bot.errors == []
+
+    run(scenario())
+
+
+def test_dailytip_off_and_zone_names_in_any_case(api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            reply = await bot.say(GROUP, "/dailytip 08:30 europe/LONDON", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.set").format(
+                time="08:30", zone="Europe/London")  # stored and shown by its own name
+            assert bot.rows() == [(GROUP, "08:30", "Europe/London")]
+            assert_runs_at(bot, GROUP, "08:30", LONDON)
+            reply = await bot.say(GROUP, "/dailytip OFF", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.off")
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            for name in ("LOCALTIME", "factory", "Right/Europe/London", "POSIXRULES"):
+                reply = await bot.say(GROUP, f"/dailytip 08:30 {name}", user_id=ADMIN)
+                assert plain(reply["text"]) == msg("dailytip.bad_zone").format(zone=name)
+            assert bot.rows() == [] and bot.errors == []
 
     run(scenario())
 
@@ -528,6 +553,79 @@ def test_the_next_tip_is_due_by_the_wall_clock_across_a_clock_change(
     found = next_due(schedule, now.astimezone(dt.UTC))
     assert found is not None and found.astimezone(dt.UTC).replace(tzinfo=None) == due
     assert last_due(schedule, found.astimezone(dt.UTC)) == found
+
+
+# (zone, time, a UTC moment a few days before a clock change, the day whose run is an
+# hour later on the clock because the clocks skip that time)
+CLOCK_CHANGES = [
+    ("Europe/Berlin", "00:30", dt.datetime(2026, 3, 26, 12, tzinfo=dt.UTC), None),
+    ("America/New_York", "00:30", dt.datetime(2026, 3, 5, 12, tzinfo=dt.UTC), None),
+    ("Australia/Sydney", "00:30", dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC), None),
+    ("Europe/Berlin", "02:30", dt.datetime(2026, 3, 26, 12, tzinfo=dt.UTC),
+     dt.date(2026, 3, 29)),
+    ("Asia/Beirut", "00:30", dt.datetime(2026, 3, 26, 12, tzinfo=dt.UTC),  # at midnight
+     dt.date(2026, 3, 29)),
+    ("Europe/Berlin", "02:30", dt.datetime(2026, 10, 22, 12, tzinfo=dt.UTC), None),  # twice
+    ("Europe/London", "01:30", dt.datetime(2026, 10, 22, 12, tzinfo=dt.UTC), None),
+]
+
+
+def test_the_daily_job_runs_once_every_day_across_clock_changes(api: FakeBotAPI,
+                                                                 tmp_path: Path) -> None:
+    """The job's own trigger, stepped as APScheduler steps it (from each run, a moment
+    after it): one run on each of seven days around a change, at the set time by that
+    day's wall clock (a time the clocks skip, an hour later; one they repeat, the first
+    time). APScheduler's cron trigger skipped the day after the clocks went forward."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            for zone, hhmm, start, shifted in CLOCK_CHANGES:
+                await bot.say(GROUP, f"/dailytip {hhmm} {zone}", user_id=ADMIN)
+                trigger, tz = bot.job(GROUP).job.trigger, ZoneInfo(zone)
+                fire = trigger.get_next_fire_time(None, start)
+                runs = []
+                for _ in range(7):
+                    runs.append(fire.astimezone(tz))
+                    fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=0.5))
+                first = start.astimezone(tz).date() + dt.timedelta(days=1)
+                days = [first + dt.timedelta(days=n) for n in range(7)]
+                assert [r.date() for r in runs] == days, (zone, hhmm)
+                hour, minute = map(int, hhmm.split(":"))
+                set_time = dt.time(hour, minute, GROUP % 60)
+                assert [r.time() for r in runs] == [
+                    set_time if day != shifted else set_time.replace(hour=hour + 1)
+                    for day in days], (zone, hhmm)
+                # the first of a repeated time: the earlier offset (summer time)
+                assert all(r.fold == 0 for r in runs)
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_time_moved_later_the_same_day_brings_no_second_tip(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: dt.datetime(2026, 5, 4, 7, 0, tzinfo=dt.UTC)
+            await bot.say(GROUP, "/dailytip 08:00 UTC", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            await bot.run_daily(GROUP)  # 4 May, 08:00
+            assert len(api.sent_to(GROUP)) == base + 1
+            bot.groups.now = lambda: dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.UTC)
+            for command in ("/dailytip 20:00 UTC", "/dailytip off", "/dailytip 21:00 UTC"):
+                await bot.say(GROUP, command, user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            # at 21:00 that day: nothing (the job counts it as dealt with)
+            bot.groups.now = lambda: dt.datetime(2026, 5, 4, 21, 0, 30, tzinfo=dt.UTC)
+            await bot.job(GROUP).run(bot.app)
+            assert len(api.sent_to(GROUP)) == base
+            await bot.run_daily(GROUP)  # the next one: 5 May, 21:00
+            assert len(api.sent_to(GROUP)) == base + 1
+            assert bot.groups.now().date() == dt.date(2026, 5, 5)
+            assert bot.errors == []
+
+    run(scenario())
 
 
 def test_a_tip_due_while_the_bot_starts_goes_out(api: FakeBotAPI, tmp_path: Path) -> None:
@@ -1099,9 +1197,10 @@ SECOND = GROUP % 60  # each chat's tip is due at its own second of the minute
 ], ids=["on_time", "first_run_late"])
 def test_clocks_going_back_do_not_bring_a_second_tip(api: FakeBotAPI, tmp_path: Path,
                                                      runs: tuple[Any, ...]) -> None:
-    """On 25 October 2026 London's 01:55 comes twice (BST, then GMT); APScheduler fires at
-    both. Today's tip goes out at the first only (the second run also when it is late,
-    after the repeated hour), and the next day's as usual."""
+    """On 25 October 2026 London's 01:55 comes twice (BST, then GMT). Should the job run
+    at both (a restart in the repeated hour starts it again), today's tip goes out at the
+    first only (the second run also when it is late, after the repeated hour), and the
+    next day's as usual."""
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
