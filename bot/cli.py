@@ -61,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from bot.loading import load_engine
+    from bot.loading import load_checked_engine
     from bot.terminal import chat
 
-    return chat(load_engine(args.dialog, args.content))
+    return chat(load_checked_engine(args.dialog, args.content))
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from bot.content import Content, load_content
 from bot.dialog import Dialog, load_dialog
 from bot.engine import Engine
 from bot.errors import DataError
+from bot.safety import check_dialog
 
 DIALOG_FILE = "screening.yaml"
 # Cards with this tag are used outside the dialog (the /tip command), so they count as used.
@@ -28,6 +29,22 @@ def load_bundle(dialog_path: Path | None = None, content_path: Path | None = Non
 def load_engine(dialog_path: Path | None = None, content_path: Path | None = None,
                 *, retention_days: int = 30) -> Engine:
     dialog, content = load_bundle(dialog_path, content_path, retention_days=retention_days)
+    return Engine(dialog, content)
+
+
+def load_checked_engine(dialog_path: Path | None = None, content_path: Path | None = None,
+                        *, retention_days: int = 30) -> Engine:
+    """The engine for talking to people: only for a dialog that passes every safety
+    proof of `backbot check`, so an edited dialog that fails one is never served."""
+    dialog, content = load_bundle(dialog_path, content_path, retention_days=retention_days)
+    for finding in check_dialog(dialog, content):
+        if not finding.ok:
+            more = len(finding.problems) - 1
+            problem = finding.problems[0].removeprefix(f"{dialog.path} ")
+            raise DataError(dialog.path, f"fails the safety check ({finding.name}) "
+                            f"{finding.title}: {problem}"
+                            + (f" (and {more} more)" if more else "")
+                            + "; `backbot check` lists every problem")
     return Engine(dialog, content)
 
 

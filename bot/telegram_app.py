@@ -22,7 +22,7 @@ from tornado.netutil import bind_sockets
 
 from bot.config import ConfigError, Settings
 from bot.engine import Engine
-from bot.loading import load_engine
+from bot.loading import load_checked_engine
 from bot.logs import setup_logging
 from bot.schedules import ScheduleStore
 from bot.store import DatabaseInUse, SessionStore, checkpoint, claim_database, open_database
@@ -150,7 +150,7 @@ def run(settings: Settings) -> int:
     secret = (settings.webhook_secret.reveal() if settings.webhook_secret
               else secrets.token_urlsafe(32))
     setup_logging(settings.log_level, [token, secret])
-    engine = load_engine(retention_days=settings.retention_days)
+    engine = load_checked_engine(retention_days=settings.retention_days)
     try:
         claim = claim_database(settings.db_path)
     except DatabaseInUse:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import bot.telegram_app as telegram_app
+from bot.config import load_settings
 from bot.engine import Event
+from bot.errors import DataError
 from bot.loading import load_bundle
 from bot.outputs import Ask, Choice
 from bot.terminal import to_event
@@ -370,3 +373,30 @@ def test_readme_has_the_current_diagram(tmp_path: Path) -> None:
     blocks = re.findall(r"^```mermaid\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
     assert blocks, "README.md has no ```mermaid block; paste in `python -m bot diagram`"
     assert diagram(tmp_path) in blocks, "README.md's diagram is stale: `python -m bot diagram`"
+
+
+UNSAFE_EDIT = ("source: explaining_why, dest: doctor_prompt",
+               "source: explaining_why, dest: asking_pool")  # around the doctor prompt
+
+
+def test_chat_and_run_refuse_a_dialog_that_fails_the_safety_check(tmp_path: Path,
+                                                                  data_copy) -> None:
+    text = data_copy.dialog.read_text(encoding="utf-8")
+    assert text.count(UNSAFE_EDIT[0]) == 1
+    data_copy.dialog.write_text(text.replace(*UNSAFE_EDIT), encoding="utf-8")
+    result = run_bot(["chat", "--dialog", str(data_copy.dialog)], "1\n" * 12, tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""  # nothing asked, nothing suggested
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"backbot: {data_copy.dialog}: fails the safety check (i) ")
+    assert "backbot check" in line
+    # the same edit in the shipped place stops `backbot run` before it talks to Telegram
+    settings = load_settings(environ={"TELEGRAM_BOT_TOKEN": "123:not-used",
+                                      "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",
+                                      "BACKBOT_DB": str(tmp_path / "db.sqlite3")},
+                             env_file=None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bot.paths.data_root", lambda: data_copy.dialog.parent.parent)
+        with pytest.raises(DataError, match=r"fails the safety check \(i\)"):
+            telegram_app.run(settings)
+    assert not (tmp_path / "db.sqlite3").exists()
