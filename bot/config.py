@@ -122,10 +122,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raw = env.get(name, "").strip()
         if not raw:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        # ASCII digits alone: int() also reads "3_0", "+30" and other scripts' digits
+        if not (raw.isascii() and raw.isdigit()):
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}")
+        value = int(raw) if len(raw) <= 9 else high + 1  # int() refuses 4,300 digits
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low} and {high}")
         return value

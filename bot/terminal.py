@@ -32,6 +32,7 @@ NEGATIONS = frozenset({"no", "not"})
 SAYINGS = {"y": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "n": "no", "nope": "no",
            "nah": "no", "unsure": "not sure", "maybe": "not sure", "idk": "not sure",
            "dont know": "not sure", "don t know": "not sure", "do not know": "not sure",
+           "i dont know": "not sure", "i don t know": "not sure", "i do not know": "not sure",
            "disk": "disc"}
 FORGET = "/forget"
 # Engine messages about buttons or about what Telegram stores, in the words that are
@@ -109,6 +110,8 @@ def match_label(typed: str, ask: Ask) -> str | None:
     for choice in ask.choices:
         if _words(choice.label) == typed_words:
             return choice.id
+    if all(len(word) < 2 for word in typed_words):
+        return None  # letters alone start no answer ("i" for "Yes, I will"): only a saying
     found = [choice.id for choice in ask.choices
              if _starts_words(typed_words, _words(choice.label))]
     return found[0] if len(found) == 1 else None
@@ -172,9 +175,19 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
 
 
 def _line_editing() -> None:
-    """Arrow keys and history at the prompt, where the platform has readline."""
+    """Arrow keys at the prompt, where the platform has readline. Only commands go into
+    its history: an earlier answer brought back by the up arrow could answer a red-flag
+    question."""
     with contextlib.suppress(ImportError):
-        import readline  # noqa: F401  (importing it is what turns it on)
+        import readline  # importing it is what turns it on
+
+        readline.set_auto_history(False)
+
+
+def _remember(line: str) -> None:
+    readline = sys.modules.get("readline")
+    if readline is not None and _command(line):
+        readline.add_history(line.strip())
 
 
 def _read_line(stdin: TextIO, stdout: TextIO, echo: bool) -> str:
@@ -187,6 +200,7 @@ def _read_line(stdin: TextIO, stdout: TextIO, echo: bool) -> str:
                 line = input("> ") + "\n"
             except EOFError:
                 line = ""
+            _remember(line)
         else:
             print("> ", end="", file=stdout, flush=True)
             line = stdin.readline()

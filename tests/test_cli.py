@@ -126,7 +126,8 @@ def test_chat_interrupted_exits_130_on_a_fresh_line(tmp_path: Path) -> None:
 def test_chat_at_a_terminal_lets_a_line_be_edited(tmp_path: Path,
                                                  messages: dict[str, str]) -> None:
     """Typed at a terminal, the arrow keys move in the line rather than become part of it:
-    "x", left, delete, "1" is the answer 1."""
+    "x", left, delete, "1" is the answer 1. The up arrow brings back commands only: an
+    earlier answer brought back could answer the next (red-flag) question."""
     import pty
     import select
 
@@ -137,8 +138,10 @@ def test_chat_at_a_terminal_lets_a_line_be_edited(tmp_path: Path,
     out = b""
 
     def read_until(marker: bytes) -> None:
+        """Until `marker` comes after everything read so far."""
         nonlocal out
-        while marker not in out:
+        start = len(out)
+        while marker not in out[start:]:
             ready, _, _ = select.select([fd], [], [], 30)
             assert ready, f"no {marker!r} in {out.decode(errors='replace')!r}"
             try:
@@ -152,6 +155,14 @@ def test_chat_at_a_terminal_lets_a_line_be_edited(tmp_path: Path,
         read_until(b"> ")
         os.write(fd, b"x\x1b[D\x1b[3~1\r")
         read_until(b"> ")
+        os.write(fd, b"no\r")  # to the bladder question
+        read_until(b"> ")
+        os.write(fd, b"\x1b[A\r")  # up, Enter: an empty line, so asked again quietly
+        read_until(b"> ")
+        os.write(fd, b"/help\r")
+        read_until(b"> ")
+        os.write(fd, b"\x1b[A\r")  # up, Enter: /help again
+        read_until(b"> ")
         os.write(fd, b"\x04")  # end of input
         read_until(messages["chat.bye"].encode())
     finally:
@@ -159,8 +170,10 @@ def test_chat_at_a_terminal_lets_a_line_be_edited(tmp_path: Path,
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     text = flat(out.decode(errors="replace"))
-    assert messages["question.bladder"] in text
+    assert messages["question.bladder"] in text and messages["question.saddle"] in text
+    assert messages["question.legs"] not in text  # the saddle question was not answered
     assert messages["chat.use_numbers"] not in text
+    assert text.count(flat(messages["chat.help"])[:60]) == 2
 
 
 def test_chat_quit(tmp_path: Path, messages: dict[str, str]) -> None:
@@ -310,7 +323,7 @@ YES_NO_UNSURE = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("no", "No"),
 @pytest.mark.parametrize(("typed", "choice"), [
     ("y", "yes"), ("Yeah", "yes"), ("yep!", "yes"), ("n", "no"), ("nope", "no"),
     ("Nah", "no"), ("maybe", "unsure"), ("unsure", "unsure"), ("idk", "unsure"),
-    ("I don't know", None), ("don't know", "unsure"), ("dont know", "unsure"),
+    ("I don't know", "unsure"), ("don't know", "unsure"), ("dont know", "unsure"),
     ("1)", "yes"), ("2.", "no"), ("3) ", "unsure"),
     # not unmistakable: asked again rather than taken for a "No" to a red flag
     ("not really", None), ("kind of", None), ("nn", None), ("4)", None),
@@ -319,6 +332,15 @@ YES_NO_UNSURE = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("no", "No"),
 def test_to_event_reads_common_ways_of_answering(typed: str, choice: str | None) -> None:
     expected = Event.answer(choice, ref="0.3.4") if choice else Event("text")
     assert to_event(typed, YES_NO_UNSURE) == expected
+
+
+def test_to_event_takes_no_letter_alone_for_the_doctor_prompts_answer() -> None:
+    """"i" or "w" start words of "Yes, I will" but say nothing; only "y" stands for yes."""
+    ask = Ask("q", "Q?", (Choice("ack", "Yes, I will"), Choice("decline", "Not yet")), "1.2.3")
+    for typed in ("i", "w", "I", "i w", "e"):
+        assert to_event(typed, ask) == Event("text"), typed
+    for typed in ("y", "yes", "I will", "will", "yes i will"):
+        assert to_event(typed, ask) == Event.answer("ack", ref="1.2.3"), typed
 
 
 def test_to_event_takes_disk_for_disc() -> None:

@@ -178,6 +178,11 @@ def test_env_file_and_environment(tmp_path: Path) -> None:
     ("0", "BACKBOT_RETENTION_DAYS must be between 1 and 3650"),
     ("3651", "BACKBOT_RETENTION_DAYS must be between 1 and 3650"),
     ("7.5", "BACKBOT_RETENTION_DAYS must be a whole number"),
+    # int() reads these as 30; a setting that looks odd is refused rather than guessed
+    ("3_0", "BACKBOT_RETENTION_DAYS must be a whole number"),
+    ("+30", "BACKBOT_RETENTION_DAYS must be a whole number"),
+    ("\u0663\u0660", "BACKBOT_RETENTION_DAYS must be a whole number"),  # Arabic-Indic 30
+    ("9" * 5000, "BACKBOT_RETENTION_DAYS must be between 1 and 3650"),
 ])
 def test_bad_retention_days(tmp_path: Path, raw: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
