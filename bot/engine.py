@@ -115,7 +115,7 @@ class Engine:
         if kind == "ask":
             return snapshot, self.current(snapshot)
         if kind == "show" and event.topic in SHOW_TOPICS:
-            return snapshot, [*self.show(event.topic), self.ask(snapshot)]
+            return snapshot, [*self.show(event.topic), *self.current(snapshot)]
         if kind == "answer" and event.choice is not None:
             return self._answer(snapshot, spec, event)
         if kind == "back":
@@ -146,10 +146,13 @@ class Engine:
         return out
 
     def current(self, snapshot: Snapshot) -> list[Output]:
-        """Where the person is, shown again: the question, or at an end everything the end
-        shows (what to do now, emergency care included, must never be lost to a reply
-        that did not arrive or scrolled away)."""
-        if self._states[snapshot["state"]].final:
+        """Where the person is, shown again: the question, or everything the state shows
+        at an end (what to do now, emergency care included, must never be lost to a reply
+        that did not arrive or scrolled away) and at the doctor prompt (its button is
+        never offered without the prompt and its cards: the first showing may not have
+        arrived)."""
+        spec = self._states[snapshot["state"]]
+        if spec.final or spec.acknowledge is not None:
             return self.render(snapshot)
         return [self.ask(snapshot)]
 
@@ -231,13 +234,13 @@ class Engine:
             return snapshot, [self._say(self._finished(spec)), *self.current(snapshot)]
         choice = spec.choice(choice_id)
         if choice is None:
-            return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
+            return snapshot, [self._say("error.unknown_choice"), *self.current(snapshot)]
         if choice.shows is not None:
-            return snapshot, [self._say(choice.shows), self.ask(snapshot)]
+            return snapshot, [self._say(choice.shows), *self.current(snapshot)]
         dest = self._fire("answer", spec.name, choice_id)
         if dest is None:
             # The loader proves every choice is routed; this guards a hand-built Dialog.
-            return snapshot, [self._say("error.unknown_choice"), self.ask(snapshot)]
+            return snapshot, [self._say("error.unknown_choice"), *self.current(snapshot)]
         run = snapshot["run"]
         if not snapshot["answers"] and (event.sent_at or event.tapped_at):
             # the check-in begins: no message of it is older than this

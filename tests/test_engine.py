@@ -190,7 +190,29 @@ def test_invalid_input_leaves_snapshot_unchanged(engine: Engine, event: Event | 
         new, outputs = engine.step(snapshot, event_now)
         assert snapshot == before, f"{name}: input snapshot mutated"
         assert new == before, name
-        assert outputs == [Say(key, engine.content.message(key)), engine.ask(snapshot)], name
+        assert outputs == [Say(key, engine.content.message(key)), *engine.current(snapshot)], name
+
+
+@pytest.mark.parametrize("event", [
+    Event("text"), Event.answer("maybe"), Event.answer("understood", ref="0.0.0"),
+    Event("show", topic="help"), Event("show", topic="sources"),
+    Event("show", topic="privacy"), Event("dance"), Event("ask"), Event("again"),
+    Event("start"),
+], ids=["text", "unknown_choice", "stale", "help", "sources", "privacy", "unknown_kind",
+        "ask", "again", "start"])
+def test_the_doctor_prompts_button_never_comes_without_the_prompt(engine: Engine,
+                                                                   event: Event) -> None:
+    """Whatever asks the doctor prompt's question again shows the prompt and its cards
+    with it, in order: its first showing may never have arrived, and the button alone
+    must not be what a person acknowledges."""
+    for answers in (TO_DOCTOR, ["agree", *SCREENING_NO, "pinched_nerve", "no", "next"]):
+        snapshot, first = walk(engine, answers)
+        assert engine.state_spec(snapshot).acknowledge is not None
+        shown = first[1:]  # all but the answer just given
+        assert "doctor.prompt" in say_keys(shown)
+        new, outputs = engine.step(snapshot, event)
+        assert new == snapshot
+        assert outputs[-len(shown):] == shown, event
 
 
 def test_stale_ref_after_going_back_is_refused(engine: Engine) -> None:
@@ -355,7 +377,10 @@ def test_again_shows_all_of_the_current_point(engine: Engine) -> None:
     assert outputs == entered[1:]  # all of it but the answered previous question
     assert "doctor.prompt" in say_keys(outputs) and "safety.stop_on_pain" in cards(outputs)
     _, asked = engine.step(snapshot, Event("ask"))
-    assert asked == [engine.ask(snapshot)]
+    assert asked == outputs  # its button never without it
+    pool, _ = walk(engine, [*TO_DOCTOR, "understood"])
+    _, asked = engine.step(pool, Event("ask"))
+    assert asked == [engine.ask(pool)]  # elsewhere, the question alone
 
 
 def test_sources_after_the_end(engine: Engine, finished: Snapshot) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from telegram_harness import (
     RED_FLAGS_NO,
+    TO_DOCTOR_PROMPT,
     BotHarness,
     assert_telegram_html,
     bot_session,
@@ -845,6 +847,36 @@ def test_cards_stay_due_when_the_re_ask_fails_too(tmp_path: Path) -> None:
             assert sum(intro in text for text in again) == 1
             assert again[-1] == question and again.count(question) == 1
             assert h.state(CHAT) == "explaining_why"
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize("then", ["hello", "/help"])
+def test_a_lost_doctor_prompt_comes_with_any_re_ask_before_its_button(tmp_path: Path,
+                                                                       then: str) -> None:
+    """The doctor prompt's reply failed; free text or /help before the second try asks its
+    question again with the prompt and its cards, so the button tapped next was never
+    offered without them."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            await h.script(CHAT, *TO_DOCTOR_PROMPT[:-1])
+            assert h.state(CHAT) == "explaining_why"
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            before = len(h.sent_texts(CHAT))
+            await h.choose(CHAT, "next")
+            assert h.state(CHAT) == "doctor_prompt"
+            assert h.sent_texts(CHAT)[before:] == []
+            replies = await h.say(CHAT, then)
+            prompt, question = (h.message_text("doctor.prompt"),
+                                h.message_text("doctor.question"))
+            assert replies[-1] == question
+            assert any(prompt in text for text in replies[:-1]), replies
+            stop = html.escape(h.engine.content.cards["safety.stop_on_pain"].title,
+                               quote=False)
+            assert any(stop in text for text in replies[:-1]), replies
+            await h.choose(CHAT, "understood")  # the button of that re-ask
+            assert h.state(CHAT) == "asking_pool"
 
     run_bounded(scenario())
 
