@@ -308,8 +308,8 @@ def test_doctor_prompt_tag_on_a_state_without_the_prompt_fails(data_copy, check)
 
 
 def test_activity_named_in_a_red_flag_end_follows_line(data_copy, check) -> None:
-    """An end's "This advice follows: ..." line is shown too: after a red flag it may not
-    name an activity either."""
+    """An end's "Sources for this check-in: ..." line is shown too: after a red flag it may
+    not name an activity either."""
     edit(data_copy.dialog, lambda d: state(d, "urgent_care")["follows"].append(
         {"source": "aaos", "section": "Flexibility and strength work (as reported by "
          "LIVESTRONG.com)"}))
