@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from bot.config import ConfigError
-from bot.errors import DataError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,17 +17,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "run":
+        # Ctrl-C or SIGTERM while PTB loads and the bot sets up is a clean stop too (the
+        # bot's own handlers take over once its event loop starts); set before any of
+        # backbot's own modules load.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop_while_loading)
     try:
-        return int(args.func(args))
-    except (DataError, ConfigError) as exc:
-        print(f"backbot: {exc}", file=sys.stderr)
-        return 2
+        from bot.config import ConfigError
+        from bot.errors import DataError
+
+        try:
+            return int(args.func(args))
+        except (DataError, ConfigError) as exc:
+            print(f"backbot: {exc}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         print(file=sys.stderr)  # the shell's prompt on a line of its own, not after "> ^C"
         return 130
     except BrokenPipeError:  # e.g. `backbot chat | head`: the reader left; so do we
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _output_gone()
         return 0
+    except OSError as exc:  # chat or diagram: the terminal or a full disk refused a write
+        _output_gone()
+        print(f"backbot: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _output_gone() -> None:
+    """Nothing more goes to stdout, not even Python's flush at exit (a second error)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +82,10 @@ def _chat(args: argparse.Namespace) -> int:
     from bot.loading import load_checked_engine
     from bot.terminal import chat
 
+    if sys.stdin is None or sys.stdout is None:  # started with either closed (`<&-`)
+        print("backbot: chat needs an input and an output: a terminal or a pipe",
+              file=sys.stderr)
+        return 2
     return chat(load_checked_engine(args.dialog, args.content))
 
 
@@ -87,10 +109,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Ctrl-C or SIGTERM while PTB loads and the bot sets up is a clean stop too (the
-    # bot's own handlers take over once its event loop starts).
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_while_loading)
     from bot.config import load_settings
     from bot.telegram_app import run
 

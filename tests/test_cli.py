@@ -422,3 +422,25 @@ def test_chat_and_run_refuse_a_dialog_that_fails_the_safety_check(tmp_path: Path
         with pytest.raises(DataError, match=r"fails the safety check \(i\)"):
             telegram_app.run(settings)
     assert not (tmp_path / "db.sqlite3").exists()
+
+
+def test_chat_without_an_input_says_so(tmp_path: Path) -> None:
+    """Started with its input closed (`backbot chat <&-`): one line, no traceback."""
+    result = subprocess.run([sys.executable, "-m", "bot", "chat"], stdin=subprocess.DEVNULL,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 2
+    assert result.stderr == ("backbot: chat needs an input and an output: a terminal or a "
+                             "pipe\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+@pytest.mark.parametrize("command", [["chat"], ["diagram"]])
+def test_output_that_cannot_be_written_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """A full disk (or a terminal gone) refuses the writes: one line, no traceback."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "bot", *command], input="1\n",
+                                stdout=full, stderr=subprocess.PIPE, cwd=tmp_path,
+                                text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr == "backbot: No space left on device\n"
