@@ -462,12 +462,13 @@ class BackBot:
                 self._forget_taps(user_id)
             await self.answer_query(query)
             outcome = self.render.message(outcome)
+            # Its question is settled: a later tap on the same buttons (made before they
+            # went, or left on a message that could not be edited) changes nothing.
+            if tapped is not None:
+                _bounded_put(self._forget_answered, (user_id, tapped), None)
             async with self.dropping_if_blocked(user_id):
-                if await self.edit(query, outcome):  # (only a tapped message is edited)
-                    # its buttons are gone: a tap on them still to come was made before
-                    _bounded_put(self._forget_answered, (user_id, tapped), None)
-                else:  # too old to edit, or gone: its buttons may still be there to tap
-                    await self.send(user_id, [Reply(outcome)])
+                if not await self.edit(query, outcome):  # (only a tapped message is edited)
+                    await self.send(user_id, [Reply(outcome)])  # too old to edit, or gone
 
     # -- Bot API calls, with Telegram's expected failures handled --
 

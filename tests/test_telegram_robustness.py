@@ -1006,6 +1006,31 @@ def test_two_quick_taps_on_a_forget_confirmation_apply_the_first(
     run_bounded(scenario())
 
 
+@pytest.mark.parametrize(("first", "second"), [("yes", "no"), ("no", "yes")])
+def test_a_forget_confirmation_that_could_not_be_edited_is_settled_by_its_first_tap(
+        tmp_path: Path, first: str, second: str) -> None:
+    """The edit failed, so the outcome came as a message of its own and the buttons
+    stayed: a later tap on them changes nothing and says nothing that contradicts it."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.fail_next("editMessageText", error_code=500,
+                            description="Internal Server Error")
+            before = len(h.all_texts(CHAT))
+            await h.tap(CHAT, confirm["message_id"], f"f|{first}")
+            outcome = h.message_text("forget.done" if first == "yes" else "forget.kept")
+            assert h.all_texts(CHAT)[before:] == [outcome]  # sent, as the edit failed
+            answers = len(h.query_answers())
+            await h.tap(CHAT, confirm["message_id"], f"f|{second}")
+            assert h.all_texts(CHAT)[before:] == [outcome]  # nothing sent or edited
+            assert len(h.query_answers()) == answers + 1  # the spinner stops
+            assert h.rows(CHAT) == (0 if first == "yes" else 1)
+
+    run_bounded(scenario())
+
+
 def test_an_old_forget_confirmation_erases_nothing(tmp_path: Path) -> None:
     """"Yes, erase" tapped long after /forget asked (scrolling back, say) erases nothing
     and says how to erase; a prompt answer still erases."""
