@@ -10,6 +10,7 @@ import signal
 import socket
 import sqlite3
 import warnings
+from pathlib import Path
 from urllib.parse import urlparse
 
 from telegram import Update
@@ -151,6 +152,11 @@ def run(settings: Settings) -> int:
               else secrets.token_urlsafe(32))
     setup_logging(settings.log_level, [token, secret])
     engine = load_checked_engine(retention_days=settings.retention_days)
+    where = Path(settings.db_path)
+    if str(where) != ":memory:" and where.exists() and not where.is_file():
+        # a folder or a device: refused before its lock file is made beside it
+        raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
+                          f"not a file")
     try:
         claim = claim_database(settings.db_path)
     except DatabaseInUse:

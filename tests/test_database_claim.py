@@ -3,6 +3,8 @@ letting go of the database and the lock when it cannot start."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -43,9 +45,23 @@ def test_run_lets_go_of_the_lock_when_the_database_cannot_be_opened(
     monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
     db_path = tmp_path / "bot.sqlite3"
     db_path.mkdir()  # a folder where the file should be
-    with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB="):
+    with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB=.*: not a file$"):
         telegram_app.run(settings_for(db_path))
+    assert not Path(f"{db_path}.lock").exists()  # nothing left beside it
     assert_free(db_path)
+
+
+def test_a_socket_or_device_is_no_database(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a regular file (as /dev/null is not): refused, and nothing made beside it."""
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    path = tmp_path / "s"
+    with contextlib.closing(socket.socket(socket.AF_UNIX)) as listening:
+        listening.bind(str(path))
+        with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB=.*: "
+                                              r"not a file$"):
+            telegram_app.run(settings_for(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
 def test_run_lets_go_of_database_and_lock_when_the_bot_cannot_be_built(
