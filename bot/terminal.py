@@ -6,6 +6,7 @@ import contextlib
 import io
 import sys
 import textwrap
+import unicodedata
 from typing import TextIO
 
 from bot.content import Content, group_citations
@@ -161,11 +162,11 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         command = _command(line)
         if not line or command in QUIT:
             if echo and line:
-                print(line.strip(), file=stdout)
+                print(_shown(line), file=stdout)
             print("\n" + _wrap(content.message("chat.bye")), file=stdout)
             return 0
         if echo:
-            print(line.strip(), file=stdout)
+            print(_shown(line), file=stdout)
         if command == FORGET or (command and command not in COMMANDS):
             key = "chat.forget" if command == FORGET else "chat.unknown_command"
             # at an end, all of it again (what to do now is never out of sight)
@@ -208,6 +209,12 @@ def _read_line(stdin: TextIO, stdout: TextIO, echo: bool) -> str:
             return line
         if echo:
             print(file=stdout)
+
+
+def _shown(line: str) -> str:
+    """A piped line as echoed: control characters (an escape sequence that would recolour
+    or clear the terminal) as "?"."""
+    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in line.strip())
 
 
 def _command(line: str) -> str:

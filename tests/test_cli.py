@@ -434,6 +434,15 @@ def test_chat_without_an_input_says_so(tmp_path: Path) -> None:
                              "pipe\n")
 
 
+def test_piped_lines_are_echoed_without_control_characters(tmp_path: Path) -> None:
+    """An escape sequence in piped input would recolour or clear the terminal shown the
+    transcript: echoed with "?" in place of each control character."""
+    result = run_bot(["chat"], "1\n\x1b[2Jred\x07\n", tmp_path)
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "?[2Jred?" in result.stdout
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
 @pytest.mark.parametrize("command", [["chat"], ["diagram"]])
 def test_output_that_cannot_be_written_is_one_line(tmp_path: Path, command: list[str]) -> None:
