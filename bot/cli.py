@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _output_gone()
         return 0
     except OSError as exc:  # chat or diagram: the terminal or a full disk refused a write
+        if args.command == "run":
+            raise  # run's own are reported where they happen
         _output_gone()
         print(f"backbot: {exc.strerror or exc}", file=sys.stderr)
         return 1
