@@ -23,7 +23,7 @@ MAX_TEXT_CHARS = 1000
 MAX_LINE_CHARS = 200
 # Shown as a tapped button's notice, which Telegram cuts at 200 characters.
 TOAST_MESSAGES = ("button.busy", "button.expired", "button.moved_on", "button.not_here",
-                  "error.try_again")
+                  "error.try_again", "forget.done", "forget.kept", "forget.expired")
 MAX_TOAST_CHARS = 200
 # How serious a red flag is, in rising order: an answer must end at least this seriously.
 RED_FLAG_LEVELS = ("urgent", "emergency")

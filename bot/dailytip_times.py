@@ -63,6 +63,20 @@ def next_due(schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
     return due_on(schedule, last.date() + dt.timedelta(days=1), last.tzinfo)
 
 
+def first_day_dealt_with(new: Schedule, last_posted: dt.datetime | None,
+                         now: dt.datetime) -> str:
+    """The `last_day` a chat's tip set anew starts from (ISO, in the new zone; "" if
+    none): a time already past today counts as dealt with, so the first tip is the next
+    one; and so does the day (in the new zone) of the chat's last tip, so a time moved
+    later, or to another zone, posts no second tip that day."""
+    due = last_due(new, now)
+    day = due.date().isoformat() if due is not None else ""
+    zone = known_zone(new.tz)
+    if last_posted is None or zone is None:
+        return day
+    return max(day, last_posted.astimezone(zone).date().isoformat())
+
+
 def missed(schedule: Schedule, now: dt.datetime) -> bool:
     """Whether the chat's last tip fell due less than the grace ago and has not gone out
     (the bot was down then, or Telegram did not take it): APScheduler would not post it."""
@@ -87,11 +101,14 @@ class DailyTrigger(BaseTrigger):
 
     def get_next_fire_time(self, previous_fire_time: dt.datetime | None,
                            now: dt.datetime) -> dt.datetime:
-        """The first due time at or after `now`, or just after the previous run (as
-        APScheduler asks, to count the runs missed meanwhile); in UTC, as two times of
-        one zone compare by their wall clocks."""
-        start = now if previous_fire_time is None else min(
-            now, previous_fire_time + dt.timedelta(microseconds=1))
+        """The first due time at or after `now`, or else strictly after the previous run
+        (APScheduler asks from each run, to count those missed meanwhile; the same one
+        again would loop it forever). In UTC: arithmetic on a zone's times is wall-clock
+        arithmetic, and two of them compare by their wall clocks."""
+        if previous_fire_time is None:
+            start = now.astimezone(dt.UTC)
+        else:
+            start = previous_fire_time.astimezone(dt.UTC) + dt.timedelta(microseconds=1)
         day = start.astimezone(self.tzinfo).date() - dt.timedelta(days=1)
         while (due := due_on(self.schedule, day, self.tzinfo).astimezone(dt.UTC)) < start:
             day += dt.timedelta(days=1)

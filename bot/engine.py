@@ -115,7 +115,7 @@ class Engine:
         if kind == "ask":
             return snapshot, self.current(snapshot)
         if kind == "show" and event.topic in SHOW_TOPICS:
-            return snapshot, [*self.show(event.topic), *self.current(snapshot)]
+            return snapshot, [*self.show(event.topic), *self._question(snapshot)]
         if kind == "answer" and event.choice is not None:
             return self._answer(snapshot, spec, event)
         if kind == "back":
@@ -153,6 +153,13 @@ class Engine:
         arrived)."""
         spec = self._states[snapshot["state"]]
         if spec.final or spec.acknowledge is not None:
+            return self.render(snapshot)
+        return [self.ask(snapshot)]
+
+    def _question(self, snapshot: Snapshot) -> list[Output]:
+        """The current question below something else shown (help, a note): at the doctor
+        prompt with the prompt and its cards, as its button never comes without them."""
+        if self._states[snapshot["state"]].acknowledge is not None:
             return self.render(snapshot)
         return [self.ask(snapshot)]
 
@@ -236,7 +243,7 @@ class Engine:
         if choice is None:
             return snapshot, [self._say("error.unknown_choice"), *self.current(snapshot)]
         if choice.shows is not None:
-            return snapshot, [self._say(choice.shows), *self.current(snapshot)]
+            return snapshot, [self._say(choice.shows), *self._question(snapshot)]
         dest = self._fire("answer", spec.name, choice_id)
         if dest is None:
             # The loader proves every choice is routed; this guards a hand-built Dialog.

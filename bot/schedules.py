@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ CREATE TABLE IF NOT EXISTS daily_tips (
     posted  TEXT    NOT NULL DEFAULT '[]',
     last_day TEXT   NOT NULL DEFAULT '',
     thread  INTEGER,
-    active  INTEGER NOT NULL DEFAULT 1
+    active  INTEGER NOT NULL DEFAULT 1,
+    posted_due INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -40,6 +42,8 @@ class ScheduleStore:
         add_column(db, "daily_tips", "last_day", "TEXT NOT NULL DEFAULT ''")
         add_column(db, "daily_tips", "thread", "INTEGER")  # ... and before forum topics
         add_column(db, "daily_tips", "active", "INTEGER NOT NULL DEFAULT 1")  # ... and "off"
+        # ... and before the time of the last tip posted was kept
+        add_column(db, "daily_tips", "posted_due", "INTEGER NOT NULL DEFAULT 0")
 
     def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None,
             last_day: str = "") -> None:
@@ -87,12 +91,11 @@ class ScheduleStore:
                               "AND active = 1", (chat_id,)).fetchone()
         return Schedule(*row) if row else None
 
-    def last_day(self, chat_id: int) -> str:
-        """The last day whose tip was dealt with, whether the tip is on or off ("" if
-        none)."""
-        row = self.db.execute("SELECT last_day FROM daily_tips WHERE chat_id = ?",
+    def last_posted(self, chat_id: int) -> dt.datetime | None:
+        """When the tip last posted in the chat was due (on or off since), if known."""
+        row = self.db.execute("SELECT posted_due FROM daily_tips WHERE chat_id = ?",
                               (chat_id,)).fetchone()
-        return row[0] if row else ""
+        return dt.datetime.fromtimestamp(row[0], dt.UTC) if row and row[0] else None
 
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in
@@ -106,14 +109,17 @@ class ScheduleStore:
             return None
         return next(t for t in tip_ids if t not in posted)
 
-    def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str], day: str = "") -> None:
+    def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str], day: str = "",
+                    due: dt.datetime | None = None) -> None:
         """Called once a tip was delivered, so a failed post is tried again next time.
-        `day` is the day whose tip this was, so a restart does not post it twice."""
+        `day` is the day whose tip this was, so a restart does not post it twice; `due`
+        when it was due, so a time set anew the same day does not post a second."""
         posted = self._posted(chat_id, tip_ids)
         if posted is None:
             return
-        self.db.execute("UPDATE daily_tips SET posted = ?, last_day = ? WHERE chat_id = ?",
-                        (json.dumps(sorted(posted | {tip_id})), day, chat_id))
+        self.db.execute("UPDATE daily_tips SET posted = ?, last_day = ?, posted_due = ? "
+                        "WHERE chat_id = ?", (json.dumps(sorted(posted | {tip_id})), day,
+                                              int(due.timestamp()) if due else 0, chat_id))
 
     def mark_day(self, chat_id: int, day: str) -> None:
         """`day`'s tip was dealt with though none went out: not tried again that day."""

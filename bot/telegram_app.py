@@ -153,11 +153,11 @@ def run(settings: Settings) -> int:
     setup_logging(settings.log_level, [token, secret])
     engine = load_checked_engine(retention_days=settings.retention_days)
     where = Path(settings.db_path)
-    if str(where) != ":memory:" and where.exists() and not where.is_file():
-        # a folder or a device: refused before its lock file is made beside it
-        raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
-                          f"not a file")
     try:
+        if str(where) != ":memory:" and where.exists() and not where.is_file():
+            # a folder or a device: refused before its lock file is made beside it
+            raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
+                              f"not a file")
         claim = claim_database(settings.db_path)
     except DatabaseInUse:
         raise ConfigError(f"another backbot is already running on BACKBOT_DB="

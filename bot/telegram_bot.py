@@ -119,9 +119,10 @@ class BackBot:
         # nothing stored, with the session they left: the same button tapped again while
         # that is unchanged is a double tap, answered by what the first one showed.
         self._shown_on_tap: dict[Button, Snapshot | None] = {}
-        # /forget confirmations answered and edited (user, message id): a second tap on
-        # one ("Yes" then "No" in quick succession) must not undo what the first said.
-        self._forget_answered: dict[tuple[int, int], None] = {}
+        # /forget confirmations answered (user, message id) -> the outcome's message id: a
+        # second tap on one ("Yes" then "No" in quick succession) must not undo what the
+        # first said, and is told it again (its reply may not have arrived).
+        self._forget_answered: dict[tuple[int, int], str] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -449,8 +450,9 @@ class BackBot:
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
             tapped = _tapped_message(query)
-            if tapped is not None and (user_id, tapped) in self._forget_answered:
-                await self.answer_query(query)  # a second tap: the first one answered
+            settled = self._forget_answered.get((user_id, tapped)) if tapped else None
+            if settled is not None:  # a second tap: what the first one did, as its notice
+                await self.answer_query(query, self.content.message(settled))
                 return
             outcome = "forget.done" if confirmed else "forget.kept"
             now = time.time() - (self.telegram_behind or 0.0)  # on Telegram's clock
@@ -461,14 +463,14 @@ class BackBot:
                     self.store.delete(user_id)
                 self._forget_taps(user_id)
             await self.answer_query(query)
-            outcome = self.render.message(outcome)
             # Its question is settled: a later tap on the same buttons (made before they
             # went, or left on a message that could not be edited) changes nothing.
             if tapped is not None:
-                _bounded_put(self._forget_answered, (user_id, tapped), None)
+                _bounded_put(self._forget_answered, (user_id, tapped), outcome)
+            text = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
-                if not await self.edit(query, outcome):  # (only a tapped message is edited)
-                    await self.send(user_id, [Reply(outcome)])  # too old to edit, or gone
+                if not await self.edit(query, text):  # (only a tapped message is edited)
+                    await self.send(user_id, [Reply(text)])  # too old to edit, or gone
 
     # -- Bot API calls, with Telegram's expected failures handled --
 

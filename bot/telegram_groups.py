@@ -49,6 +49,7 @@ from bot.dailytip_times import (
     TIME,
     BadZone,
     DailyTrigger,
+    first_day_dealt_with,
     last_due,
     missed,
     next_due,
@@ -425,7 +426,8 @@ class GroupFeatures:
             log.warning("a daily tip may not have arrived (%s); it is not sent again",
                         type(exc).__name__)
         self.schedules.mark_posted(self._id_now(chat_id), tip_id, tip_ids,
-                                   day=due.date().isoformat() if due is not None else "")
+                                   day=due.date().isoformat() if due is not None else "",
+                                   due=due)
 
     def _id_now(self, chat_id: int) -> int:
         """The chat's id now: a group upgraded while its tip was on the way has a new one,
@@ -526,12 +528,8 @@ class GroupFeatures:
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
         hhmm, zone = parsed
-        # A time already past today counts as dealt with: the first tip is the next one,
-        # with or without a restart in between. A day whose tip went out already stays
-        # dealt with, so a time moved later the same day does not post a second one.
-        due = last_due(Schedule(chat_id, hhmm, zone), self.now())
-        last_day = max(due.date().isoformat() if due is not None else "",
-                       self.schedules.last_day(chat_id))
+        last_day = first_day_dealt_with(Schedule(chat_id, hhmm, zone),
+                                        self.schedules.last_posted(chat_id), self.now())
         self.schedules.set(chat_id, hhmm, zone, thread, last_day=last_day)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self.content.message("dailytip.set").format(time=hhmm, zone=zone)

@@ -105,3 +105,11 @@ def test_a_file_that_is_not_a_database_is_refused_and_let_go(
         db.execute("SELECT 1")
     assert_free(db_path)
     assert db_path.read_bytes().startswith(b"my own notes")  # left as it was
+
+
+def test_a_path_the_system_cannot_take_is_one_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB=.*: "
+                                          r"File name too long"):
+        telegram_app.run(settings_for(tmp_path / ("a" * 300)))

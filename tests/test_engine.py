@@ -13,7 +13,7 @@ import pytest
 import bot.dialog
 from bot.diagram import mermaid
 from bot.dialog import NO_WAY_BACK
-from bot.engine import SNAPSHOT_VERSION, Engine, Event, Snapshot
+from bot.engine import SHOW_TOPICS, SNAPSHOT_VERSION, Engine, Event, Snapshot
 from bot.loading import load_engine
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
@@ -315,6 +315,17 @@ def end_snapshots(engine: Engine) -> dict[str, Snapshot]:
         if engine.is_finished(snapshot):
             ends.setdefault(snapshot["state"], snapshot)
     return ends
+
+
+@pytest.mark.parametrize("topic", sorted(SHOW_TOPICS))
+def test_a_topic_at_an_end_shows_the_topic_and_the_ends_buttons(engine: Engine,
+                                                                 topic: str) -> None:
+    """/help, /sources and /privacy at an end show what they are about and the end's
+    buttons; everything else the end says stays above, unrepeated."""
+    for name, snapshot in end_snapshots(engine).items():
+        new, outputs = engine.step(snapshot, Event("show", topic=topic))
+        assert new == snapshot
+        assert outputs == [*engine.show(topic), engine.ask(snapshot)], name
 
 
 @pytest.mark.parametrize("event", [

@@ -32,7 +32,13 @@ from group_harness import (
 from group_harness import engine as shipped_engine
 from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
-from bot.dailytip_times import MISFIRE_GRACE_SECONDS, last_due, missed, next_due
+from bot.dailytip_times import (
+    MISFIRE_GRACE_SECONDS,
+    DailyTrigger,
+    last_due,
+    missed,
+    next_due,
+)
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
 from bot.telegram_errors import not_taken
@@ -597,9 +603,27 @@ def test_the_daily_job_runs_once_every_day_across_clock_changes(api: FakeBotAPI,
                     for day in days], (zone, hhmm)
                 # the first of a repeated time: the earlier offset (summer time)
                 assert all(r.fold == 0 for r in runs)
+                for r in runs:
+                    # asked at the very instant of a run, or days late to catch up: the
+                    # next is after it (the same again would loop APScheduler forever)
+                    assert trigger.get_next_fire_time(r, r) > r
+                    late = trigger.get_next_fire_time(r, r + dt.timedelta(days=3))
+                    assert (late - r) in (dt.timedelta(hours=23), dt.timedelta(hours=24),
+                                          dt.timedelta(hours=25)), (zone, hhmm, r)
             assert bot.errors == []
 
     run(scenario())
+
+
+def test_the_daily_trigger_steps_forward_from_a_run_given_in_any_zone() -> None:
+    """A scheduler whose zone is not UTC hands back the run in its own zone: 01:30 UTC on
+    27 October 2024 is London's second 01:30 (fold 1), which wall-clock arithmetic
+    would read as the first, an hour earlier."""
+    trigger = DailyTrigger(Schedule(0, "01:30", "UTC"), ZoneInfo("UTC"))
+    run_at = dt.datetime(2024, 10, 27, 1, 30, tzinfo=dt.UTC).astimezone(LONDON)
+    assert run_at.fold == 1
+    following = trigger.get_next_fire_time(run_at, run_at)
+    assert following == dt.datetime(2024, 10, 28, 1, 30, tzinfo=dt.UTC)
 
 
 def test_a_time_moved_later_the_same_day_brings_no_second_tip(api: FakeBotAPI,
@@ -623,6 +647,49 @@ def test_a_time_moved_later_the_same_day_brings_no_second_tip(api: FakeBotAPI,
             await bot.run_daily(GROUP)  # the next one: 5 May, 21:00
             assert len(api.sent_to(GROUP)) == base + 1
             assert bot.groups.now().date() == dt.date(2026, 5, 5)
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_time_moved_across_the_date_line_keeps_one_tip_a_day(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    """Posted at 08:00 in Tokyo on 2 June (19:00 on 1 June in New York), then moved to
+    18:00 New York: the next goes out at 18:00 on 2 June in New York, none lost."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+            await bot.say(GROUP, "/dailytip 08:00 Asia/Tokyo", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            await bot.run_daily(GROUP)  # 2 June 08:00 Tokyo
+            assert len(api.sent_to(GROUP)) == base + 1
+            bot.groups.now = lambda: dt.datetime(2026, 6, 1, 23, 30, tzinfo=dt.UTC)
+            await bot.say(GROUP, "/dailytip 18:00 America/New_York", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            await bot.run_daily(GROUP)
+            assert len(api.sent_to(GROUP)) == base + 1
+            new_york = bot.groups.now().astimezone(ZoneInfo("America/New_York"))
+            assert new_york.date() == dt.date(2026, 6, 2) and new_york.hour == 18
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_time_set_after_it_passed_then_moved_later_still_posts_that_day(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """No tip went out today (08:00 was set at noon, so it starts tomorrow): moved to
+    20:00, today's goes out at 20:00."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.UTC)
+            await bot.say(GROUP, "/dailytip 08:00 UTC", user_id=ADMIN)
+            await bot.say(GROUP, "/dailytip 20:00 UTC", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            await bot.run_daily(GROUP)
+            assert len(api.sent_to(GROUP)) == base + 1
+            assert bot.groups.now().date() == dt.date(2026, 5, 4)
             assert bot.errors == []
 
     run(scenario())

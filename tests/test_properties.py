@@ -157,6 +157,8 @@ ANSWER_LABEL = MODEL.content.message("answered.label")
 EXPIRED = MODEL.content.message("button.expired")
 NOT_HERE = MODEL.content.message("button.not_here")
 MOVED_ON = MODEL.content.message("button.moved_on")
+DOCTOR_PROMPT = " ".join(MODEL.content.message("doctor.prompt").split()[:12])
+DOCTOR_QUESTION = MODEL.content.message("doctor.question")
 BAD_REQUESTS = frozenset({"not_modified", "query_too_old", "not_found"})
 HTML_TAG = re.compile(r"<[^>]+>")
 # Every disposition message (what an end state tells the person): never for the group.
@@ -356,7 +358,7 @@ class TelegramMachine(RuleBasedStateMachine):
         self.keyboards: dict[int, list[tuple[int, list[str]]]] = {u: [] for u in USERS}
         self.forget_prompts: dict[int, list[int]] = {u: [] for u in USERS}
         # (user, message id) of forget prompts answered and edited: later taps do nothing
-        self.forget_answered: set[tuple[int, int]] = set()
+        self.forget_answered: dict[tuple[int, int], str] = {}  # -> its outcome's message
         # labels of the buttons users tapped in private that would give an answer away
         self.chosen: set[str] = set()
         # per user: their latest update, while it is one the bot applied and stored with
@@ -467,8 +469,22 @@ class TelegramMachine(RuleBasedStateMachine):
         if currently_in_test_context():
             note(f"calls: {[(c.method, c.chat_id, c.fault) for c in calls]}")
         self.check_group(calls)
+        self.check_doctor_buttons(calls)
         self.track_keyboards(calls)
         return chunks
+
+    def check_doctor_buttons(self, calls: list[Call]) -> None:
+        """The doctor prompt's button never reaches a chat without the prompt before it,
+        among the same updates' messages (the first showing may not have arrived)."""
+        prompted: set[int | None] = set()
+        for call in calls:
+            if not call.ok or call.method != "sendMessage":
+                continue
+            text = visible(call.params["text"])
+            if DOCTOR_PROMPT in text:
+                prompted.add(call.chat_id)
+            if text == DOCTOR_QUESTION and call.params.get("reply_markup"):
+                assert call.chat_id in prompted, "the doctor's button without the prompt"
 
     def track_keyboards(self, calls: list[Call]) -> None:
         for call in calls:
@@ -695,23 +711,27 @@ class TelegramMachine(RuleBasedStateMachine):
             chunks = self.feed(*raws, together=together)
             self.last_applied[user] = None
             prompt = (user, raws[0]["callback_query"]["message"]["message_id"])
+            toasts: list[str | None] = []
             for chunk in self.per_update(chunks, raws):
                 assert all(c.chat_id in (None, user) for c in chunk)
-                if prompt in self.forget_answered:  # answered before: only the spinner stops
+                settled = self.forget_answered.get(prompt)
+                if settled is not None:  # answered before: the spinner stops with its outcome
                     assert {c.method for c in chunk} <= {"answerCallbackQuery"}, chunk
+                    toasts.append(MODEL.content.message(settled))
                     continue
+                toasts.append(None)
                 leading = list(takewhile(lambda c: c.method == "answerCallbackQuery", chunk))
                 before = self.model[user]
-                if any(c.method == "editMessageText" and (c.ok or c.fault == "not_modified")
-                       for c in chunk):
-                    self.forget_answered.add(prompt)
-                if parsed[1] == "yes" and escaped(leading) is None:  # forget() ran
+                if escaped(leading) is None:  # forget() ran: its question is settled
+                    self.forget_answered[prompt] = ("forget.done" if parsed[1] == "yes"
+                                                    else "forget.kept")
+                if parsed[1] == "yes" and escaped(leading) is None:
                     self.model[user] = None
                 if dropped(chunk, user):
                     self.model[user] = None
                 self.advance_run(user, before, self.model[user])
                 self.check_transcript(user, self.model[user], chunk)
-            self.check_answered(chunks, [None] * len(raws))
+            self.check_answered(chunks, toasts)
             return
         if parsed is None:  # forged or unknown: "expired", and the question again
             self.private(user, raws, Event("ask"), tapped=True, expired=True,

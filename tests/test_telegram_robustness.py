@@ -881,6 +881,27 @@ def test_a_lost_doctor_prompt_comes_with_any_re_ask_before_its_button(tmp_path: 
     run_bounded(scenario())
 
 
+def test_a_forget_outcome_that_did_not_arrive_is_told_on_the_next_tap(tmp_path: Path) -> None:
+    """Neither the edit nor the message with the outcome went out: tapping again tells
+    it (as the button's notice), and erases nothing twice."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            before = len(h.all_texts(CHAT))
+            h.api.fail_next("editMessageText", error_code=502, description="Bad Gateway")
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0 and h.all_texts(CHAT)[before:] == []
+            await h.tap(CHAT, confirm["message_id"], "f|no")
+            assert h.query_answers()[-1].get("text") == h.engine.content.message(
+                "forget.done")
+            assert h.rows(CHAT) == 0
+
+    run_bounded(scenario())
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -1025,6 +1046,9 @@ def test_a_forget_confirmation_that_could_not_be_edited_is_settled_by_its_first_
             answers = len(h.query_answers())
             await h.tap(CHAT, confirm["message_id"], f"f|{second}")
             assert h.all_texts(CHAT)[before:] == [outcome]  # nothing sent or edited
+            # the spinner stops with what the first tap did
+            assert h.query_answers()[-1].get("text") == h.engine.content.message(
+                "forget.done" if first == "yes" else "forget.kept")
             assert len(h.query_answers()) == answers + 1  # the spinner stops
             assert h.rows(CHAT) == (0 if first == "yes" else 1)
 
