@@ -14,7 +14,7 @@ from bot.yamlio import Mapping, load_yaml
 
 # Placeholders a message may use: settings are filled in at load, the rest when sent.
 SETTING_PLACEHOLDERS = frozenset({"retention_days"})
-RUNTIME_PLACEHOLDERS = frozenset({"time", "zone"})
+RUNTIME_PLACEHOLDERS = frozenset({"time", "zone", "offset"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
 # Longest card body or message: a phone screen's worth, and far below Telegram's 4096.
 MAX_TEXT_CHARS = 1000
@@ -39,7 +39,7 @@ CODE_MESSAGES = frozenset({
     "commands.restart", "commands.sources", "commands.start", "commands.tip",
     "commands.check", "commands.dailytip",
     "dailytip.admin_unknown", "dailytip.bad_zone", "dailytip.current", "dailytip.none",
-    "dailytip.not_admin", "dailytip.off", "dailytip.private",
+    "dailytip.not_admin", "dailytip.off", "dailytip.private", "dailytip.reversed_sign",
     "dailytip.set", "dailytip.usage", "dailytip.zone_gone", "end.follows", "end.question",
     "end.restart", "end.sources",
     "error.busy", "error.nothing_to_go_back", "error.try_again", "error.unknown_choice",

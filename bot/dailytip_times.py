@@ -12,6 +12,8 @@ from bot.zones import known_zone, zone_named
 
 # "HH:MM" (or "H:MM") on a 24-hour clock
 TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+# POSIX-style names: Etc/GMT+5 is five hours behind UTC, not ahead
+ETC_GMT = re.compile(r"^Etc/GMT([+-])([0-9]{1,2})$")
 # APScheduler's default grace is 1 s: a loop busy at HH:MM:SS (hundreds of tips due at
 # once, a slow disk) would skip the day. Late by a few minutes is better than not at all.
 MISFIRE_GRACE_SECONDS = 15 * 60
@@ -116,6 +118,14 @@ class DailyTrigger(BaseTrigger):
 
     def __str__(self) -> str:
         return f"daily at {self.schedule.hhmm} ({self.schedule.tz})"
+
+
+def reversed_offset(zone: str) -> str | None:
+    """The UTC offset an Etc/GMT±N name stands for ("-5" for Etc/GMT+5), else None."""
+    match = ETC_GMT.match(zone)
+    if match is None or match[2] == "0":
+        return None
+    return f"{'-' if match[1] == '+' else '+'}{match[2]}"
 
 
 def spread_second(chat_id: int) -> int:

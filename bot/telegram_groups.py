@@ -54,6 +54,7 @@ from bot.dailytip_times import (
     missed,
     next_due,
     parse_dailytip,
+    reversed_offset,
     spread_second,
 )
 from bot.deeplinks import checkin_url
@@ -515,8 +516,8 @@ class GroupFeatures:
             schedule = self.schedules.get(chat_id)
             if schedule is None:
                 return self.content.message("dailytip.none")
-            return self.content.message("dailytip.current").format(
-                time=schedule.hhmm, zone=shown_zone(schedule.tz))
+            return self._with_offset(self.content.message("dailytip.current").format(
+                time=schedule.hhmm, zone=shown_zone(schedule.tz)), schedule.tz)
         try:
             parsed = parse_dailytip(args, self.default_zone)
         except BadZone as exc:
@@ -532,7 +533,15 @@ class GroupFeatures:
                                         self.schedules.last_posted(chat_id), self.now())
         self.schedules.set(chat_id, hhmm, zone, thread, last_day=last_day)
         self._schedule_job(app, chat_id, hhmm, zone)
-        return self.content.message("dailytip.set").format(time=hhmm, zone=zone)
+        return self._with_offset(self.content.message("dailytip.set").format(
+            time=hhmm, zone=zone), zone)
+
+    def _with_offset(self, text: str, zone: str) -> str:
+        offset = reversed_offset(zone)
+        if offset is None:
+            return text
+        return f"{text} " + self.content.message("dailytip.reversed_sign").format(
+            zone=zone, offset=offset)
 
     @asynccontextmanager
     async def _posting(self, context: ContextTypes.DEFAULT_TYPE,

@@ -320,6 +320,31 @@ def test_dailytip_off_and_zone_names_in_any_case(api: FakeBotAPI, tmp_path: Path
     run(scenario())
 
 
+def test_an_etc_gmt_zone_is_told_its_real_offset(api: FakeBotAPI, tmp_path: Path) -> None:
+    """Etc/GMT+5 is five hours behind UTC: said so when set and when asked, as the name
+    reads the other way round; other zones get no note."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            note = msg("dailytip.reversed_sign").format(zone="Etc/GMT+5", offset="-5")
+            reply = await bot.say(GROUP, "/dailytip 08:00 etc/gmt+5", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.set").format(
+                time="08:00", zone="Etc/GMT+5") + " " + note
+            assert_runs_at(bot, GROUP, "13:00", ZoneInfo("UTC"))
+            reply = await bot.say(GROUP, "/dailytip", user_id=MEMBER)
+            assert plain(reply["text"]).endswith(" " + note)
+            reply = await bot.say(GROUP, "/dailytip 08:00 Etc/GMT-14", user_id=ADMIN)
+            assert plain(reply["text"]).endswith("Etc/GMT-14 is UTC+14, as these names "
+                                                 "count the other way round.")
+            for zone in ("Etc/GMT", "Etc/GMT+0", "Etc/UTC", "Europe/London"):
+                reply = await bot.say(GROUP, f"/dailytip 08:00 {zone}", user_id=ADMIN)
+                assert plain(reply["text"]) == msg("dailytip.set").format(
+                    time="08:00", zone=zone), zone
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_every_iana_zone_is_known_and_nothing_else_is() -> None:
     zones = zoneinfo.available_timezones()
     assert "Europe/London" in zones and "America/Argentina/Buenos_Aires" in zones
