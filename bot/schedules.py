@@ -117,13 +117,16 @@ class ScheduleStore:
         posted = self._posted(chat_id, tip_ids)
         if posted is None:
             return
-        self.db.execute("UPDATE daily_tips SET posted = ?, last_day = ?, posted_due = ? "
-                        "WHERE chat_id = ?", (json.dumps(sorted(posted | {tip_id})), day,
-                                              int(due.timestamp()) if due else 0, chat_id))
+        # a day already dealt with stays so (a time set anew while this tip was on its way)
+        self.db.execute("UPDATE daily_tips SET posted = ?, last_day = max(last_day, ?), "
+                        "posted_due = ? WHERE chat_id = ?",
+                        (json.dumps(sorted(posted | {tip_id})), day,
+                         int(due.timestamp()) if due else 0, chat_id))
 
     def mark_day(self, chat_id: int, day: str) -> None:
         """`day`'s tip was dealt with though none went out: not tried again that day."""
-        self.db.execute("UPDATE daily_tips SET last_day = ? WHERE chat_id = ?", (day, chat_id))
+        self.db.execute("UPDATE daily_tips SET last_day = max(last_day, ?) WHERE chat_id = ?",
+                        (day, chat_id))
 
     def _posted(self, chat_id: int, tip_ids: list[str]) -> set[str] | None:
         row = self.db.execute("SELECT posted FROM daily_tips WHERE chat_id = ?",

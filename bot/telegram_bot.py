@@ -452,7 +452,10 @@ class BackBot:
             tapped = _tapped_message(query)
             settled = self._forget_answered.get((user_id, tapped)) if tapped else None
             if settled is not None:  # a second tap: what the first one did, as its notice
-                await self.answer_query(query, self.content.message(settled))
+                if settled == "forget.done" and self.store.get(user_id) is not None:
+                    settled = None  # erased then, but stored again since: no notice
+                await self.answer_query(
+                    query, self.content.message(settled) if settled else None)
                 return
             outcome = "forget.done" if confirmed else "forget.kept"
             now = time.time() - (self.telegram_behind or 0.0)  # on Telegram's clock

@@ -412,8 +412,7 @@ class GroupFeatures:
             if muted(exc):  # today's is skipped; the rotation keeps its place
                 log.warning("muted in a chat, or its topic closed (%s); its daily tip stays, "
                             "to go out once the bot may post there again", type(exc).__name__)
-                self.schedules.mark_day(self._id_now(chat_id),
-                                        due.date().isoformat() if due else "")
+                self.schedules.mark_day(self._id_now(chat_id), self._day_of(chat_id, due))
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
@@ -427,8 +426,16 @@ class GroupFeatures:
             log.warning("a daily tip may not have arrived (%s); it is not sent again",
                         type(exc).__name__)
         self.schedules.mark_posted(self._id_now(chat_id), tip_id, tip_ids,
-                                   day=due.date().isoformat() if due is not None else "",
-                                   due=due)
+                                   day=self._day_of(chat_id, due), due=due)
+
+    def _day_of(self, chat_id: int, due: dt.datetime | None) -> str:
+        """The day (ISO) a tip due then falls on by the chat's zone as stored now: an
+        admin may have set another zone while it was on its way."""
+        if due is None:
+            return ""
+        schedule = self.schedules.get(self._id_now(chat_id))
+        zone = known_zone(schedule.tz) if schedule is not None else None
+        return (due.astimezone(zone) if zone is not None else due).date().isoformat()
 
     def _id_now(self, chat_id: int) -> int:
         """The chat's id now: a group upgraded while its tip was on the way has a new one,

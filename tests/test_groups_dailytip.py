@@ -6,6 +6,7 @@ The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see grou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -35,6 +36,7 @@ from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 from bot.dailytip_times import (
     MISFIRE_GRACE_SECONDS,
     DailyTrigger,
+    first_day_dealt_with,
     last_due,
     missed,
     next_due,
@@ -649,6 +651,8 @@ def test_the_daily_trigger_steps_forward_from_a_run_given_in_any_zone() -> None:
     assert run_at.fold == 1
     following = trigger.get_next_fire_time(run_at, run_at)
     assert following == dt.datetime(2024, 10, 28, 1, 30, tzinfo=dt.UTC)
+    # asked for the first run at the very instant one is due: that one
+    assert trigger.get_next_fire_time(None, following) == following
 
 
 def test_a_time_moved_later_the_same_day_brings_no_second_tip(api: FakeBotAPI,
@@ -699,6 +703,56 @@ def test_a_time_moved_across_the_date_line_keeps_one_tip_a_day(api: FakeBotAPI,
             assert bot.errors == []
 
     run(scenario())
+
+
+@pytest.mark.parametrize(("first", "second", "sent_at", "next_at"), [
+    # Tokyo's 08:00 of 2 June goes out (1 June in New York); New York's 2 June still gets one
+    ("08:00 Asia/Tokyo", "18:00 America/New_York", dt.datetime(2026, 6, 1, 23, 0, 30),
+     dt.datetime(2026, 6, 2, 22, 0, 30)),
+    # New York's 18:00 of 1 June goes out (2 June in Tokyo); Tokyo's 2 June gets no second
+    ("18:00 America/New_York", "20:00 Asia/Tokyo", dt.datetime(2026, 6, 1, 22, 0, 30),
+     None),
+], ids=["west", "east"])
+def test_a_zone_set_while_a_tip_is_on_its_way_keeps_one_tip_a_day(
+        api: FakeBotAPI, tmp_path: Path, first: str, second: str, sent_at: dt.datetime,
+        next_at: dt.datetime | None) -> None:
+    """The tip is being sent when an admin sets another zone: the day it is counted for
+    is the new zone's, so none is lost and none doubled."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            bot.groups.now = lambda: dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+            await bot.say(GROUP, f"/dailytip {first}", user_id=ADMIN)
+            base = len(api.sent_to(GROUP))
+            api.method_delays["sendmessage"] = 0.5
+            bot.groups.now = lambda: sent_at.replace(tzinfo=dt.UTC)
+            posting = asyncio.create_task(bot.job(GROUP).run(bot.app))
+            await asyncio.sleep(0.2)
+            bot.groups._configure(bot.app, GROUP, second.split())
+            await posting
+            api.method_delays.clear()
+            assert len(api.sent_to(GROUP)) == base + 1
+            # 2 June, 20:00 Tokyo (11:00 UTC): no second tip that Tokyo day
+            bot.groups.now = lambda: dt.datetime(2026, 6, 2, 11, 0, 30, tzinfo=dt.UTC)
+            if next_at is not None:
+                bot.groups.now = lambda: next_at.replace(tzinfo=dt.UTC)
+            await bot.job(GROUP).run(bot.app)
+            assert len(api.sent_to(GROUP)) == base + (1 if next_at is None else 2)
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_the_day_of_the_last_tip_is_read_on_the_new_zones_calendar() -> None:
+    """Tokyo's 09:00 of 2 June is 00:00 UTC on 2 June but 20:00 on 1 June in New York:
+    set to 18:00 New York an hour later, 1 June is what is dealt with there, not 2 June."""
+    posted = dt.datetime(2026, 6, 2, 0, 0, tzinfo=dt.UTC)
+    now = dt.datetime(2026, 6, 2, 1, 0, tzinfo=dt.UTC)
+    new = Schedule(0, "18:00", "America/New_York")
+    assert first_day_dealt_with(new, posted, now) == "2026-06-01"
+    assert first_day_dealt_with(Schedule(0, "10:00", "Asia/Tokyo"), posted, now) == (
+        "2026-06-02")
+    assert first_day_dealt_with(new, None, now) == "2026-06-01"  # 18:00 NY passed today
 
 
 def test_a_time_set_after_it_passed_then_moved_later_still_posts_that_day(

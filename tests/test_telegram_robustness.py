@@ -902,6 +902,28 @@ def test_a_forget_outcome_that_did_not_arrive_is_told_on_the_next_tap(tmp_path: 
     run_bounded(scenario())
 
 
+def test_an_old_erase_confirmation_tapped_after_a_new_check_in_claims_nothing(
+        tmp_path: Path) -> None:
+    """Erased, then a new check-in stored: a tap on the old confirmation (its buttons left
+    by a failed edit) erases nothing and does not say all was erased."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.fail_next("editMessageText", error_code=500,
+                            description="Internal Server Error")
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+            await at_bladder_question(h)
+            assert h.rows(CHAT) == 1
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.query_answers()[-1].get("text") is None
+            assert h.rows(CHAT) == 1
+
+    run_bounded(scenario())
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
