@@ -655,16 +655,22 @@ def test_the_daily_trigger_steps_forward_from_a_run_given_in_any_zone() -> None:
     assert trigger.get_next_fire_time(None, following) == following
 
 
+async def set_and_post_one(bot: Any, api: FakeBotAPI, now: dt.datetime, args: str) -> None:
+    """An admin sets `/dailytip args` at `now`, and its next tip goes out."""
+    api.set_member_status(GROUP, ADMIN, "administrator")
+    bot.groups.now = lambda: now
+    await bot.say(GROUP, f"/dailytip {args}", user_id=ADMIN)
+    base = len(api.sent_to(GROUP))
+    await bot.run_daily(GROUP)
+    assert len(api.sent_to(GROUP)) == base + 1
+
+
 def test_a_time_moved_later_the_same_day_brings_no_second_tip(api: FakeBotAPI,
                                                               tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            api.set_member_status(GROUP, ADMIN, "administrator")
-            bot.groups.now = lambda: dt.datetime(2026, 5, 4, 7, 0, tzinfo=dt.UTC)
-            await bot.say(GROUP, "/dailytip 08:00 UTC", user_id=ADMIN)
-            base = len(api.sent_to(GROUP))
-            await bot.run_daily(GROUP)  # 4 May, 08:00
-            assert len(api.sent_to(GROUP)) == base + 1
+            await set_and_post_one(bot, api, dt.datetime(2026, 5, 4, 7, 0, tzinfo=dt.UTC),
+                                   "08:00 UTC")  # posted 4 May, 08:00
             bot.groups.now = lambda: dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.UTC)
             for command in ("/dailytip 20:00 UTC", "/dailytip off", "/dailytip 21:00 UTC"):
                 await bot.say(GROUP, command, user_id=ADMIN)
@@ -687,12 +693,8 @@ def test_a_time_moved_across_the_date_line_keeps_one_tip_a_day(api: FakeBotAPI,
     18:00 New York: the next goes out at 18:00 on 2 June in New York, none lost."""
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            api.set_member_status(GROUP, ADMIN, "administrator")
-            bot.groups.now = lambda: dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
-            await bot.say(GROUP, "/dailytip 08:00 Asia/Tokyo", user_id=ADMIN)
-            base = len(api.sent_to(GROUP))
-            await bot.run_daily(GROUP)  # 2 June 08:00 Tokyo
-            assert len(api.sent_to(GROUP)) == base + 1
+            await set_and_post_one(bot, api, dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC),
+                                   "08:00 Asia/Tokyo")  # posted 2 June, 08:00 Tokyo
             bot.groups.now = lambda: dt.datetime(2026, 6, 1, 23, 30, tzinfo=dt.UTC)
             await bot.say(GROUP, "/dailytip 18:00 America/New_York", user_id=ADMIN)
             base = len(api.sent_to(GROUP))

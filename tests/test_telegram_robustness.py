@@ -47,6 +47,16 @@ async def double_tap(h: BotHarness, message: dict, data: str) -> list[str]:
     return h.sent_texts(CHAT)[sent:]
 
 
+async def forget_asked_with_its_edit_failing(h: BotHarness) -> dict:
+    """At the bladder question, /forget sent: its confirmation, whose next edit fails (so
+    the outcome goes out as a message of its own and the buttons stay)."""
+    await at_bladder_question(h)
+    await h.send(CHAT, "/forget")
+    confirm = h.current(CHAT)
+    h.api.fail_next("editMessageText", error_code=500, description="Internal Server Error")
+    return confirm
+
+
 async def at_bladder_question(h: BotHarness, chat_id: int = CHAT) -> None:
     await h.send(chat_id, "/start")
     await h.choose(chat_id, "agree")
@@ -908,11 +918,7 @@ def test_an_old_erase_confirmation_tapped_after_a_new_check_in_claims_nothing(
     by a failed edit) erases nothing and does not say all was erased."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            await at_bladder_question(h)
-            await h.send(CHAT, "/forget")
-            confirm = h.current(CHAT)
-            h.api.fail_next("editMessageText", error_code=500,
-                            description="Internal Server Error")
+            confirm = await forget_asked_with_its_edit_failing(h)
             await h.tap(CHAT, confirm["message_id"], "f|yes")
             assert h.rows(CHAT) == 0
             await at_bladder_question(h)
@@ -1056,11 +1062,7 @@ def test_a_forget_confirmation_that_could_not_be_edited_is_settled_by_its_first_
     stayed: a later tap on them changes nothing and says nothing that contradicts it."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            await at_bladder_question(h)
-            await h.send(CHAT, "/forget")
-            confirm = h.current(CHAT)
-            h.api.fail_next("editMessageText", error_code=500,
-                            description="Internal Server Error")
+            confirm = await forget_asked_with_its_edit_failing(h)
             before = len(h.all_texts(CHAT))
             await h.tap(CHAT, confirm["message_id"], f"f|{first}")
             outcome = h.message_text("forget.done" if first == "yes" else "forget.kept")
