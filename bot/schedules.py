@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from bot.store import add_column
+from bot.zones import known_zone
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS daily_tips (
@@ -93,9 +94,24 @@ class ScheduleStore:
 
     def last_posted(self, chat_id: int) -> dt.datetime | None:
         """When the tip last posted in the chat was due (on or off since), if known."""
-        row = self.db.execute("SELECT posted_due FROM daily_tips WHERE chat_id = ?",
-                              (chat_id,)).fetchone()
-        return dt.datetime.fromtimestamp(row[0], dt.UTC) if row and row[0] else None
+        row = self.db.execute("SELECT posted_due, posted, last_day, hhmm, tz FROM daily_tips "
+                              "WHERE chat_id = ?", (chat_id,)).fetchone()
+        if row is None:
+            return None
+        due, posted, last_day, hhmm, tz = row
+        if due:
+            return dt.datetime.fromtimestamp(due, dt.UTC)
+        # A row from before this was kept: a tip has gone out, so take its last day dealt
+        # with as the day of the last one (at worst a day's tip is skipped, not doubled).
+        zone = known_zone(tz)
+        if posted == "[]" or not last_day or zone is None:
+            return None
+        try:
+            hour, minute = map(int, hhmm.split(":"))
+            return dt.datetime.combine(dt.date.fromisoformat(last_day),
+                                       dt.time(hour, minute), tzinfo=zone)
+        except ValueError:  # a hand-edited row: nothing to go by
+            return None
 
     def all(self) -> list[Schedule]:
         return [Schedule(*row) for row in

@@ -905,6 +905,28 @@ def test_a_schedule_table_from_before_catch_up_topics_and_off_gains_the_columns(
     assert store.next_tip(-5, [c.id for c in TIPS]) == TIPS[1].id  # its rotation kept
 
 
+
+def test_a_tip_posted_before_its_time_was_kept_still_counts_for_its_day(
+        older_database: Callable[[str], Path]) -> None:
+    """A row from before the last tip's time was stored: its last day dealt with stands
+    for it, so a time moved later that day posts no second tip."""
+    path = older_database("CREATE TABLE daily_tips (chat_id INTEGER PRIMARY KEY, hhmm TEXT "
+                          "NOT NULL, tz TEXT NOT NULL, posted TEXT NOT NULL DEFAULT '[]', "
+                          "last_day TEXT NOT NULL DEFAULT '');"
+                          "INSERT INTO daily_tips VALUES (-5, '08:00', 'Asia/Tokyo', "
+                          f"'[\"{TIPS[0].id}\"]', '2026-12-01');"
+                          "INSERT INTO daily_tips VALUES (-6, '08:00', 'UTC', '[]', "
+                          "'2026-12-01');")
+    store = ScheduleStore(open_database(path))
+    posted = dt.datetime(2026, 12, 1, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert store.last_posted(-5) == posted
+    assert store.last_posted(-6) is None  # none posted yet: nothing to go by
+    noon_in_tokyo = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    later = Schedule(-5, "21:00", "Asia/Tokyo")
+    assert first_day_dealt_with(later, store.last_posted(-5), noon_in_tokyo) == "2026-12-01"
+    assert first_day_dealt_with(later, None, noon_in_tokyo) == "2026-11-30"
+
+
 # -- 8. the bot's own membership --
 
 @pytest.mark.parametrize(("old", "new"), [("member", "left"), ("member", "kicked"),
