@@ -717,7 +717,9 @@ class TelegramMachine(RuleBasedStateMachine):
                 settled = self.forget_answered.get(prompt)
                 if settled is not None:  # answered before: the spinner stops with its outcome
                     assert {c.method for c in chunk} <= {"answerCallbackQuery"}, chunk
-                    toasts.append(MODEL.content.message(settled))
+                    # ... but "erased" no longer holds once something is stored again
+                    erased_since = settled == "forget.done" and self.model[user] is not None
+                    toasts.append(None if erased_since else MODEL.content.message(settled))
                     continue
                 toasts.append(None)
                 leading = list(takewhile(lambda c: c.method == "answerCallbackQuery", chunk))
