@@ -14,7 +14,7 @@ from bot.yamlio import Mapping, load_yaml
 
 # Placeholders a message may use: settings are filled in at load, the rest when sent.
 SETTING_PLACEHOLDERS = frozenset({"retention_days"})
-RUNTIME_PLACEHOLDERS = frozenset({"time", "zone", "offset"})
+RUNTIME_PLACEHOLDERS = frozenset({"time", "zone", "offset", "answer"})
 MESSAGE_PLACEHOLDERS = SETTING_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
 # Longest card body or message: a phone screen's worth, and far below Telegram's 4096.
 MAX_TEXT_CHARS = 1000
@@ -47,6 +47,7 @@ CODE_MESSAGES = frozenset({
     "forget.kept", "forget.no", "forget.yes", "group.from_group", "group.intro", "group.start",
     "group.start_button",
     "help.text", "privacy.note", "session.finished",
+    "session.answered_as", "session.answered_as_final",
     "session.finished_may_go_back", "session.outdated", "session.restarted",
     "session.resumed", "session.stale", "session.went_back", "sources.header",
     "tip.after_red_flag", "tip.doctor_first", "tip.none", "welcome.question",

@@ -232,7 +232,8 @@ class Engine:
         choice_id = event.choice
         assert choice_id is not None
         if self._stale(snapshot, event):
-            return snapshot, [self._say("session.stale"), *self.current(snapshot)]
+            return snapshot, [self._say("session.stale"), *self._answered_as(snapshot, event),
+                              *self.current(snapshot)]
         if spec.final:
             if choice_id == "restart":
                 return self._restart(snapshot)
@@ -257,6 +258,25 @@ class Engine:
         answered = Answered(self.content.message(spec.ask or ""),
                             self.content.message(choice.label))
         return new, [answered, *self.render(new)]
+
+    def _answered_as(self, snapshot: Snapshot, event: Event) -> list[Output]:
+        """Another choice tapped on the question answered last (two taps in quick
+        succession, the second perhaps a correction): which answer counts, and how to
+        change it, so a changed mind is not lost to "moved past that question"."""
+        answers = snapshot["answers"]
+        if not answers or (event.sent_at is not None and event.sent_at < snapshot["run"]):
+            return []
+        state, chosen = answers[-1]
+        spec = self._states[state]
+        tapped = spec.choice(event.choice or "")
+        if (tapped is None or tapped.shows is not None or tapped.id == chosen
+                or event.ref != f"{len(answers) - 1}.{spec.index}"):
+            return []
+        label = spec.choice(chosen).label  # type: ignore[union-attr]  # replayed: a choice
+        now = self._states[snapshot["state"]]
+        key = ("session.answered_as_final" if now.final and now.disposition in NO_WAY_BACK
+               else "session.answered_as")
+        return [Say(key, self.content.message(key).format(answer=self.content.message(label)))]
 
     @staticmethod
     def _finished(spec: StateSpec) -> str:

@@ -573,6 +573,37 @@ def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> Non
     assert new["state"] == "asking_saddle"
 
 
+
+def test_another_choice_on_the_question_answered_last_says_which_answer_counts(
+        engine: Engine) -> None:
+    """Two taps in quick succession on one question (the second perhaps a correction):
+    the second is stale, and says which answer stands and how to change it."""
+    began = 1_800_000_000
+    welcome, _ = engine.step(None, Event("start"))
+    at_bladder, _ = engine.step(welcome, Event.answer("agree", "0.0", sent_at=began))
+    bladder = engine.ref(at_bladder)
+    at_saddle, _ = engine.step(at_bladder, Event.answer("no", bladder, sent_at=began))
+    same, outputs = engine.step(at_saddle, Event.answer("yes", bladder, sent_at=began))
+    assert same == at_saddle
+    assert say_keys(outputs) == ["session.stale", "session.answered_as"]
+    no = engine.content.message("choice.no")
+    assert f"“{no}”" in outputs[1].text and "/back" in outputs[1].text  # type: ignore[attr-defined]
+    assert last_ask(outputs).ref == engine.ref(at_saddle)
+    # the same choice again (a double tap), a note button, an earlier check-in's message,
+    # or a question before the last: only "moved past"
+    for event in (Event.answer("no", bladder, sent_at=began),
+                  Event.answer("yes", bladder, sent_at=began - 5),
+                  Event.answer("yes", "0.0", sent_at=began)):
+        assert say_keys(engine.step(at_saddle, event)[1]) == ["session.stale"], event
+    # at an emergency end /back does not work: the note says only what counts
+    at_end, _ = engine.step(at_bladder, Event.answer("yes", bladder, sent_at=began))
+    same, outputs = engine.step(at_end, Event.answer("no", bladder, sent_at=began))
+    assert same == at_end
+    assert say_keys(outputs)[:2] == ["session.stale", "session.answered_as_final"]
+    assert engine.content.message("choice.yes") in outputs[1].text  # type: ignore[attr-defined]
+    assert "/back" not in outputs[1].text  # type: ignore[attr-defined]
+
+
 def test_a_check_in_counts_from_its_first_answer_when_its_message_is_older(
         engine: Engine) -> None:
     """Consent given on an old welcome, or on one whose date is unknown: the check-in

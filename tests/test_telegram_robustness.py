@@ -255,6 +255,34 @@ def test_double_tap_applies_one_answer(tmp_path: Path,
     run_bounded(scenario())
 
 
+def test_a_quick_second_tap_on_another_choice_says_which_answer_counts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """"No" then "Yes" on a red-flag question before the first reply arrives: one answer
+    applies, and the second tap is told which and how to change it, not only "moved on"."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            sent = len(h.sent_texts(CHAT))
+            first = h.api.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            second = h.api.tap(CHAT, question["message_id"], h.data_for(question, "yes"))
+            await h.processed(first)
+            await h.processed(second)
+            snapshot = h.snapshot(CHAT)
+            assert snapshot is not None and snapshot["state"] == "asking_saddle"
+            counts = h.message_text("session.answered_as").format(
+                answer=h.message_text("choice.no"))
+            saddle = h.message_text("question.saddle")
+            stale = h.message_text("session.stale")
+            assert h.sent_texts(CHAT)[sent:] == [saddle, f"{stale}\n\n{counts}", saddle]
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
 def test_one_persons_flood_is_let_go_and_holds_up_no_one_else(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """300 /help from one person while Telegram is slow: each waits its turn holding one
