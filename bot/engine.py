@@ -27,10 +27,10 @@ SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """start, answer (choice, ref), back, restart, text (free text or media), show (topic
-    from SHOW_TOPICS), ask (show the current question again), again (show everything the
-    current point shows: the replies to it may not have arrived); anything else is
-    unknown."""
+    """start, answer (choice, ref), back, restart, text (free text or media), command (one
+    the front end does not know), show (topic from SHOW_TOPICS), ask (show the current
+    question again), again (show everything the current point shows: the replies to it
+    may not have arrived); anything else is unknown."""
 
     kind: str
     choice: str | None = None
@@ -123,6 +123,8 @@ class Engine:
         if kind == "text":
             reply = self._finished(spec) if spec.final else "error.use_buttons"
             return snapshot, [self._say(reply), *self.current(snapshot)]
+        if kind == "command":
+            return snapshot, [self._say("error.unknown_command"), *self.current(snapshot)]
         return snapshot, [self._say("error.unknown_event"), *self.current(snapshot)]
 
     def render(self, snapshot: Snapshot) -> list[Output]:

@@ -61,6 +61,7 @@ Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None
 # Commands and the engine event each becomes; /forget is handled here (it erases data).
 COMMAND_EVENTS = {
     "start": Event("start"),
+    "check": Event("start"),  # the group menu's way in: here, the same as /start
     "back": Event("back"),
     "restart": Event("restart"),
     "help": Event("show", topic="help"),
@@ -72,6 +73,8 @@ MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget
 # What works in groups (and what group members see in their menu there).
 GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
+# A command the person forwarded is something they pass on, not one they give.
+PRIVATE_COMMAND = PRIVATE & ~filters.FORWARDED
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
@@ -130,9 +133,11 @@ class BackBot:
         bounded = self._bounded
         app.add_handler(CallbackQueryHandler(bounded(self.on_callback)))
         for name in COMMAND_EVENTS:
-            app.add_handler(CommandHandler(name, bounded(self.on_command), filters=PRIVATE))
-        app.add_handler(CommandHandler("forget", bounded(self.on_forget), filters=PRIVATE))
-        app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=PRIVATE))
+            app.add_handler(CommandHandler(name, bounded(self.on_command),
+                                           filters=PRIVATE_COMMAND))
+        app.add_handler(CommandHandler("forget", bounded(self.on_forget),
+                                       filters=PRIVATE_COMMAND))
+        app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=PRIVATE_COMMAND))
         app.add_handler(ChatMemberHandler(self.on_my_chat_member), group=MEMBERSHIP_GROUP)
         app.add_error_handler(self.on_error)
 
@@ -206,15 +211,20 @@ class BackBot:
 
     async def on_other_message(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Free text, stickers, photos, voice, files: re-ask with the keyboard. A burst
-        (an album, a pasted batch) gets one re-ask, not one each: while one is on its way,
-        those after it change nothing and would only repeat it."""
+        """Free text, stickers, photos, voice, files, commands the bot does not know: re-ask
+        with the keyboard. A burst (an album, a pasted batch) gets one re-ask, not one
+        each: while one is on its way, those after it change nothing and would only repeat
+        it."""
         user, chat = update.effective_user, update.effective_chat
         if user is None or chat is None or user.id in self._re_asking:
             return
         self._re_asking.add(user.id)
+        message = update.effective_message
+        command = (message is not None and message.forward_origin is None
+                   and parse_command(message.text or "") is not None)
         try:
-            await self.apply(user.id, chat.id, Event("text"), update_id=update.update_id)
+            await self.apply(user.id, chat.id, Event("command" if command else "text"),
+                             update_id=update.update_id)
         finally:
             self._re_asking.discard(user.id)
 

@@ -839,8 +839,10 @@ class TelegramMachine(RuleBasedStateMachine):
 
     @rule(who=WHO, name=st.sampled_from(["foo", "stop", "cancel", "check"]))
     def unknown_command(self, who: int, name: str) -> None:
+        """Commands the bot does not run here (/check, the group's, is /start in private)."""
         user = self.user(who)
-        self.private(user, [self.command(user, user, name)], Event("text"))
+        self.private(user, [self.command(user, user, name)],
+                     Event("start" if name == "check" else "command"))
 
     @rule(who=WHO, topic=st.sampled_from(["help", "sources", "privacy"]), mention=st.booleans())
     def show_command(self, who: int, topic: str, mention: bool) -> None:

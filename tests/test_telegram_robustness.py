@@ -490,7 +490,6 @@ ODD_TEXTS = [
     "\u200f\u202e\u0645\u0631\u062d\u0628\u0627 \U0001f468\u200d\U0001f469\u200d\U0001f467"
     " z\u200dw\u200cj \ufeff\u2066",
     "<b>hi</b> &amp; <script>alert(1)</script>",
-    "/notacommand",
 ]
 
 
@@ -518,6 +517,48 @@ def test_double_tap_on_no_thanks_before_consent_applies_once(tmp_path: Path) -> 
             await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "privacy"))
             await h.tap(CHAT, again["message_id"], h.data_for(again, "agree"))
             assert h.state(CHAT) == "asking_bladder", other
+
+    run_bounded(scenario())
+
+
+
+def test_commands_it_does_not_run_say_so_and_forwarded_ones_run_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            before = h.snapshot(CHAT)
+            bladder = h.message_text("question.bladder")
+            unknown = [h.message_text("error.unknown_command"), bladder]
+            assert "/help" in unknown[0]
+            for text in ("/notacommand", "/stop now", "/start@SomeOtherBot"):
+                sent = len(h.sent_texts(CHAT))
+                await h.processed(h.api.send_text(CHAT, text))
+                assert h.sent_texts(CHAT)[sent:] == unknown, text
+                assert h.snapshot(CHAT) == before
+            # a command forwarded from someone else's chat is passed on, not given: it
+            # restarts nothing, and is answered as any other text
+            forwarded = h.api._user_message(CHAT, None)
+            forwarded.update(text="/restart", forward_origin={
+                "type": "user", "date": 1, "sender_user": {
+                    "id": 77, "is_bot": False, "first_name": "Bo"}},
+                entities=[{"type": "bot_command", "offset": 0, "length": 8}])
+            sent = len(h.sent_texts(CHAT))
+            await h.processed(h.api.push_update({"message": forwarded}))
+            assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.use_buttons"), bladder]
+            assert h.snapshot(CHAT) == before
+            assert callback_data(h.current(CHAT)) == callback_data(question)
+            # /check, the group menu's way in, is /start here
+            sent = len(h.sent_texts(CHAT))
+            await h.processed(h.api.send_text(CHAT, "/check"))
+            resumed = h.sent_texts(CHAT)[sent:]
+            assert resumed[0].startswith(h.message_text("session.resumed"))
+            assert resumed[-1] == bladder and h.snapshot(CHAT) == before
+
+        assert failures(caplog) == []
 
     run_bounded(scenario())
 
