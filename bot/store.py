@@ -24,6 +24,13 @@ TOUCH_EVERY_SECONDS = 3600
 # costs one write and no read. Every write goes through the store, so they never differ
 # from the table; the bound keeps memory flat however many sessions are stored.
 CACHED_ROWS = 1024
+# The layout of the bot's tables (PRAGMA user_version; 0 in files from before it was
+# set). A file laid out by a newer backbot is refused rather than half understood.
+SCHEMA_VERSION = 1
+OUR_TABLES = frozenset({"sessions", "daily_tips"})
+# How long a write waits for another connection's lock. The bot's own checkpoint holds it
+# for moments; a longer wait would stall every chat, as writes run on the event loop.
+BUSY_TIMEOUT_MS = 1000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     user_id    INTEGER PRIMARY KEY,
@@ -37,6 +44,10 @@ CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions (updated_at);
 
 class DatabaseInUse(Exception):
     """Another process holds the database (see `claim_database`)."""
+
+
+class NotOurDatabase(sqlite3.DatabaseError):
+    """The database belongs to another program, or to a newer backbot than this one."""
 
 
 def claim_database(path: Path | str) -> IO[bytes] | None:
@@ -64,7 +75,9 @@ def claim_database(path: Path | str) -> IO[bytes] | None:
 
 
 def open_database(path: Path | str) -> sqlite3.Connection:
-    """Open (creating owner-only if new) a WAL-mode database shared by the bot's tables."""
+    """Open (creating if new) the WAL-mode database the bot's tables share, readable by
+    its owner only. Another program's database, a newer backbot's, or one this process
+    may not write is refused (sqlite3.Error) before anything in it is changed."""
     if str(path) != ":memory:":
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -73,10 +86,22 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     # autocommit: each statement is its own transaction, durable once it returns
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
+        # Before anything is changed: another program's database (BACKBOT_DB set wrong)
+        # is left as it is, not switched to WAL and given the bot's tables.
+        others = sorted({name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")}
+            - OUR_TABLES)
+        if others:
+            raise NotOurDatabase(f"not backbot's: it holds other tables ({', '.join(others[:3])}"
+                                 f"{', ...' if len(others) > 3 else ''})")
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise NotOurDatabase(f"laid out by a newer backbot (layout {found}; this one "
+                                 f"knows {SCHEMA_VERSION})")
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL survives a killed process (not a power cut) and keeps a commit cheap
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # Checkpoints (which fsync) normally run inside some unlucky write; `checkpoint` runs
         # them off the event loop instead, and this high mark is only a backstop.
         db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
@@ -87,10 +112,27 @@ def open_database(path: Path | str) -> sqlite3.Connection:
         # cuts the log back to what it holds, so it stays small after a busy spell.
         db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA journal_size_limit=0")
+        # also a write at once: a file this process may read but not write is refused
+        # here, not at everyone's first tap
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if str(path) != ":memory:":
+            _owner_only(Path(path))
     except BaseException:  # not a database, or one it cannot set up: let go of the file
         db.close()
         raise
     return db
+
+
+def _owner_only(path: Path) -> None:
+    """Health answers are readable by their owner alone: a database file made before the
+    bot first ran (or its log files) loses what others could read, if it is ours."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            stat = file.stat()
+            if stat.st_mode & 0o077 and stat.st_uid == os.getuid():
+                file.chmod(stat.st_mode & 0o700)
+        except FileNotFoundError:
+            continue
 
 
 def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:

@@ -196,6 +196,8 @@ def run(settings: Settings) -> int:
     except InvalidToken:
         raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
                           ) from None
+    except sqlite3.Error as exc:  # reading the stored daily tips at start-up (damaged)
+        raise _cannot_open(settings, exc) from None
     except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL
         if stops.received:  # a start-up call abandoned on the way out: stopped as asked
             log.info("backbot stopped while starting")

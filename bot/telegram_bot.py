@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -302,8 +303,12 @@ class BackBot:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Only the update id and error type: never the token, never anyone's answers.
+        # SQLite's own messages name no values ("database is locked", "attempt to write a
+        # readonly database") and say what to fix, so they go too.
         update_id = update.update_id if isinstance(update, Update) else None
-        log.error("update %s failed: %s", update_id, type(context.error).__name__)
+        error = context.error
+        said = f" ({error})" if isinstance(error, sqlite3.Error) else ""
+        log.error("update %s failed: %s%s", update_id, type(error).__name__, said)
         log.debug("details", exc_info=context.error)
 
     # -- the one path from event to replies --

@@ -9,10 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from fake_bot_api import FakeBotAPI
 
 import bot.telegram_app as telegram_app
 from bot.config import ConfigError, Settings, load_settings
-from bot.store import DatabaseInUse, claim_database
+from bot.store import SCHEMA_VERSION, DatabaseInUse, claim_database, open_database
+from bot.telegram_groups import GroupFeatures
 
 
 def settings_for(db_path: Path) -> Settings:
@@ -113,3 +115,63 @@ def test_a_path_the_system_cannot_take_is_one_clear_error(
     with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB=.*: "
                                           r"File name too long"):
         telegram_app.run(settings_for(tmp_path / ("a" * 300)))
+
+
+@pytest.mark.parametrize(("script", "reason"), [
+    ("CREATE TABLE notes (id INTEGER); PRAGMA user_version=7;",
+     "not backbot's: it holds other tables (notes)"),
+    (f"CREATE TABLE sessions (user_id INTEGER); PRAGMA user_version={SCHEMA_VERSION + 1};",
+     f"laid out by a newer backbot (layout {SCHEMA_VERSION + 1}; this one knows "
+     f"{SCHEMA_VERSION})"),
+], ids=["another_program", "newer_backbot"])
+def test_a_database_not_ours_is_refused_and_left_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, reason: str) -> None:
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    db_path = tmp_path / "app.sqlite3"
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.executescript(script)
+    version = db_path.read_bytes()[60:64]  # the header's user_version
+    with pytest.raises(ConfigError, match=rf"^cannot open the database BACKBOT_DB=.*: "
+                                          rf"{reason.replace('(', '.').replace(')', '.')}$"):
+        telegram_app.run(settings_for(db_path))
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not made WAL
+        assert [n for (n,) in db.execute("SELECT name FROM sqlite_master")] == [
+            script.split()[2]]  # no table of ours added
+    assert db_path.read_bytes()[60:64] == version
+    assert_free(db_path)
+
+
+def test_a_database_others_could_read_is_made_owner_only(tmp_path: Path) -> None:
+    """Made before the bot first ran (`touch`, a copy): the file and its log files lose
+    what others could read; the layout is marked, which also proves it is writable."""
+    db_path = tmp_path / "bot.sqlite3"
+    db_path.touch(mode=0o644)
+    db_path.chmod(0o644)
+    with contextlib.closing(open_database(db_path)) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS sessions (user_id INTEGER)")
+        files = sorted(tmp_path.iterdir())
+        assert [f.name for f in files] == ["bot.sqlite3", "bot.sqlite3-shm", "bot.sqlite3-wal"]
+        assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_database_damaged_where_start_up_reads_it_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: FakeBotAPI) -> None:
+    """The stored daily tips are read once Telegram answered (PTB's post_init): a damaged
+    page there stops the bot with one line, not a traceback."""
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+
+    def restore_jobs(self: GroupFeatures, app: object) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(GroupFeatures, "restore_jobs", restore_jobs)
+    db_path = tmp_path / "bot.sqlite3"
+    settings = load_settings(environ={"TELEGRAM_BOT_TOKEN": api.token,
+                                      "TELEGRAM_API_BASE_URL": api.base_url,
+                                      "BACKBOT_DB": str(db_path)}, env_file=None)
+    with pytest.raises(ConfigError, match=r"^cannot open the database BACKBOT_DB=.*: "
+                                          r"database disk image is malformed$"):
+        telegram_app.run(settings)
+    assert api.calls_to("getMe")  # it got as far as Telegram
+    assert_free(db_path)
