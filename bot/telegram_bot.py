@@ -97,6 +97,9 @@ IN_HAND_PER_USER = 8
 # A message let go is answered "send it again", once in this long per person: the notice
 # is one more post, and a burst should not bring one per message.
 BUSY_NOTICE_SECONDS = 30.0
+# A blocked person's row the database would not let go (locked by another process): tried
+# again this often until it goes.
+ERASE_AGAIN_SECONDS = 30.0
 
 
 class BackBot:
@@ -128,6 +131,10 @@ class BackBot:
         # first said, and is told it again (its reply may not have arrived).
         self._forget_answered: dict[tuple[int, int], str] = {}
         self._told_busy: dict[int, float] = {}  # user -> when last told a message was let go
+        # People who blocked the bot whose row is still to be erased (the erase failed):
+        # erased before anything else they send is applied, and by a job meanwhile.
+        self._erase_pending: set[int] = set()
+        self._erasing: Job | None = None  # type: ignore[type-arg]
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         # Button taps are most updates: their handler is checked first.
@@ -355,6 +362,9 @@ class BackBot:
         """The notes to put first and the engine's outputs, with the step made durable;
         and the button tapped, if that tap only showed something (none for a double tap
         of such a button: it shows nothing more)."""
+        if self._erase_pending and user_id in self._erase_pending:
+            self.store.delete(user_id)  # blocked, then back: nothing from before
+            self._erase_pending.discard(user_id)
         stored = self.store.load(user_id)
         snapshot, seen = stored.snapshot, stored.seen
         if update_id is not None and update_id in seen:
@@ -501,9 +511,37 @@ class BackBot:
             self.drop_blocked(user_id)
 
     def drop_blocked(self, user_id: int) -> None:
-        self.store.delete(user_id)
         self._forget_taps(user_id)
+        try:
+            self.store.delete(user_id)
+        except sqlite3.Error as exc:
+            log.warning("a user blocked the bot; their session is erased as soon as the "
+                        "database allows (%s)", exc)
+            self._erase_pending.add(user_id)
+            self._erase_later()
+            return
+        self._erase_pending.discard(user_id)
         log.info("a user blocked the bot; their session was dropped")
+
+    def _erase_later(self) -> None:
+        if self._erasing is None and self.job_queue is not None:
+            self._erasing = self.job_queue.run_once(
+                self._erase_pending_rows, when=ERASE_AGAIN_SECONDS, name="erase-blocked",
+                job_kwargs={"misfire_grace_time": None})
+
+    async def _erase_pending_rows(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._erasing = None
+        for user_id in list(self._erase_pending):
+            async with self.locks.hold(user_id):
+                if user_id not in self._erase_pending:
+                    continue  # they wrote meanwhile, and were erased first
+                try:
+                    self.store.delete(user_id)
+                except sqlite3.Error:
+                    continue
+                self._erase_pending.discard(user_id)
+        if self._erase_pending:
+            self._erase_later()
 
     def _forget_taps(self, user_id: int) -> None:
         """Erased means erased: the taps kept in memory hold sessions too, and so do

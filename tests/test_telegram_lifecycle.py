@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,6 +55,48 @@ def test_blocking_the_bot_erases_the_session(tmp_path: Path,
 
     run_bounded(scenario())
     assert "a user blocked the bot; their session was dropped" in caplog.messages
+    assert failures(caplog) == []
+
+
+
+def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another process holds the database as the block comes in: the row goes once the
+    database lets it, and nothing from before the block is resumed meanwhile."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            for chat in (CHAT, CHAT + 1):
+                await h.send(chat, "/start")
+                await h.script(chat, "agree", "no")
+            delete = h.store.delete
+
+            def locked(user_id: int) -> int:
+                raise sqlite3.OperationalError("database is locked")
+
+            h.store.delete = locked  # type: ignore[method-assign]
+            for chat in (CHAT, CHAT + 1):
+                await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked",
+                                                       chat))
+            assert h.rows(CHAT) == 1 and h.rows(CHAT + 1) == 1
+            assert h.app.job_queue is not None
+            [job] = h.app.job_queue.get_jobs_by_name("erase-blocked")
+            job.schedule_removal()  # run here instead, as the scheduler would: once
+            await job.run(h.app)  # still locked: kept for the next try
+            assert h.rows(CHAT) == 1
+            h.store.delete = delete  # type: ignore[method-assign]
+            # one of them unblocks and writes first: a fresh start, nothing resumed
+            await h.send(CHAT + 1, "/start")
+            assert h.rows(CHAT + 1) == 0
+            assert h.sent_texts(CHAT + 1)[-1] == h.message_text("welcome.question")
+            [job] = h.app.job_queue.get_jobs_by_name("erase-blocked")
+            job.schedule_removal()
+            await job.run(h.app)
+            assert h.rows(CHAT) == 0
+            assert h.app.job_queue.get_jobs_by_name("erase-blocked") == ()
+
+    run_bounded(scenario())
     assert failures(caplog) == []
 
 
