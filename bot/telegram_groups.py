@@ -477,10 +477,16 @@ class GroupFeatures:
                           if now - moved[1] < UPGRADE_MEMORY_SECONDS}
         self._moved_to[old_chat_id] = (new_chat_id, now)
         moved = self.schedules.move(old_chat_id, new_chat_id)
-        self._unschedule(app, old_chat_id)
+        self._unschedule(app, old_chat_id)  # its catch-up or retry too: done again below
         if moved is not None:
             self._schedule_job(app, moved.chat_id, moved.hhmm, moved.tz)
             log.info("a group became a supergroup; its daily tip moved with it")
+            if app.job_queue is not None and missed(moved, self.now()):
+                # today's was due and has not gone out (the bot was down, or Telegram did
+                # not take it): it goes to the supergroup, late rather than not at all
+                app.job_queue.run_once(self.post_missed_tip, when=spread_second(new_chat_id),
+                                       chat_id=new_chat_id, name=f"{LATE_JOB}:{new_chat_id}",
+                                       job_kwargs=LATE_JOB_KWARGS)
         return moved
 
     def _schedule_job(self, app: Application, chat_id: int, hhmm: str,  # type: ignore[type-arg]

@@ -230,6 +230,40 @@ def test_migration_messages_move_the_daily_tip_silently(
     run(scenario())
 
 
+def test_a_tip_still_to_be_tried_again_goes_to_the_supergroup(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    """Telegram failed today's tip, and the group is upgraded before the retry: the retry
+    goes to the supergroup (not dropped with the old chat's jobs), once."""
+    due = dt.datetime(2026, 11, 2, 7, 15, tzinfo=TOKYO)
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            bot.groups.now = lambda: (due - dt.timedelta(hours=1)).astimezone(dt.UTC)
+            await bot.say(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
+                          chat_type="group")
+            bot.groups.now = lambda: (due + dt.timedelta(minutes=1)).astimezone(dt.UTC)
+            api.fail_next("sendMessage", chat_id=BASIC_GROUP, error_code=500,
+                          description="Internal Server Error")
+            await bot.job(BASIC_GROUP).run(bot.app)
+            assert bot.app.job_queue is not None
+            retries = bot.app.job_queue.get_jobs_by_name
+            assert len(retries(f"dailytip-late:{BASIC_GROUP}")) == 1
+            api.push_update(migrate_to(BASIC_GROUP, SUPERGROUP))
+            await eventually(lambda: bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")],
+                             what="the schedule moved")
+            assert bot.jobs(BASIC_GROUP) == retries(f"dailytip-late:{BASIC_GROUP}") == ()
+            [late] = retries(f"dailytip-late:{SUPERGROUP}")
+            late.schedule_removal()  # run here instead, as the scheduler would: once
+            await late.run(bot.app)
+            assert_daily_tip(api.sent_to(SUPERGROUP)[-1], SUPERGROUP)
+            await bot.job(SUPERGROUP).run(bot.app)  # the daily job later that minute: none
+            assert len(api.sent_to(SUPERGROUP)) == 1
+            assert bot.errors == []
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("arrivals", [("join", "to", "from"), ("to", "from", "join"),
                                       ("from", "join"), ("join", "to")])
 def test_an_upgrade_to_a_supergroup_brings_no_second_introduction(
