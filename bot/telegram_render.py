@@ -13,8 +13,12 @@ from telegram.constants import ParseMode
 from bot.content import Card, Content, group_citations
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
 
-# Telegram allows 4096 characters; shorter parts read better on a phone.
+# Telegram allows 4096 characters; shorter parts read better on a phone. Counted as the
+# reader sees them (a link's address and the tags are not), and the HTML is kept within
+# Telegram's cap too.
 MAX_MESSAGE_CHARS = 1500
+TELEGRAM_MAX_CHARS = 4096
+TAG = re.compile(r"<[^>]*>")
 MAX_CALLBACK_BYTES = 64
 # Text needs only <, > and & escaped; attributes (href) also need quotes.
 escape = partial(html.escape, quote=False)
@@ -93,8 +97,11 @@ class TelegramRenderer:
                 replies.append(Reply(escape(output.text), self.keyboard(output)))
             else:
                 block = self.block(output)
-                if pending and len("\n\n".join([*pending, block])) > MAX_MESSAGE_CHARS:
-                    self._flush(pending, replies)
+                if pending:
+                    joined = "\n\n".join([*pending, block])  # what the reader sees is shorter
+                    if len(joined) > MAX_MESSAGE_CHARS and visible_length(joined) > (
+                            MAX_MESSAGE_CHARS):
+                        self._flush(pending, replies)
                 pending.append(block)
         self._flush(pending, replies)
         return edited, replies
@@ -182,17 +189,25 @@ def _bounded_put(cache: dict, key: object, value: object) -> None:  # type: igno
     cache[key] = value
 
 
+def visible_length(text: str) -> int:
+    """The characters a reader sees of our HTML: no tags, an entity as one."""
+    return len(html.unescape(TAG.sub("", text)))
+
+
 def split_lines(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
-    """Parts of at most `limit` characters, cut only between lines (tags never span
-    lines here). The loader caps each text, so a single line always fits Telegram."""
+    """Parts a reader sees at most `limit` characters of (and within Telegram's cap), cut
+    only between lines (tags never span lines here). The loader caps each text, so a
+    single line always fits Telegram."""
     parts: list[str] = []
-    current = ""
+    current, shown = "", 0
     for line in text.split("\n"):
-        if current and len(current) + 1 + len(line) > limit:
+        seen = visible_length(line)
+        if current and (shown + 1 + seen > limit
+                        or len(current) + 1 + len(line) > TELEGRAM_MAX_CHARS):
             parts.append(current.strip("\n"))
-            current = line
+            current, shown = line, seen
         else:
-            current = f"{current}\n{line}" if current else line
+            current, shown = (f"{current}\n{line}", shown + 1 + seen) if current else (line, seen)
     if current.strip():
         parts.append(current.strip("\n"))
     return parts

@@ -8,7 +8,13 @@ from test_engine import all_snapshots
 from bot.content import Source
 from bot.engine import Engine, Event
 from bot.outputs import Say, SourceList
-from bot.telegram_render import MAX_MESSAGE_CHARS, TelegramRenderer, split_lines
+from bot.telegram_render import (
+    MAX_MESSAGE_CHARS,
+    TELEGRAM_MAX_CHARS,
+    TelegramRenderer,
+    split_lines,
+    visible_length,
+)
 
 
 def test_split_lines_cuts_only_between_lines() -> None:
@@ -18,6 +24,14 @@ def test_split_lines_cuts_only_between_lines() -> None:
     assert all(len(part) <= 500 for part in parts)
     assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing reordered
     assert split_lines("short") == ["short"]
+    # counted as read: a link's address and the tags take no room on the screen
+    linked = [f'• <a href="https://example.org/{"p" * 150}">Title {n}</a> &amp; more'
+              for n in range(15)]
+    assert split_lines("\n".join(linked), limit=500) == ["\n".join(linked)]
+    assert visible_length(linked[0]) == len("• Title 0 & more")
+    # ... but Telegram's own cap holds for the HTML
+    parts = split_lines("\n".join(linked * 3), limit=5000)
+    assert len(parts) > 1 and all(len(part) <= TELEGRAM_MAX_CHARS for part in parts)
 
 
 # About a phone screen of text: the most one message of ours may hold.
@@ -35,7 +49,8 @@ def test_every_message_of_the_dialog_fits_a_phone_screen(engine: Engine) -> None
         for outputs in shown:
             edited, replies = render.replies(outputs)
             for text in [*([edited] if edited else []), *(reply.text for reply in replies)]:
-                assert len(text) <= PHONE_CHARS, text[:80]
+                assert visible_length(text) <= PHONE_CHARS, text[:80]
+                assert len(text) <= TELEGRAM_MAX_CHARS
                 assert_telegram_html(text)
                 seen += 1
     assert seen > 1000
@@ -48,7 +63,7 @@ def test_a_long_source_list_becomes_several_valid_messages(engine: Engine) -> No
     _, replies = render.replies([Say("x", "Intro text"), SourceList("Sources:", sources)])
     assert len(replies) > 1
     for reply in replies:
-        assert len(reply.text) <= MAX_MESSAGE_CHARS
+        assert visible_length(reply.text) <= MAX_MESSAGE_CHARS
         assert_telegram_html(reply.text)  # no tag cut in half
     joined = "\n".join(r.text for r in replies)
     assert all(f"https://example.org/{n}?a=1&amp;b=2" in joined for n in range(40))
@@ -75,3 +90,11 @@ def test_a_card_says_source_or_sources_as_it_cites_one_or_more(engine: Engine) -
         assert f"<i>{one if sources == 1 else many} " in text, card.id
         counted[min(sources, 2)] += 1
     assert counted[1] and counted[2]  # both kinds are shipped
+
+
+def test_the_shipped_source_list_is_one_message(engine: Engine) -> None:
+    """Its links' addresses are not read: the whole list fits one phone screen."""
+    render = TelegramRenderer(engine.content)
+    _, replies = render.replies(engine.show("sources"))
+    [reply] = replies
+    assert reply.text.count("<a href=") == len(engine.content.sources)
