@@ -21,7 +21,7 @@ from telegram.request import BaseRequest
 from telegram.warnings import PTBDeprecationWarning
 from tornado.netutil import bind_sockets
 
-from bot.config import ConfigError, Settings
+from bot.config import TELEGRAM_API, ConfigError, Settings
 from bot.engine import Engine
 from bot.loading import load_checked_engine
 from bot.logs import setup_logging
@@ -194,8 +194,11 @@ def run(settings: Settings) -> int:
             stops.install()
             app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
     except InvalidToken:
-        raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
-                          ) from None
+        where = ("" if settings.api_base_url == TELEGRAM_API else
+                 f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "
+                 f"is added to, as in {TELEGRAM_API})")
+        raise ConfigError(f"Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
+                          f"{where}") from None
     except sqlite3.Error as exc:  # reading the stored daily tips at start-up (damaged)
         raise _cannot_open(settings, exc) from None
     except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL

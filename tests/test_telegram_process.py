@@ -232,8 +232,9 @@ def test_backbot_run_without_token_explains_itself(tmp_path: Path) -> None:
 def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None:
     rejected = "987654:rejected-secret-part"
     with FakeBotAPI() as api:  # its token differs, so getMe answers 401 Unauthorized
+        base_url = api.base_url
         env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=rejected,
-                      TELEGRAM_API_BASE_URL=api.base_url,
+                      TELEGRAM_API_BASE_URL=base_url,
                       BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
         result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=30, check=False)
@@ -242,7 +243,9 @@ def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None
     assert "rejected-secret-part" not in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")
+        f"backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather, and "
+        f"TELEGRAM_API_BASE_URL={base_url} (the address the token is added to, as in "
+        f"https://api.telegram.org/bot)")
 
 
 def test_backbot_run_with_telegram_unreachable_stops_with_one_line(tmp_path: Path) -> None:
