@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -273,10 +274,14 @@ class GroupFeatures:
         # What is set, anyone may see (the tips themselves are posted for all).
         admin = (not args or chat.type == ChatType.CHANNEL
                  or await self._is_admin(update, context))
+        failed: sqlite3.Error | None = None
         if admin:
             # set in a forum topic, the tips go to that topic
             thread = message.message_thread_id if message.is_topic_message else None
-            reply = escape(self._configure(context.application, chat.id, args, thread))
+            try:
+                reply = escape(self._configure(context.application, chat.id, args, thread))
+            except sqlite3.Error as exc:  # nothing stored, nothing scheduled: say so
+                reply, failed = self.render.message("error.try_again"), exc
         else:
             reply = self.render.message(
                 "dailytip.not_admin" if admin is False else "dailytip.admin_unknown")
@@ -285,6 +290,8 @@ class GroupFeatures:
             if free:
                 async with self._posting(context, chat.id):
                     await reply_to(message, reply)
+        if failed is not None:
+            raise failed  # logged by the error handler
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A group upgraded to a supergroup: Telegram sends one service message in each."""

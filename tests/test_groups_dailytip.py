@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import sqlite3
 import time
 import zoneinfo
 from collections.abc import Callable
@@ -1099,6 +1100,31 @@ def test_channel_dailytip_without_admin_check(api: FakeBotAPI, tmp_path: Path) -
             assert plain(reply["text"]) == msg("dailytip.off")
             assert bot.rows() == [] and bot.jobs(CHANNEL) == ()
             assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_dailytip_the_database_refuses_says_so_and_sets_nothing(api: FakeBotAPI,
+                                                                 tmp_path: Path) -> None:
+    """Another process holds the database: the admin is told to try again, not left
+    without an answer, and nothing is scheduled."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            store = bot.groups.schedules
+            set_schedule = store.set
+
+            def locked(*args: object, **kwargs: object) -> None:
+                raise sqlite3.OperationalError("database is locked")
+
+            store.set = locked  # type: ignore[method-assign]
+            reply = await bot.post(CHANNEL, "/dailytip 09:00")
+            assert plain(reply["text"]) == msg("error.try_again")
+            assert bot.rows() == [] and bot.jobs(CHANNEL) == ()
+            assert [type(e) for e in bot.errors] == [sqlite3.OperationalError]
+            store.set = set_schedule  # type: ignore[method-assign]
+            reply = await bot.post(CHANNEL, "/dailytip 09:00")
+            assert plain(reply["text"]) == msg("dailytip.set").format(time="09:00", zone="UTC")
+            assert bot.rows() == [(CHANNEL, "09:00", "UTC")]
 
     run(scenario())
 
