@@ -555,6 +555,22 @@ def test_unquoted_yes_as_choice_id(data_copy, check) -> None:
     assert "{id: yes," in line(data_copy.dialog, lineno)
 
 
+
+@pytest.mark.parametrize("choice_id", ["a" * 21, "Yes", "9lives", "sources"])
+def test_a_choice_id_callback_data_cannot_carry_is_refused(data_copy, check,
+                                                           choice_id: str) -> None:
+    """The id travels in each button's callback_data (64 bytes at most, with the
+    question's ref): at most 20 of a-z 0-9 _, and not an end's own action."""
+    def change(d: Data) -> None:
+        state(d, "asking_legs")["choices"] = [{"id": "yes", "label": "choice.yes"},
+                                              {"id": choice_id, "label": "choice.no"}]
+
+    edit(data_copy.dialog, change)
+    _, _, what = data_error(check(), data_copy.dialog)
+    assert what == (f"choice id {choice_id!r} must be 1-20 of a-z 0-9 _ and not restart or "
+                    f"sources")
+
+
 def test_unquoted_no_in_a_state_choice(data_copy, check) -> None:
     def change(d: Data) -> None:
         state(d, "asking_legs")["choices"] = [{"id": "yes", "label": "choice.yes"},

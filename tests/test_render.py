@@ -12,6 +12,7 @@ from bot.telegram_render import (
     MAX_MESSAGE_CHARS,
     TELEGRAM_MAX_CHARS,
     TelegramRenderer,
+    parse_callback,
     split_lines,
     visible_length,
 )
@@ -98,3 +99,18 @@ def test_the_shipped_source_list_is_one_message(engine: Engine) -> None:
     _, replies = render.replies(engine.show("sources"))
     [reply] = replies
     assert reply.text.count("<a href=") == len(engine.content.sources)
+
+
+def test_callback_data_is_read_only_in_its_two_shapes_within_64_bytes() -> None:
+    assert parse_callback("a|1.2|yes") == ("a", "1.2", "yes")
+    assert parse_callback("f|no") == ("f", "no")
+    ok = "a|1.2|" + "x" * 58  # 64 bytes
+    assert parse_callback(ok) == ("a", "1.2", "x" * 58)
+    for forged in (ok + "x", "a||yes", "a|1.2|", "a|1.2|yes|x", "f|maybe", "", None):
+        assert parse_callback(forged) is None, forged
+
+
+def test_dynamic_text_is_escaped(engine: Engine) -> None:
+    render = TelegramRenderer(engine.content)
+    assert render.block(Say("x", "<b>hi</b> & <a href=x>")) == (
+        "&lt;b&gt;hi&lt;/b&gt; &amp; &lt;a href=x&gt;")

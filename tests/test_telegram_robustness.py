@@ -142,7 +142,8 @@ def test_forged_callback_data_changes_nothing(
                 answers = len(h.query_answers())
                 await h.tap(CHAT, question["message_id"], data)
                 assert len(h.query_answers()) == answers + 1, data
-                assert h.query_answers()[-1].get("text") in {expired, moved_on}, data
+                # none of them parses: not even taken for a stale answer
+                assert h.query_answers()[-1].get("text") == expired, data
                 assert h.snapshot(CHAT) == before, data
                 assert h.sent_texts(CHAT)[sent:][-1] == bladder, data
                 assert callback_data(h.current(CHAT)) == callback_data(question), data
@@ -152,8 +153,14 @@ def test_forged_callback_data_changes_nothing(
             await h.tap(CHAT, question["message_id"], "a|9.9.9|zzz")
             assert h.query_answers()[-1].get("text") == moved_on
             assert h.sent_texts(CHAT)[sent:] == [h.message_text("session.stale"), bladder]
-            # The current question with a choice it does not have.
+            # The current question's ref, past Telegram's 64 bytes: forged, not answered
             ref = h.data_for(question, "yes").split("|")[1]
+            over = f"a|{ref}|" + "z" * (65 - len(f"a|{ref}|"))
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, question["message_id"], over)
+            assert h.query_answers()[-1].get("text") == expired
+            assert h.sent_texts(CHAT)[sent:][-1] == bladder and h.snapshot(CHAT) == before
+            # The current question with a choice it does not have.
             sent = len(h.sent_texts(CHAT))
             await h.tap(CHAT, question["message_id"], f"a|{ref}|zzz")
             assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.unknown_choice"),
@@ -851,6 +858,32 @@ def test_a_failed_reply_is_not_sent_again_once_something_newer_went_out(
             assert replies == [h.message_text("session.resumed"), saddle]
             await asyncio.sleep(0.6)
             assert h.sent_texts(CHAT)[before:] == replies  # no second copy
+
+    run_bounded(scenario())
+
+
+
+def test_an_erase_takes_replies_waiting_to_be_sent_again_with_it(tmp_path: Path) -> None:
+    """A reply failed and waits for its second try, holding the session it belongs to:
+    /forget erases that too (erased means erased), and nothing goes out later."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            message = await at_bladder_with_the_next_reply_failing(h)
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 0.5
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            assert h.app.job_queue is not None
+            assert list(backbot._sends_again) == [CHAT]
+            assert len(h.app.job_queue.get_jobs_by_name("send-again")) == 1
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+            assert backbot._sends_again == {}
+            assert h.app.job_queue.get_jobs_by_name("send-again") == ()
+            before = len(h.sent_texts(CHAT))
+            await asyncio.sleep(0.8)
+            assert h.sent_texts(CHAT)[before:] == []
 
     run_bounded(scenario())
 
