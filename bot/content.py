@@ -26,6 +26,10 @@ TOAST_MESSAGES = ("button.busy", "button.expired", "button.moved_on", "button.no
                   "error.try_again", "forget.done", "forget.kept", "forget.expired")
 MAX_TOAST_CHARS = 200
 # How serious a red flag is, in rising order: an answer must end at least this seriously.
+# Card tags the code acts on: a card that names an activity (never shown before the
+# doctor prompt is acknowledged), and one that may be offered as a tip.
+ACTIVITY_TAG = "activity"
+TIP_TAG = "tip"
 RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.
@@ -183,7 +187,7 @@ def load_content(directory: Path, params: dict[str, object] | None = None) -> Co
     safety = _load_safety(directory / "safety.yaml", sources, messages)
     for card in cards.values():  # /tip and the proof tell activity cards by this tag
         word = safety.activity_word("\n".join(card.texts()))
-        if word is not None and "activity" not in card.tags:
+        if word is not None and ACTIVITY_TAG not in card.tags:
             raise DataError(directory / "advice.yaml", f"card {card.id} names an activity "
                             f"({word!r}) but is not tagged activity")
     return Content(sources=sources, cards=cards, messages=messages, safety=safety,

@@ -9,14 +9,16 @@ transitions Machine per dialog serves every snapshot.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from transitions import Machine
 
-from bot.content import Citation, Content, group_citations
+from bot.content import ACTIVITY_TAG, TIP_TAG, Card, Citation, Content, group_citations
 from bot.dialog import END_ACTIONS, NO_WAY_BACK, Dialog, StateSpec, build_machine
-from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, SourceList
+from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, ShowTip, SourceList
 
 SNAPSHOT_VERSION = 1
 SNAPSHOT_KEYS = frozenset({"v", "dialog", "state", "answers", "run"})
@@ -76,6 +78,7 @@ class Engine:
         self._unstored_end_refs = self._ends_before_consent()
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
                          for name, spec in self._states.items()}
+        self._tips = content.cards_tagged(TIP_TAG)
 
     # -- public API --
 
@@ -220,6 +223,19 @@ class Engine:
         acknowledged = any(self._states[state].acknowledge == choice
                            for state, choice in snapshot["answers"])
         return "any" if acknowledged else "general"
+
+    def tip(self, snapshot: Snapshot | None,
+            choose: Callable[[Sequence[Card]], Card] | None = None) -> Output:
+        """One tip for where the person is (`choose` picks among those that fit; by
+        default at random): none after a red-flag end, and none naming an activity
+        before they acknowledged the doctor prompt."""
+        allowance = self.tip_allowance(snapshot)
+        if allowance == "none":
+            return self._say("tip.after_red_flag")
+        tips = [card for card in self._tips if allowance == "any" or ACTIVITY_TAG not in card.tags]
+        if not tips:
+            return self._say("tip.none")
+        return ShowTip((choose or random.choice)(tips))
 
     def is_finished(self, snapshot: Snapshot) -> bool:
         return self._states[snapshot["state"]].final

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import paths
-from bot.content import Content, load_content
+from bot.content import TIP_TAG, Content, load_content
 from bot.dialog import Dialog, load_dialog
 from bot.engine import Engine
 from bot.errors import DataError
@@ -13,7 +13,6 @@ from bot.safety import check_dialog
 
 DIALOG_FILE = "screening.yaml"
 # Cards with this tag are used outside the dialog (the /tip command), so they count as used.
-TIP_TAG = "tip"
 
 
 def load_bundle(dialog_path: Path | None = None, content_path: Path | None = None,

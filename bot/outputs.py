@@ -23,6 +23,14 @@ class ShowCard:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowTip:
+    """A card offered as a tip: one that names an activity comes after the line that says
+    to check with a doctor first."""
+
+    card: Card
+
+
+@dataclass(frozen=True, slots=True)
 class Choice:
     id: str
     label: str
@@ -54,4 +62,4 @@ class SourceList:
     sources: tuple[Source, ...]
 
 
-Output = Say | ShowCard | Ask | Answered | SourceList
+Output = Say | ShowCard | ShowTip | Ask | Answered | SourceList

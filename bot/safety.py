@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from bot.content import CODE_MESSAGES, RED_FLAG_LEVELS, Content, RequiredFlag
+from bot.content import ACTIVITY_TAG, CODE_MESSAGES, RED_FLAG_LEVELS, Content, RequiredFlag
 from bot.dialog import Dialog, Edge, StateSpec
 
 
@@ -48,7 +48,7 @@ def activity_states(dialog: Dialog, content: Content) -> set[str]:
     found = set()
     for spec in dialog.states.values():
         tagged = bool(spec.tags & {"names_activity", "suggests_activity"})
-        shows_card = any(item.kind == "card" and "activity" in content.cards[item.ref].tags
+        shows_card = any(item.kind == "card" and ACTIVITY_TAG in content.cards[item.ref].tags
                          for item in spec.show)
         worded = any(content.safety.activity_word(t) for t in state_texts(spec, content))
         if tagged or shows_card or worded:

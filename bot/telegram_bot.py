@@ -7,7 +7,6 @@ content/, the sessions in the store.
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -42,7 +41,6 @@ from telegram.ext import (
 from bot.deeplinks import is_group_payload
 from bot.engine import Engine, Event, Snapshot
 from bot.keyed_locks import KeyedLocks
-from bot.loading import TIP_TAG
 from bot.outputs import Answered, Output, Say
 from bot.store import SessionStore
 from bot.telegram_render import (
@@ -254,14 +252,9 @@ class BackBot:
         # are applied, and goes out after their replies.
         async with self.locks.hold(user.id):
             async with self.sorry_on_failure(chat.id):
-                allowance = self.engine.tip_allowance(self.store.get(user.id))
-            tips = [card for card in self.content.cards_tagged(TIP_TAG)
-                    if allowance == "any" or "activity" not in card.tags]
-            text = (self.render.message("tip.after_red_flag") if allowance == "none"
-                    else self.render.tip(random.choice(tips)) if tips
-                    else self.render.message("tip.none"))
+                tip = self.engine.tip(self.store.get(user.id))
             async with self.dropping_if_blocked(user.id):
-                await self.send(chat.id, [Reply(text)])
+                await self.send(chat.id, [Reply(self.render.block(tip))])
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

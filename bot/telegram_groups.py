@@ -44,7 +44,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.content import Card, Content
+from bot.content import TIP_TAG, Card, Content
 from bot.dailytip_times import (
     MISFIRE_GRACE_SECONDS,
     TIME,
@@ -59,7 +59,6 @@ from bot.dailytip_times import (
     spread_second,
 )
 from bot.deeplinks import checkin_url
-from bot.loading import TIP_TAG
 from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken

@@ -10,8 +10,8 @@ from functools import partial
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 
-from bot.content import Card, Content, group_citations
-from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+from bot.content import ACTIVITY_TAG, Card, Content, group_citations
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
 # Telegram allows 4096 characters; shorter parts read better on a phone. Counted as the
 # reader sees them (a link's address and the tags are not), and the HTML is kept within
@@ -124,6 +124,8 @@ class TelegramRenderer:
             return escape(output.text)
         if isinstance(output, ShowCard):
             return self.card(output.card)
+        if isinstance(output, ShowTip):
+            return self.tip(output.card)
         if isinstance(output, SourceList):
             lines = [f"<b>{escape(output.header)}</b>"]
             lines += [f'• <a href="{html.escape(s.url)}">{escape(s.title)}</a>, '
@@ -148,7 +150,7 @@ class TelegramRenderer:
     def tip(self, card: Card) -> str:
         """A tip card; one that names an activity says "ask your doctor" first."""
         text = self.card(card)
-        if "activity" in card.tags:
+        if ACTIVITY_TAG in card.tags:
             text = f"<b>{self.message('tip.doctor_first')}</b>\n\n{text}"
         return text
 

@@ -9,9 +9,9 @@ import textwrap
 import unicodedata
 from typing import TextIO
 
-from bot.content import Content, group_citations
+from bot.content import ACTIVITY_TAG, Card, Content, group_citations
 from bot.engine import Engine, Event, Snapshot
-from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
 WIDTH = 78
 BULLET = "• "  # a list item in a message
@@ -36,6 +36,7 @@ SAYINGS = {"y": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "n": "no", "no
            "i dont know": "not sure", "i don t know": "not sure", "i do not know": "not sure",
            "disk": "disc"}
 FORGET = "/forget"
+TIP = "/tip"
 # Engine messages about buttons or about what Telegram stores, in the words that are
 # true in a terminal (which stores nothing).
 TERMINAL_WORDING = {
@@ -59,13 +60,12 @@ def render_one(output: Output, content: Content) -> str:
         wording = TERMINAL_WORDING.get(output.key)
         return _wrap(content.message(wording) if wording else output.text)
     if isinstance(output, ShowCard):
+        return _card(output.card, content)
+    if isinstance(output, ShowTip):  # one naming an activity: "ask your doctor" first
         card = output.card
-        grouped = group_citations(card.citations)
-        cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
-                          for source, sections in grouped)
-        label = content.sources_label(len(grouped))
-        return "\n".join([f"* {card.title}", _wrap(card.body, "  "),
-                          _wrap(f"{label} {cites}", "  ")])
+        if ACTIVITY_TAG in card.tags:
+            return f"{_wrap(content.message('tip.doctor_first'))}\n\n{_card(card, content)}"
+        return _card(card, content)
     if isinstance(output, Ask):
         wording = TERMINAL_WORDING.get(output.key)
         lines = [_wrap(content.message(wording) if wording else output.text)]
@@ -167,6 +167,9 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             return 0
         if echo:
             print(_shown(line), file=stdout)
+        if command == TIP:  # the same tips as in Telegram, and where we are below it
+            outputs = [engine.tip(snapshot), *engine.current(snapshot)]
+            continue
         if command == FORGET or (command and command not in COMMANDS):
             key = "chat.forget" if command == FORGET else "chat.unknown_command"
             # at an end, all of it again (what to do now is never out of sight)
@@ -174,6 +177,14 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             continue
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 
+
+
+def _card(card: Card, content: Content) -> str:
+    grouped = group_citations(card.citations)
+    cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
+                      for source, sections in grouped)
+    label = content.sources_label(len(grouped))
+    return "\n".join([f"* {card.title}", _wrap(card.body, "  "), _wrap(f"{label} {cites}", "  ")])
 
 def _line_editing() -> None:
     """Arrow keys at the prompt, where the platform has readline. Only commands go into

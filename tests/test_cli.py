@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -243,7 +244,7 @@ def test_chat_forget_explains_nothing_is_stored(tmp_path: Path,
     assert out.index(messages["question.saddle"]) > out.index(messages["chat.forget"])
 
 
-@pytest.mark.parametrize("command", ["/tip", "/dailytip 08:30", "/Foo"])
+@pytest.mark.parametrize("command", ["/check", "/dailytip 08:30", "/Foo"])
 def test_chat_names_the_commands_it_has_for_one_it_has_not(
         tmp_path: Path, messages: dict[str, str], command: str) -> None:
     out, _ = chat(["1", command, "2"], tmp_path)
@@ -255,9 +256,23 @@ def test_chat_names_the_commands_it_has_for_one_it_has_not(
 
 def test_chat_unknown_command_at_an_end_shows_the_end_again(
         tmp_path: Path, messages: dict[str, str]) -> None:
-    out, _ = chat(["1", "1", "/tip"], tmp_path)  # bladder trouble: emergency care
+    out, _ = chat(["1", "1", "/dance"], tmp_path)  # bladder trouble: emergency care
     after = out[out.index(messages["chat.unknown_command"]):]
     assert messages["disposition.emergency"] in after
+
+
+def test_chat_tip_fits_where_you_are(tmp_path: Path, messages: dict[str, str],
+                                     find_activity: Callable[[str], str | None]) -> None:
+    _, content = load_bundle()
+    titles = [card.title for card in content.cards_tagged("tip")]
+    out, _ = chat(["/tip"], tmp_path)  # before anything: a tip naming no activity
+    assert any(title in out for title in titles)
+    assert find_activity(out) is None
+    assert out.rstrip().endswith(messages["chat.bye"])
+    out, _ = chat(["1", "1", "/tip"], tmp_path)  # after an emergency answer: none
+    after = out[out.index(messages["tip.after_red_flag"]):]
+    assert not any(title in after for title in titles)
+    assert messages["disposition.emergency"] in after  # and what to do now, again
 
 
 def test_chat_continue_question_takes_yes(tmp_path: Path, messages: dict[str, str]) -> None:
@@ -270,7 +285,7 @@ def test_chat_continue_question_takes_yes(tmp_path: Path, messages: dict[str, st
 
 def test_chat_says_what_is_true_in_a_terminal(tmp_path: Path,
                                               messages: dict[str, str]) -> None:
-    """The terminal stores nothing, so it never promises Telegram's storage or /tip."""
+    """The terminal stores nothing, so it never promises Telegram's storage."""
     out, _ = chat(["2", "/help", "/privacy", "1", "/start"], tmp_path)
     assert out.count(messages["chat.hint"]) == 1  # where it says nothing is kept, once
     assert out.count(messages["chat.consent"]) == 4  # asked, and again after each of three
@@ -280,7 +295,7 @@ def test_chat_says_what_is_true_in_a_terminal(tmp_path: Path,
     assert messages["chat.resumed"] in out
     for telegram_only in ("welcome.question", "privacy.note", "help.text", "session.resumed"):
         assert messages[telegram_only] not in out
-    assert "/tip" not in out and "days" not in out
+    assert "days" not in out  # how long Telegram's sessions are kept
     assert out.count(messages["question.bladder"]) == 2  # "1" still agreed; /start: again
 
 

@@ -7,14 +7,15 @@ and checks what a person would actually see, with the tests' own list of activit
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
 
+from bot.content import Card
 from bot.engine import Engine, Event, Snapshot
 from bot.loading import load_bundle
-from bot.outputs import Answered, Ask, Output, Say, ShowCard, SourceList
+from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 from bot.safety import check_dialog
 
 # Counted by hand: 1 stop; 2 red-flag ends of each of the four questions before the
@@ -271,13 +272,34 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
     assert seen["caution.ease_in"] == WAYS_ON * 11 * PREFERENCES
 
 
+def tips_offered(engine: Engine, snapshot: Snapshot | None) -> list[Card] | None:
+    """Every tip /tip may give at this point (None: none, and it says why)."""
+    offered: list[Card] = []
+
+    def choose(cards: Sequence[Card]) -> Card:
+        offered.extend(cards)
+        return cards[0]
+
+    tip = engine.tip(snapshot, choose)
+    if isinstance(tip, Say):
+        return None
+    assert isinstance(tip, ShowTip) and tip.card == offered[0]
+    return offered
+
+
 def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engine: Engine,
                                            acks: set[tuple[str, str]],
-                                           red_flags: dict[tuple[str, str], str]) -> None:
+                                           red_flags: dict[tuple[str, str], str],
+                                           find_activity: Callable[[str], str | None]) -> None:
     """What /tip may offer at each point of each path: nothing after a red flag (emergency
     or urgent), tips naming an activity only once the doctor prompt was acknowledged (not
     after "Not yet"), else general ones."""
     seen: Counter[str] = Counter()
+    general = {card.id for card in engine.content.cards.values()
+               if "tip" in card.tags and not find_activity(f"{card.title} {card.body}")}
+    every = {card.id for card in engine.content.cards.values() if "tip" in card.tags}
+    assert general and every > general
+    offers = {"none": None, "general": general, "any": every}
     for transcript in transcripts:
         snapshot, _ = engine.step(None, Event("start"))
         assert engine.tip_allowance(snapshot) == "general"
@@ -288,6 +310,8 @@ def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engin
             acknowledged |= answer in acks
             want = "none" if flagged else "any" if acknowledged else "general"
             assert engine.tip_allowance(snapshot) == want, str(transcript)
+            offered = tips_offered(engine, snapshot)
+            assert (offered if offered is None else {c.id for c in offered}) == offers[want]
             seen[want] += 1
         assert snapshot == transcript.final
     levels = Counter(red_flags[a] for t in transcripts for a in t.answers if a in red_flags)

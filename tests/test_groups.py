@@ -260,7 +260,7 @@ def test_tip_in_group_and_private_for_every_tip_card(api: FakeBotAPI, tmp_path: 
                 offered.append(list(candidates))
                 return candidates[0]
 
-            monkeypatch.setattr("bot.telegram_bot.random.choice", first)
+            monkeypatch.setattr("bot.engine.random.choice", first)
             in_private = await bot.say(private_user, "/tip", user_id=private_user,
                                        chat_type="private")
             assert offered and offered[0]
