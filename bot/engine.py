@@ -188,7 +188,10 @@ class Engine:
         of a check-in (so a second tap on an answered question is stale). The same for
         everyone there, so a front end can build each keyboard once; an earlier check-in's
         buttons are told apart by when they were sent (`Event.sent_at`)."""
-        return f"{len(snapshot['answers'])}.{self._states[snapshot['state']].index}"
+        return self._ref_at(len(snapshot["answers"]), snapshot["state"])
+
+    def _ref_at(self, answered: int, state: str) -> str:
+        return f"{answered}.{self._states[state].index}"
 
     def _stale(self, snapshot: Snapshot, event: Event) -> bool:
         if event.ref is not None and event.ref != self.ref(snapshot):
@@ -288,7 +291,7 @@ class Engine:
         spec = self._states[state]
         tapped = spec.choice(event.choice or "")
         if (tapped is None or tapped.shows is not None or tapped.id == chosen
-                or event.ref != f"{len(answers) - 1}.{spec.index}"):
+                or event.ref != self._ref_at(len(answers) - 1, state)):
             return []
         label = spec.choice(chosen).label  # type: ignore[union-attr]  # replayed: a choice
         now = self._states[snapshot["state"]]
@@ -353,7 +356,7 @@ class Engine:
             if depth > len(self._states):
                 continue
             if self._states[state].final:
-                refs.add(self.ref({"state": state, "answers": [None] * depth}))
+                refs.add(self._ref_at(depth, state))
             todo += [(dest, depth + 1) for dest in out.get(state, ())]
         return frozenset(refs)
 

@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
-# Commands and the engine event each becomes; /forget is handled here (it erases data).
+# Commands and the engine event each becomes; /forget (it erases data) and /tip (it
+# changes nothing stored) have handlers of their own.
 COMMAND_EVENTS = {
     "start": Event("start"),
     "check": Event("start"),  # the group menu's way in: here, the same as /start
