@@ -66,6 +66,8 @@ class Source:
     publisher: str
     url: str
     sections: tuple[str, ...]
+    # for editors: how it is cited ("as reported in ..."); never shown, as /sources is
+    # shown at any point and a note may name what the source studied
     note: str | None = None
 
 
