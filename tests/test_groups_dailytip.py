@@ -1120,6 +1120,7 @@ def test_a_dailytip_the_database_refuses_says_so_and_sets_nothing(api: FakeBotAP
             reply = await bot.post(CHANNEL, "/dailytip 09:00")
             assert plain(reply["text"]) == msg("error.try_again")
             assert bot.rows() == [] and bot.jobs(CHANNEL) == ()
+            await eventually(lambda: bool(bot.errors), what="the failure logged")
             assert [type(e) for e in bot.errors] == [sqlite3.OperationalError]
             store.set = set_schedule  # type: ignore[method-assign]
             reply = await bot.post(CHANNEL, "/dailytip 09:00")

@@ -95,7 +95,8 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from telegram.ext import AIORateLimiter, Application, ContextTypes
 from telegram.ext import _aioratelimiter as ptb_ratelimiter
 
-from bot import telegram_bot, telegram_polling
+from bot import engine as engine_module
+from bot import telegram_polling
 from bot.config import load_settings
 from bot.deeplinks import group_payload
 from bot.engine import Engine, Event, Snapshot
@@ -1066,7 +1067,7 @@ def test_private_tip_names_an_activity_only_after_the_doctor_prompt(
         offered.append([card.id for card in cards])
         return cards[0]
 
-    monkeypatch.setattr(telegram_bot, "random", SimpleNamespace(choice=pick))
+    monkeypatch.setattr(engine_module, "random", SimpleNamespace(choice=pick))
     activity = {card.id for card in MODEL.content.cards.values() if "activity" in card.tags}
     user = USERS[0]
     calls = push(harness, harness.command(user, user, "start"))
