@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -89,6 +89,7 @@ class TelegramRenderer:
         edited: str | None = None
         replies: list[Reply] = []
         pending: list[str] = []
+        shown = 0  # what the reader sees of the pending blocks joined
         for output in outputs:
             if isinstance(output, Answered):
                 edited = self.answered(output)
@@ -97,11 +98,10 @@ class TelegramRenderer:
                 replies.append(Reply(escape(output.text), self.keyboard(output)))
             else:
                 block = self.block(output)
-                if pending:
-                    joined = "\n\n".join([*pending, block])  # what the reader sees is shorter
-                    if len(joined) > MAX_MESSAGE_CHARS and visible_length(joined) > (
-                            MAX_MESSAGE_CHARS):
-                        self._flush(pending, replies)
+                seen = visible_length(block)
+                if pending and shown + 2 + seen > MAX_MESSAGE_CHARS:  # 2: the blank line
+                    self._flush(pending, replies)
+                shown = shown + 2 + seen if pending else seen
                 pending.append(block)
         self._flush(pending, replies)
         return edited, replies
@@ -191,6 +191,7 @@ def _bounded_put(cache: dict, key: object, value: object) -> None:  # type: igno
     cache[key] = value
 
 
+@lru_cache(maxsize=RENDER_CACHE_SIZE)  # the dialog's blocks are a finite set
 def visible_length(text: str) -> int:
     """The characters a reader sees of our HTML: no tags, an entity as one."""
     return len(html.unescape(TAG.sub("", text)))
