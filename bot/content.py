@@ -25,11 +25,12 @@ MAX_LINE_CHARS = 200
 TOAST_MESSAGES = ("button.busy", "button.expired", "button.moved_on", "button.not_here",
                   "error.try_again", "forget.done", "forget.kept", "forget.expired")
 MAX_TOAST_CHARS = 200
-# How serious a red flag is, in rising order: an answer must end at least this seriously.
 # Card tags the code acts on: a card that names an activity (never shown before the
-# doctor prompt is acknowledged), and one that may be offered as a tip.
+# doctor prompt is acknowledged), and one that may be offered as a tip (used outside the
+# dialog, so it counts as used without a state showing it).
 ACTIVITY_TAG = "activity"
 TIP_TAG = "tip"
+# How serious a red flag is, in rising order: an answer must end at least this seriously.
 RED_FLAG_LEVELS = ("urgent", "emergency")
 # Message ids the code itself uses (a test keeps this list complete): checked at load, so
 # a missing one stops start-up with a clear error instead of failing mid-conversation.

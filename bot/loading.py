@@ -12,7 +12,6 @@ from bot.errors import DataError
 from bot.safety import check_dialog
 
 DIALOG_FILE = "screening.yaml"
-# Cards with this tag are used outside the dialog (the /tip command), so they count as used.
 
 
 def load_bundle(dialog_path: Path | None = None, content_path: Path | None = None,
