@@ -34,21 +34,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from telegram import InlineKeyboardMarkup, LinkPreviewOptions, Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, TypeHandler
+from telegram.ext import AIORateLimiter, ApplicationBuilder, TypeHandler
 
 from benchmarks import instructions
 from benchmarks.engine import random_walk
-from benchmarks.fake_request import RecordingRequest
+from benchmarks.fake_request import Call, Json, RecordingRequest
 from bot.config import load_settings
 from bot.loading import load_engine
 from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
+from bot.telegram_types import App
 
 FULL_PATH = ["agree", *["no"] * 9, "pinched_nerve", "yes", "next",  # nine screening questions
              "understood", "yes", "yes", "yes", "no"]
@@ -72,7 +73,7 @@ def no_throttle() -> AIORateLimiter:
 
 
 def our_app(store: SessionStore, db: Path, checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
-            ) -> Application:  # type: ignore[type-arg]
+            ) -> App:
     """Our bot as `backbot run` builds it, over `store`, with an in-process recording Bot
     API (`app.bot.request`) and no throttling.
 
@@ -100,7 +101,7 @@ def tap_update(update_id: int, user: int, message: dict[str, Any], data: str) ->
         "from": {"id": user, "is_bot": False, "first_name": "U"}, "message": message}}
 
 
-def question_message(user: int, made: list[tuple[str, dict]], last_id: int) -> dict | None:
+def question_message(user: int, made: list[Call], last_id: int) -> Json | None:
     """The last message with buttons among one update's calls (the recorder numbers each
     chat's messages from `last_id` + 1), as a callback query carries it. Its date is real:
     PTB takes a message dated 0 for an inaccessible one, which the bot does not edit."""
@@ -116,17 +117,17 @@ def question_message(user: int, made: list[tuple[str, dict]], last_id: int) -> d
 
 
 def choice_data(message: dict[str, Any], choice: str) -> str:
-    return next(b["callback_data"] for row in message["reply_markup"]["inline_keyboard"]
-                for b in row if b["callback_data"].endswith("|" + choice))
+    return str(next(b["callback_data"] for row in message["reply_markup"]["inline_keyboard"]
+                    for b in row if b["callback_data"].endswith("|" + choice)))
 
 
-async def record_dialogs(users: int, db: Path) -> tuple[list[dict], dict[int, list]]:
+async def record_dialogs(users: int, db: Path) -> tuple[list[Json], dict[int, list[Call]]]:
     """Run our bot once to get the raw updates and the calls it makes for each."""
     app = our_app(SessionStore(open_database(db)), db)
-    request: RecordingRequest = app.bot.request  # type: ignore[assignment]
-    updates: list[dict] = []
-    calls: dict[int, list] = {}
-    last_question: dict[int, dict] = {}
+    request: RecordingRequest = app.bot.request
+    updates: list[Json] = []
+    calls: dict[int, list[Call]] = {}
+    last_question: dict[int, Json] = {}
     async with app:
         for step in range(len(FULL_PATH) + 1):  # round-robin: every user takes one step
             for user in range(1, users + 1):
@@ -148,7 +149,7 @@ async def record_dialogs(users: int, db: Path) -> tuple[list[dict], dict[int, li
     return updates, calls
 
 
-def check_taps(updates: list[dict], calls: dict[int, list]) -> None:
+def check_taps(updates: list[Json], calls: dict[int, list[Call]]) -> None:
     """Every tap answered the callback, edited the question and sent the next message."""
     for raw in updates:
         if "callback_query" in raw:
@@ -159,9 +160,9 @@ def check_taps(updates: list[dict], calls: dict[int, list]) -> None:
                                    f"{sorted(made)}")
 
 
-def same_calls(got: list[tuple[str, dict]], want: list[tuple[str, dict]], who: str) -> None:
+def same_calls(got: list[Call], want: list[Call], who: str) -> None:
     """`who` made exactly the recorded Bot API calls, parameters included."""
-    def norm(made: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    def norm(made: list[Call]) -> list[tuple[str, str]]:
         return [(name, json.dumps(params, sort_keys=True, default=str))
                 for name, params in made]
 
@@ -189,7 +190,7 @@ def replay_kwargs(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def floor_app(calls: dict[int, list]) -> tuple[Application, RecordingRequest]:  # type: ignore[type-arg]
+def floor_app(calls: dict[int, list[Call]]) -> tuple[App, RecordingRequest]:
     """Makes, for each update, the very calls our bot made: the least a bot can do.
 
     No Defaults: each call is replayed through the Bot method of its name with the
@@ -209,8 +210,8 @@ def floor_app(calls: dict[int, list]) -> tuple[Application, RecordingRequest]:  
     return app, request
 
 
-async def timed_run(app: Application, updates: list[dict],  # type: ignore[type-arg]
-                    ) -> tuple[list[float], list[tuple[str, dict]], Counter[str]]:
+async def timed_run(app: App, updates: list[Json],
+                    ) -> tuple[list[float], list[Call], Counter[str]]:
     """Both applications run as `backbot run` does (post_init, jobs started).
 
     The recording request never suspends, so without a yield the loop would run no
@@ -226,7 +227,7 @@ async def timed_run(app: Application, updates: list[dict],  # type: ignore[type-
     if app.job_queue is not None:
         app.job_queue.scheduler.add_listener(lambda event: jobs.update([JOB_EVENTS[event.code]]),
                                              sum(JOB_EVENTS))
-    request: RecordingRequest = app.bot.request  # type: ignore[assignment]
+    request: RecordingRequest = app.bot.request
     async with app:
         if app.post_init is not None:
             await app.post_init(app)
@@ -242,8 +243,8 @@ async def timed_run(app: Application, updates: list[dict],  # type: ignore[type-
     return times, made, jobs
 
 
-async def interleaved_run(ours: Application, floor: Application,  # type: ignore[type-arg]
-                          updates: list[dict]) -> tuple[list[float], list[float], list, list]:
+async def interleaved_run(ours: App, floor: App, updates: list[Json],
+                          ) -> tuple[list[float], list[float], list[Call], list[Call]]:
     """Both applications started in one event loop, taking turns update by update (which
     goes first alternating), each timed as in `timed_run`: the machine's drift then
     falls on both alike, within a millisecond, where runs back to back see it seconds
@@ -259,7 +260,7 @@ async def interleaved_run(ours: Application, floor: Application,  # type: ignore
             if app.post_init is not None:
                 await app.post_init(app)
             await app.start()
-            since.append(len(app.bot.request.calls))  # type: ignore[attr-defined]
+            since.append(len(app.bot.request.calls))
         for n, raw in enumerate(updates):
             for side in (n % 2, 1 - n % 2):
                 app = apps[side]
@@ -267,7 +268,7 @@ async def interleaved_run(ours: Application, floor: Application,  # type: ignore
                 await app.process_update(Update.de_json(raw, app.bot))
                 await asyncio.sleep(0)
                 times[side].append(clock() - t0)
-        made = [app.bot.request.calls[start:]  # type: ignore[attr-defined]
+        made = [app.bot.request.calls[start:]
                 for app, start in zip(apps, since, strict=True)]
         for app in apps:
             await app.stop()
@@ -293,16 +294,16 @@ def settled_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def run_ours(updates: list[dict], db: Path, checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
-             ) -> tuple[list[float], list, Counter[str]]:
+def run_ours(updates: list[Json], db: Path, checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
+             ) -> tuple[list[float], list[Call], Counter[str]]:
     """One timed run of our bot over the updates, on a fresh database."""
     with settled_heap():
         app = our_app(SessionStore(open_database(db)), db, checkpoint_every)
         return asyncio.run(timed_run(app, updates))
 
 
-def run_floor(updates: list[dict], calls: dict[int, list],
-              ) -> tuple[list[float], list, Counter[str]]:
+def run_floor(updates: list[Json], calls: dict[int, list[Call]],
+              ) -> tuple[list[float], list[Call], Counter[str]]:
     """One timed run of the floor over the same updates."""
     with settled_heap():
         return asyncio.run(timed_run(floor_app(calls)[0], updates))
@@ -399,7 +400,7 @@ async def memory_growth(sessions: int, db: Path) -> float:
     consent: nothing is stored before it), so each leaves a session row behind."""
     store = SessionStore(open_database(db))
     app = our_app(store, db)
-    request: RecordingRequest = app.bot.request  # type: ignore[assignment]
+    request: RecordingRequest = app.bot.request
     update_ids = iter(range(1, 10 * (sessions + WARM_UP_USERS)))
 
     async def agree(user: int) -> None:
@@ -471,7 +472,7 @@ def startup_seconds(db_path: Path) -> float:
             if not api.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls),
                                 timeout=60):
                 raise RuntimeError("the bot did not poll within 60 s")
-            return next(c.time for c in api.calls if c.method == "getUpdates") - t0
+            return float(next(c.time for c in api.calls if c.method == "getUpdates") - t0)
         finally:
             proc.terminate()
             proc.wait(20)
@@ -543,12 +544,13 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for part in (lambda: throughput(args.users, args.rounds, workdir,
-                                           args.interleaved_rounds),
-                     lambda: instruction_counts(args.instruction_users, workdir),
-                     lambda: memory(args.sessions, workdir),
-                     lambda: startup(args.stored, args.repeats, workdir),
-                     engine_step):
+        parts: list[Callable[[], dict[str, Any]]] = [
+            lambda: throughput(args.users, args.rounds, workdir, args.interleaved_rounds),
+            lambda: instruction_counts(args.instruction_users, workdir),
+            lambda: memory(args.sessions, workdir),
+            lambda: startup(args.stored, args.repeats, workdir),
+            engine_step]
+        for part in parts:
             results.update(part())
             print(json.dumps(results), file=sys.stderr)
     width = max(map(len, results))

@@ -13,13 +13,14 @@ import json
 import random
 import statistics
 import time
+from typing import Any
 
 from bot.engine import Engine, Event
 from bot.loading import load_engine
 from bot.outputs import Ask
 
 
-def random_walk(engine: Engine, rng: random.Random) -> list[tuple[dict, Event]]:
+def random_walk(engine: Engine, rng: random.Random) -> list[tuple[dict[str, Any], Event]]:
     """The (snapshot, event) pairs of one random complete path, to replay under the clock."""
     steps = []
     snapshot, outputs = engine.step(None, Event("start"))

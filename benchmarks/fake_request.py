@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeAlias
 
 from telegram.request import BaseRequest, RequestData
+
+Json: TypeAlias = dict[str, Any]  # an update or a call's parameters, as JSON
+Call: TypeAlias = tuple[str, Json]  # a Bot API method's name and its parameters
 
 BOT_USER = {"id": 1, "is_bot": True, "first_name": "backbot", "username": "backbot_bench_bot",
             "can_join_groups": True, "can_read_all_group_messages": False,
@@ -17,7 +20,7 @@ class RecordingRequest(BaseRequest):
     """Records (method, parameters) and answers like Telegram would, message ids included."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[Call] = []
         self._next_id: dict[int, int] = {}
 
     @property

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fake_request import Call, Json
+
 REPO = Path(__file__).resolve().parent.parent
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
@@ -45,14 +47,14 @@ def count(app: str, updates: int, recording: Path) -> int:
     return int(found[-1])
 
 
-def instructions(updates: list[dict], calls: dict[int, list], workdir: Path,
+def instructions(updates: list[Json], calls: dict[int, list[Call]], workdir: Path,
                  ) -> dict[str, Any]:
     """Per-update counts of both applications over the updates recorded from our bot."""
     recording = workdir / "recording.pickle"
     recording.write_bytes(pickle.dumps((updates, calls)))
     runs = [(app, n) for app in ("ours", "floor") for n in (len(updates), 0)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        counts = dict(zip(runs, pool.map(lambda run: count(*run, recording), runs),
+        counts = dict(zip(runs, pool.map(lambda run: count(run[0], run[1], recording), runs),
                           strict=True))
     per_update = {app: (counts[(app, len(updates))] - counts[(app, 0)]) / len(updates)
                   for app in ("ours", "floor")}
@@ -65,7 +67,8 @@ def instructions(updates: list[dict], calls: dict[int, list], workdir: Path,
 def replay(app_name: str, n: int, recording: Path) -> None:
     """Inside callgrind: build one application and run the first n recorded updates."""
     # Imported here, as benchmarks.__main__ imports this module.
-    from benchmarks.__main__ import SessionStore, floor_app, open_database, our_app, timed_run
+    from benchmarks.__main__ import floor_app, our_app, timed_run
+    from bot.store import SessionStore, open_database
 
     updates, calls = pickle.loads(recording.read_bytes())
     if app_name == "ours":

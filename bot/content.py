@@ -369,7 +369,8 @@ def _load_safety(path: Path, sources: dict[str, Source],
         if set(clear) & answers.keys():
             raise DataError(path, f"{what}: an answer is both a red flag and clear",
                             line=item.line)
-        after, others = None, ()
+        after = None
+        others: tuple[str, ...] = ()
         if "after" in item:
             raw_after = schema.mapping(item["after"], path, f"{what} after", line=item.line)
             schema.keys(raw_after, path, f"{what} after", {"question", "answer"}, {"others"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Literal
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -87,7 +88,7 @@ def missed(schedule: Schedule, now: dt.datetime) -> bool:
             and schedule.last_day != due.date().isoformat())
 
 
-class DailyTrigger(BaseTrigger):
+class DailyTrigger(BaseTrigger):  # type: ignore[misc]  # (APScheduler has no type hints)
     """APScheduler's trigger for a chat's daily tip: once a day, at `due_on` that day.
 
     APScheduler's own cron trigger steps from one run to the next in UTC and, in 3.x,
@@ -132,7 +133,8 @@ def spread_second(chat_id: int) -> int:
     return chat_id % SPREAD_SECONDS
 
 
-def parse_dailytip(args: list[str], default_zone: str) -> tuple[str, str] | str | None:
+def parse_dailytip(args: list[str],
+                  default_zone: str) -> tuple[str, str] | Literal["off"] | None:
     """("HH:MM", zone) to set, "off" to stop, None when malformed; BadZone for a bad zone."""
     if len(args) == 1 and args[0].lower() == "off":
         return "off"

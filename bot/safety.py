@@ -187,7 +187,7 @@ def _check_doctor_prompt(dialog: Dialog, content: Content, graph: _Graph,
         finding.problems += _label_problems(dialog, spec, {spec.acknowledge: rules.doctor_ack},
                                             where)
     # Without the acknowledging answers, no activity state may be reachable at all.
-    around = graph.reachable(dialog.initial, skip=acks)  # type: ignore[arg-type]
+    around = graph.reachable(dialog.initial, skip=acks)
     for name in sorted(activity & around.keys()):
         path = " -> ".join(around[name])
         finding.problems.append(_fail(dialog, dialog.states[name],

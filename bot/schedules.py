@@ -46,7 +46,7 @@ class ScheduleStore:
         # ... and before the time of the last tip posted was kept
         add_column(db, "daily_tips", "posted_due", "INTEGER NOT NULL DEFAULT 0")
 
-    def set(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None,
+    def put(self, chat_id: int, hhmm: str, tz: str, thread: int | None = None,
             last_day: str = "") -> None:
         """Set (or set anew) the chat's tip; `last_day` is the last day already dealt with."""
         self.db.execute(

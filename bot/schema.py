@@ -37,10 +37,10 @@ def text(value: Any, file: Path, what: str, *, line: int | None) -> str:
 
 
 def ident(value: Any, file: Path, what: str, *, line: int | None) -> str:
-    value = text(value, file, what, line=line)
-    if not ID_PATTERN.match(value):
-        raise DataError(file, f"{what} {value!r} must look like lower_case.ids", line=line)
-    return value
+    checked = text(value, file, what, line=line)
+    if not ID_PATTERN.match(checked):
+        raise DataError(file, f"{what} {checked!r} must look like lower_case.ids", line=line)
+    return checked
 
 
 def text_list(value: Any, file: Path, what: str, *, line: int | None) -> list[str]:

@@ -151,7 +151,7 @@ def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:
         if not empty_log:
             return True
         busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
+        return bool(busy == 0)
     finally:
         db.close()
 

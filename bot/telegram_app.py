@@ -11,11 +11,12 @@ import socket
 import sqlite3
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+from telegram.ext import AIORateLimiter, ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
 from telegram.warnings import PTBDeprecationWarning
@@ -30,6 +31,7 @@ from bot.store import DatabaseInUse, SessionStore, checkpoint, claim_database, o
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures, GroupRateLimiter
 from bot.telegram_polling import SteadyBot
+from bot.telegram_types import App
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
@@ -44,10 +46,10 @@ def telegram_limits() -> AIORateLimiter:
 
 
 def build_application(settings: Settings, engine: Engine, store: SessionStore, *,
-                      rate_limiter: BaseRateLimiter | None = None,
+                      rate_limiter: BaseRateLimiter[Any] | None = None,
                       request: BaseRequest | None = None,
                       checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
-                      ) -> Application:  # type: ignore[type-arg]
+                      ) -> App:
     """The Application with every handler; the keyword arguments are for tests and
     benchmarks."""
     # PTB 22's RetryAfter reads its own deprecated attribute as it is made, so every flood
@@ -57,7 +59,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     backbot = BackBot(engine, store)
     groups = GroupFeatures(engine.content, ScheduleStore(store.db), settings.timezone)
 
-    async def post_init(app: Application) -> None:  # type: ignore[type-arg]
+    async def post_init(app: App) -> None:
         await backbot.set_commands(app)
         groups.restore_jobs(app)
         if app.job_queue is not None:
@@ -194,11 +196,11 @@ def run(settings: Settings) -> int:
             stops.install()
             app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
     except InvalidToken:
-        where = ("" if settings.api_base_url == TELEGRAM_API else
-                 f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "
-                 f"is added to, as in {TELEGRAM_API})")
+        base = ("" if settings.api_base_url == TELEGRAM_API else
+                f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "
+                f"is added to, as in {TELEGRAM_API})")
         raise ConfigError(f"Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
-                          f"{where}") from None
+                          f"{base}") from None
     except sqlite3.Error as exc:  # reading the stored daily tips at start-up (damaged)
         raise _cannot_open(settings, exc) from None
     except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL

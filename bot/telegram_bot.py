@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
@@ -27,7 +27,6 @@ from telegram import (
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
-    Application,
     CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
@@ -52,6 +51,7 @@ from bot.telegram_render import (
     parse_callback,
     parse_command,
 )
+from bot.telegram_types import App
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,20 @@ BUSY_NOTICE_SECONDS = 30.0
 ERASE_AGAIN_SECONDS = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """Replies to send again, and the stored session they were meant for."""
+    user_id: int
+    chat_id: int
+    replies: list[Reply]
+    snapshot: dict[str, Any] | None
+
+
+def _waiting(job: Job[Any]) -> _Waiting:
+    assert isinstance(job.data, _Waiting)
+    return job.data
+
+
 class BackBot:
     def __init__(self, engine: Engine, store: SessionStore) -> None:
         self.engine = engine
@@ -115,7 +129,7 @@ class BackBot:
         # None until this process has sent one.
         self.telegram_behind: float | None = None
         # The pending send-again job of each user (at most one).
-        self._sends_again: dict[int, Job] = {}  # type: ignore[type-arg]
+        self._sends_again: dict[int, Job[Any]] = {}
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
         # Before consent nothing is stored, so a question's ref cannot tell a second tap
         # on the welcome from a first: the messages answered so, kept (a bounded few) to
@@ -133,9 +147,9 @@ class BackBot:
         # People who blocked the bot whose row is still to be erased (the erase failed):
         # erased before anything else they send is applied, and by a job meanwhile.
         self._erase_pending: set[int] = set()
-        self._erasing: Job | None = None  # type: ignore[type-arg]
+        self._erasing: Job[Any] | None = None
 
-    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+    def register(self, app: App) -> None:
         # Button taps are most updates: their handler is checked first.
         bounded = self._bounded
         app.add_handler(CallbackQueryHandler(bounded(self.on_callback)))
@@ -148,13 +162,13 @@ class BackBot:
         app.add_handler(ChatMemberHandler(self.on_my_chat_member), group=MEMBERSHIP_GROUP)
         app.add_error_handler(self.on_error)
 
-    def register_fallback(self, app: Application) -> None:  # type: ignore[type-arg]
+    def register_fallback(self, app: App) -> None:
         """Everything else in private chats; added after all other handlers."""
         # Service messages (a pin, an auto-delete timer) are not the person writing to us.
         app.add_handler(MessageHandler(PRIVATE & ~filters.StatusUpdate.ALL,
                                        self.on_other_message))
 
-    async def set_commands(self, app: Application) -> None:  # type: ignore[type-arg]
+    async def set_commands(self, app: App) -> None:
         menus = ((MENU, BotCommandScopeAllPrivateChats()),
                  (GROUP_MENU, BotCommandScopeAllGroupChats()))
         for names, scope in menus:
@@ -417,11 +431,11 @@ class BackBot:
             return
         job = self._sends_again.get(user_id)
         if job is not None and snapshot is not None:
-            _, _, waiting, waiting_for = job.data  # type: ignore[misc]
-            if waiting_for == snapshot:
+            waiting = _waiting(job)
+            if waiting.snapshot == snapshot:
                 # Still at the same point: what waited from before goes too, ahead of
                 # these, unless these repeat it (the question, say).
-                replies = [*uncovered(waiting, replies), *replies]
+                replies = [*uncovered(waiting.replies, replies), *replies]
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         # However late the loop gets to it (APScheduler's default drops a job woken over
@@ -429,7 +443,7 @@ class BackBot:
         # the person moved on meanwhile.
         self._sends_again[user_id] = self.job_queue.run_once(
             self._send_again, when=self.send_again_after,
-            data=(user_id, chat_id, replies, snapshot), name="send-again",
+            data=_Waiting(user_id, chat_id, replies, snapshot), name="send-again",
             job_kwargs={"misfire_grace_time": None})
 
     def _drop_send_again_if_covered(self, user_id: int, sent: list[Reply]) -> None:
@@ -440,9 +454,9 @@ class BackBot:
         job = self._sends_again.get(user_id)
         if job is None:
             return
-        _, _, waiting, waiting_for = job.data  # type: ignore[misc]
+        waiting = _waiting(job)
         stored = self.store.get(user_id)
-        if stored is None or stored != waiting_for or not uncovered(waiting, sent):
+        if stored is None or stored != waiting.snapshot or not uncovered(waiting.replies, sent):
             self._cancel_send_again(user_id)
 
     def _cancel_send_again(self, user_id: int) -> None:
@@ -453,14 +467,15 @@ class BackBot:
 
     async def _send_again(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert context.job is not None
-        user_id, chat_id, replies, snapshot = context.job.data  # type: ignore[misc]
+        waiting = _waiting(context.job)
+        user_id = waiting.user_id
         if self._sends_again.get(user_id) is context.job:
             del self._sends_again[user_id]
         async with self.locks.hold(user_id):
-            if self.store.get(user_id) != snapshot:
+            if self.store.get(user_id) != waiting.snapshot:
                 return  # they answered or restarted meanwhile: those replies are old
             try:
-                await self.send(chat_id, replies)
+                await self.send(waiting.chat_id, waiting.replies)
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
@@ -603,9 +618,9 @@ class BackBot:
         return True
 
     app_bot: Bot  # set by attach(): the Bot of the Application this serves
-    job_queue: JobQueue | None  # type: ignore[type-arg]
+    job_queue: JobQueue[Any] | None
 
-    def attach(self, app: Application) -> None:  # type: ignore[type-arg]
+    def attach(self, app: App) -> None:
         self.app_bot = app.bot
         self.job_queue = app.job_queue
 

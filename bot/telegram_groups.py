@@ -36,7 +36,6 @@ from telegram.error import (
 )
 from telegram.ext import (
     AIORateLimiter,
-    Application,
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
@@ -63,6 +62,7 @@ from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
+from bot.telegram_types import App
 from bot.zones import known_zone, shown_zone
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class GroupRateLimiter(AIORateLimiter):
                                              rate_limit_args)
 
 
-class NotPrivateChatMemberHandler(ChatMemberHandler):  # type: ignore[type-arg]
+class NotPrivateChatMemberHandler(ChatMemberHandler[Any, Any]):
     """The bot's own membership in groups, supergroups and channels only. A private chat's
     (a user blocking the bot) is left to BackBot: in one handler group only the first
     matching handler runs, and ChatMemberHandler takes no filters."""
@@ -162,7 +162,7 @@ class GroupFeatures:
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
         self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
-    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+    def register(self, app: App) -> None:
         bounded = self._bounded
         app.add_handler(CommandHandler(["start", "check"], bounded(self.on_group_start),
                                        filters=GROUPS))
@@ -207,7 +207,7 @@ class GroupFeatures:
             if not self._waiting[chat_id]:
                 del self._waiting[chat_id]
 
-    def restore_jobs(self, app: Application) -> None:  # type: ignore[type-arg]
+    def restore_jobs(self, app: App) -> None:
         """Rebuild every daily tip from the database, so a restart loses none: one that
         fell due while the bot was down, less than the grace ago, goes out now."""
         now = self.now()
@@ -357,7 +357,8 @@ class GroupFeatures:
         job = context.job
         if job is None or job.chat_id is None:
             return
-        hhmm, zone = job.data  # type: ignore[misc]
+        assert isinstance(job.data, Schedule)
+        hhmm, zone = job.data.hhmm, job.data.tz
         schedule = self.schedules.get(job.chat_id)
         if schedule is None or (schedule.hhmm, schedule.tz) != (hhmm, zone):
             return  # changed since: an admin set it again, or turned it off
@@ -450,7 +451,7 @@ class GroupFeatures:
         moved = self._moved_to.get(chat_id)
         return moved[0] if moved is not None else chat_id
 
-    def _try_again(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+    def _try_again(self, app: App, chat_id: int,
                    due: dt.datetime | None, exc: TelegramError) -> None:
         later = self.now() + dt.timedelta(seconds=self.retry_after)
         if app.job_queue is None or due is None or (
@@ -472,7 +473,7 @@ class GroupFeatures:
         if schedule is not None and missed(schedule, self.now()):
             await self._post_tip(context, job.chat_id)
 
-    def migrate(self, app: Application, old_chat_id: int,  # type: ignore[type-arg]
+    def migrate(self, app: App, old_chat_id: int,
                 new_chat_id: int) -> Schedule | None:
         """Move a chat's daily tip (schedule, rotation, job) to the chat's new id."""
         now = time.monotonic()
@@ -495,7 +496,7 @@ class GroupFeatures:
                                        job_kwargs=LATE_JOB_KWARGS)
         return moved
 
-    def _schedule_job(self, app: Application, chat_id: int, hhmm: str,  # type: ignore[type-arg]
+    def _schedule_job(self, app: App, chat_id: int, hhmm: str,
                       zone: str, *, replacing: bool = True,
                       first: dt.datetime | None = None) -> None:
         if replacing:
@@ -505,7 +506,7 @@ class GroupFeatures:
             return
         if tzinfo is None:  # stored once valid; this system's zone data no longer has it
             app.job_queue.run_once(self.post_zone_gone, when=spread_second(chat_id),
-                                   chat_id=chat_id, data=(hhmm, zone),
+                                   chat_id=chat_id, data=Schedule(chat_id, hhmm, zone),
                                    name=f"{ZONE_GONE_JOB}:{chat_id}",
                                    job_kwargs=LATE_JOB_KWARGS)
             return
@@ -517,7 +518,7 @@ class GroupFeatures:
                         **({"next_run_time": first} if first is not None else {})})
 
     @staticmethod
-    def _unschedule(app: Application, chat_id: int,  # type: ignore[type-arg]
+    def _unschedule(app: App, chat_id: int,
                     names: tuple[str, ...] = SCHEDULE_JOBS) -> None:
         if app.job_queue is None:
             return
@@ -527,7 +528,7 @@ class GroupFeatures:
 
     # -- helpers --
 
-    def _configure(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+    def _configure(self, app: App, chat_id: int,
                    args: list[str], thread: int | None = None) -> str:
         """Apply an admin's /dailytip arguments; the answer to give them. With none, the
         chat's current setting (an answer let go in a flood can be asked for again)."""
@@ -550,7 +551,7 @@ class GroupFeatures:
         hhmm, zone = parsed
         last_day = first_day_dealt_with(Schedule(chat_id, hhmm, zone),
                                         self.schedules.last_posted(chat_id), self.now())
-        self.schedules.set(chat_id, hhmm, zone, thread, last_day=last_day)
+        self.schedules.put(chat_id, hhmm, zone, thread, last_day=last_day)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self._with_offset(self.content.message("dailytip.set").format(
             time=hhmm, zone=zone), zone)
@@ -580,7 +581,7 @@ class GroupFeatures:
                 raise
             self._stop_posting(context.application, chat_id, exc)
 
-    def _stop_posting(self, app: Application, chat_id: int,  # type: ignore[type-arg]
+    def _stop_posting(self, app: App, chat_id: int,
                       exc: TelegramError) -> None:
         removed = self.schedules.remove(chat_id)
         self._unschedule(app, chat_id)

@@ -54,11 +54,11 @@ class KeepsLastBatch(BaseRequest):
         return self.parse_json_payload(self.last).get("result")
 
 
-class SteadyBot(ExtBot):  # type: ignore[type-arg]
+class SteadyBot(ExtBot[Any]):
     """PTB's bot, but a batch with an unreadable update still yields the others."""
 
     def __init__(self, token: str, *, base_url: str, request: BaseRequest | None,
-                 rate_limiter: BaseRateLimiter) -> None:  # type: ignore[type-arg]
+                 rate_limiter: BaseRateLimiter[Any]) -> None:
         # PTB's own requests, as its ApplicationBuilder makes them
         self._batches = KeepsLastBatch(HTTPXRequest(connection_pool_size=1))
         super().__init__(token, base_url=base_url, rate_limiter=rate_limiter,
@@ -77,7 +77,7 @@ class SteadyBot(ExtBot):  # type: ignore[type-arg]
             return readable(batch, self)
 
 
-def readable(batch: Sequence[Any], bot: ExtBot | None = None) -> tuple[Update, ...]:  # type: ignore[type-arg]
+def readable(batch: Sequence[Any], bot: ExtBot[Any] | None = None) -> tuple[Update, ...]:
     """Each update of a raw batch, an empty one of its id where it cannot be read."""
     updates = []
     for raw in batch:

@@ -6,6 +6,7 @@ import html
 import re
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -185,7 +186,7 @@ class TelegramRenderer:
             pending.clear()
 
 
-def _bounded_put(cache: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+def _bounded_put(cache: dict[Any, Any], key: object, value: object) -> None:
     if len(cache) >= RENDER_CACHE_SIZE:
         cache.clear()
     cache[key] = value

@@ -21,7 +21,7 @@ class Mapping(dict[str, Any]):
     line: int = 0
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):
     pass
 
 

@@ -53,7 +53,7 @@ def schedule(db_path: Path, chats: list[int]) -> None:
     db = open_database(db_path)
     try:
         for chat in chats:
-            ScheduleStore(db).set(chat, FAR_FROM_NOW, "UTC")
+            ScheduleStore(db).put(chat, FAR_FROM_NOW, "UTC")
     finally:
         db.close()
 

@@ -65,7 +65,7 @@ FAR_FROM_NOW = (dt.datetime.now(LONDON) + dt.timedelta(hours=12)).strftime("%H:%
 def set_schedule(db_path: Path, chat_id: int, hhmm: str, zone: str) -> None:
     """Store a daily tip as an earlier run (or another connection) would have."""
     with contextlib.closing(open_database(db_path)) as db:
-        ScheduleStore(db).set(chat_id, hhmm, zone)
+        ScheduleStore(db).put(chat_id, hhmm, zone)
 
 
 # -- 5. who may set it, and how --
@@ -423,7 +423,7 @@ def test_daily_tips_spread_over_their_minute_and_run_late_rather_than_never(
     chats = [-100_555_000_000 - n for n in range(60)]
     db = open_database(tmp_path / "db.sqlite3")
     for chat in chats:  # 60 chats, all at the same minute
-        ScheduleStore(db).set(chat, FAR_FROM_NOW, "Europe/London")
+        ScheduleStore(db).put(chat, FAR_FROM_NOW, "Europe/London")
     db.close()
 
     async def scenario() -> None:
@@ -489,8 +489,8 @@ def test_a_stored_tip_without_a_valid_time_is_left_out_at_start(
     db_path = tmp_path / "db.sqlite3"
     db = open_database(db_path)
     store = ScheduleStore(db)
-    store.set(GROUP, "08:30", "Europe/London")
-    store.set(OTHER_GROUP, "9x:00", "UTC")
+    store.put(GROUP, "08:30", "Europe/London")
+    store.put(OTHER_GROUP, "9x:00", "UTC")
     db.close()
 
     async def scenario() -> None:
@@ -516,13 +516,13 @@ def test_a_tip_due_while_the_bot_was_down_goes_out_when_it_starts(
     db_path = tmp_path / "db.sqlite3"
     db = open_database(db_path)
     store = ScheduleStore(db)
-    store.set(missed, minutes_ago(3), "UTC")  # fell due while the bot was down
-    store.set(posted, minutes_ago(3), "UTC")  # fell due, and went out before the restart
+    store.put(missed, minutes_ago(3), "UTC")  # fell due while the bot was down
+    store.put(posted, minutes_ago(3), "UTC")  # fell due, and went out before the restart
     day = last_due(store.get(posted), dt.datetime.now(dt.UTC)).date().isoformat()
     store.mark_posted(posted, TIPS[0].id, [c.id for c in TIPS], day=day)
-    store.set(too_late, minutes_ago(30), "UTC")  # beyond the grace: tomorrow, as ever
+    store.put(too_late, minutes_ago(30), "UTC")  # beyond the grace: tomorrow, as ever
     pending = -100_222_000_030  # due at second 50: its late run waits that long
-    store.set(pending, minutes_ago(3), "UTC")
+    store.put(pending, minutes_ago(3), "UTC")
     db.close()
 
     def late_jobs(bot: Any, chat: int) -> tuple[Any, ...]:
@@ -802,8 +802,8 @@ def test_a_tip_whose_zone_is_no_longer_known_is_explained_and_removed(
     gone, kept = -100_222_000_200, -100_222_000_260  # both due at second 0 of the minute
     db_path = tmp_path / "db.sqlite3"
     db = open_database(db_path)
-    ScheduleStore(db).set(gone, "07:15", "Factory")
-    ScheduleStore(db).set(kept, FAR_FROM_NOW, "Europe/London")
+    ScheduleStore(db).put(gone, "07:15", "Factory")
+    ScheduleStore(db).put(kept, FAR_FROM_NOW, "Europe/London")
     db.close()
 
     async def first_start() -> None:
@@ -899,10 +899,10 @@ def test_a_schedule_table_from_before_catch_up_topics_and_off_gains_the_columns(
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "")
     store.mark_posted(-5, TIPS[0].id, [c.id for c in TIPS], day="2026-12-01")
     assert store.get(-5) == Schedule(-5, "08:30", "UTC", "2026-12-01")
-    store.set(-5, "09:00", "UTC", thread=7, last_day="2026-12-02")  # set anew after 09:00
+    store.put(-5, "09:00", "UTC", thread=7, last_day="2026-12-02")  # set anew after 09:00
     assert store.get(-5) == Schedule(-5, "09:00", "UTC", "2026-12-02", thread=7)
     assert store.turn_off(-5) and store.get(-5) is None and store.all() == []
-    store.set(-5, "09:00", "UTC")
+    store.put(-5, "09:00", "UTC")
     assert store.next_tip(-5, [c.id for c in TIPS]) == TIPS[1].id  # its rotation kept
 
 
@@ -1111,18 +1111,18 @@ def test_a_dailytip_the_database_refuses_says_so_and_sets_nothing(api: FakeBotAP
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             store = bot.groups.schedules
-            set_schedule = store.set
+            set_schedule = store.put
 
             def locked(*args: object, **kwargs: object) -> None:
                 raise sqlite3.OperationalError("database is locked")
 
-            store.set = locked  # type: ignore[method-assign]
+            store.put = locked  # type: ignore[method-assign]
             reply = await bot.post(CHANNEL, "/dailytip 09:00")
             assert plain(reply["text"]) == msg("error.try_again")
             assert bot.rows() == [] and bot.jobs(CHANNEL) == ()
             await eventually(lambda: bool(bot.errors), what="the failure logged")
             assert [type(e) for e in bot.errors] == [sqlite3.OperationalError]
-            store.set = set_schedule  # type: ignore[method-assign]
+            store.put = set_schedule  # type: ignore[method-assign]
             reply = await bot.post(CHANNEL, "/dailytip 09:00")
             assert plain(reply["text"]) == msg("dailytip.set").format(time="09:00", zone="UTC")
             assert bot.rows() == [(CHANNEL, "09:00", "UTC")]
