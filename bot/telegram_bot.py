@@ -73,8 +73,9 @@ MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget
 # What works in groups (and what group members see in their menu there).
 GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
-# A command the person forwarded is something they pass on, not one they give.
-PRIVATE_COMMAND = PRIVATE & ~filters.FORWARDED
+# A command the person forwarded, or picked from another bot's inline results, is something
+# they pass on, not one they give: it is answered as text.
+PRIVATE_COMMAND = PRIVATE & ~filters.FORWARDED & ~filters.VIA_BOT
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
@@ -241,7 +242,7 @@ class BackBot:
             return
         self._re_asking.add(user.id)
         message = update.effective_message
-        command = (message is not None and message.forward_origin is None
+        command = (message is not None and bool(PRIVATE_COMMAND.check_update(update))
                    and parse_command(message.text or "") is not None)
         try:
             await self.apply(user.id, chat.id, Event("command" if command else "text"),

@@ -67,10 +67,11 @@ from bot.zones import known_zone, shown_zone
 
 log = logging.getLogger(__name__)
 
-# A channel's post that Telegram copies into its linked discussion group arrives there as a
-# group message; a "/dailytip" or "/tip" in it was meant for the channel, not for us.
-GROUPS = (filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
-          & ~filters.IS_AUTOMATIC_FORWARD)
+# A command someone forwarded (or picked from another bot's inline results) is passed on,
+# not given: an admin forwarding "/dailytip off" turns nothing off. That covers a channel's
+# post Telegram copies into its linked discussion group, too: meant for the channel.
+NOT_GIVEN = filters.FORWARDED | filters.VIA_BOT
+GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE & ~NOT_GIVEN
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
 # One-off jobs (a late tip, a notice, an introduction): APScheduler's own default drops a
@@ -171,7 +172,8 @@ class GroupFeatures:
                                        filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
-            filters.UpdateType.CHANNEL_POST & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
+            filters.UpdateType.CHANNEL_POST & ~NOT_GIVEN
+            & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
             self.on_dailytip))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(NotPrivateChatMemberHandler(self.on_my_chat_member,

@@ -445,6 +445,48 @@ def test_channel_posts_forwarded_into_the_discussion_group_are_ignored(
     run(scenario())
 
 
+def passed_on(chat: dict[str, Any], user_id: int, text: str, how: dict[str, Any],
+              message_id: int) -> dict[str, Any]:
+    """A command someone forwarded, or picked from another bot's inline results."""
+    return {"message": {
+        "message_id": message_id, "date": int(time.time()), "chat": chat,
+        "from": {"id": user_id, "is_bot": False, "first_name": "Ad"}, "text": text,
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
+        **how}}
+
+
+def test_commands_an_admin_passes_on_are_not_obeyed(api: FakeBotAPI, tmp_path: Path) -> None:
+    """An admin forwarding someone's "/dailytip off" turns nothing off, in a group or in
+    a channel; nor does a command picked from another bot's inline results."""
+    hows = [{"forward_origin": {"type": "hidden_user", "date": 1,
+                                "sender_user_name": "Someone"}},
+            {"via_bot": {"id": 99, "is_bot": True, "first_name": "gif", "username": "gif"}}]
+    group = {"id": GROUP, "type": "supergroup", "title": "Rehab group"}
+    channel = {"id": CHANNEL, "type": "channel", "title": "Rehab channel"}
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            rows, job_id, checks = bot.rows(), bot.job(GROUP).id, api.calls_to("getChatMember")
+            n = 600
+            for how in hows:
+                for text in ("/dailytip off", "/dailytip 10:00", "/tip", "/start"):
+                    n += 1
+                    api.push_update(passed_on(group, ADMIN, text, how, n))
+                n += 1
+                post = passed_on(channel, ADMIN, "/dailytip 10:00", how, n)["message"]
+                del post["from"]
+                api.push_update({"channel_post": {**post, "sender_chat": channel}})
+            await bot.settle(pause=0.3)
+            assert len(bot.sends(GROUP)) == 1 and bot.sends(CHANNEL) == []
+            assert api.calls_to("getChatMember") == checks  # nobody's rights were asked
+            assert bot.rows() == rows and bot.job(GROUP).id == job_id
+            assert bot.errors == []
+
+    run(scenario())
+
+
 # -- the bot's own membership in a private chat --
 
 def my_chat_member(chat: dict[str, Any], old: str, new: str) -> dict[str, Any]:

@@ -550,16 +550,20 @@ def test_commands_it_does_not_run_say_so_and_forwarded_ones_run_nothing(
                 assert h.snapshot(CHAT) == before
             # a command forwarded from someone else's chat is passed on, not given: it
             # restarts nothing, and is answered as any other text
-            forwarded = h.api._user_message(CHAT, None)
-            forwarded.update(text="/restart", forward_origin={
-                "type": "user", "date": 1, "sender_user": {
-                    "id": 77, "is_bot": False, "first_name": "Bo"}},
-                entities=[{"type": "bot_command", "offset": 0, "length": 8}])
-            sent = len(h.sent_texts(CHAT))
-            await h.processed(h.api.push_update({"message": forwarded}))
-            assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.use_buttons"), bladder]
-            assert h.snapshot(CHAT) == before
-            assert callback_data(h.current(CHAT)) == callback_data(question)
+            # (and so is one picked from another bot's inline results)
+            for passed_on in ({"forward_origin": {"type": "user", "date": 1, "sender_user": {
+                                   "id": 77, "is_bot": False, "first_name": "Bo"}}},
+                              {"via_bot": {"id": 99, "is_bot": True, "first_name": "gif",
+                                           "username": "gif"}}):
+                forwarded = h.api._user_message(CHAT, None)
+                forwarded.update(text="/restart", **passed_on,
+                                 entities=[{"type": "bot_command", "offset": 0, "length": 8}])
+                sent = len(h.sent_texts(CHAT))
+                await h.processed(h.api.push_update({"message": forwarded}))
+                assert h.sent_texts(CHAT)[sent:] == [h.message_text("error.use_buttons"),
+                                                     bladder], passed_on
+                assert h.snapshot(CHAT) == before
+                assert callback_data(h.current(CHAT)) == callback_data(question)
             # /check, the group menu's way in, is /start here
             sent = len(h.sent_texts(CHAT))
             await h.processed(h.api.send_text(CHAT, "/check"))
