@@ -236,21 +236,17 @@ class GroupFeatures:
         message = update.effective_message
         if message is None:
             return
-        async with self._posting(context, message.chat_id):
-            await reply_to(message, self.render.message("group.start"),
-                           reply_markup=self._checkin_button(context, message.chat_id))
+        await self._reply(context, message, self.render.message("group.start"), button=True)
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
-        async with self._posting(context, message.chat_id):
-            if not self.tips:
-                await reply_to(message, self.render.message("tip.none"))
-                return
-            await reply_to(message, self.render.tip(random.choice(self.tips)),
-                           reply_markup=self._checkin_button(context, message.chat_id),
-                           link_preview_options=NO_PREVIEW)
+        if not self.tips:
+            await self._reply(context, message, self.render.message("tip.none"))
+            return
+        await self._reply(context, message, self.render.tip(random.choice(self.tips)),
+                          button=True, link_preview_options=NO_PREVIEW)
 
     async def on_group_sources(self, update: Update,
                                context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -259,8 +255,7 @@ class GroupFeatures:
             return
         block = self.render.block(SourceList(self.content.message("sources.header"),
                                              tuple(self.content.sources.values())))
-        async with self._posting(context, message.chat_id):
-            await reply_to(message, block, link_preview_options=NO_PREVIEW)
+        await self._reply(context, message, block, link_preview_options=NO_PREVIEW)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -289,8 +284,7 @@ class GroupFeatures:
         # An admin's setting is applied whatever; only its answer waits its turn to post.
         with self._reply_slot(chat.id, chat.type) as free:
             if free:
-                async with self._posting(context, chat.id):
-                    await reply_to(message, reply)
+                await self._reply(context, message, reply)
         if failed is not None:
             raise failed  # logged by the error handler
 
@@ -311,6 +305,7 @@ class GroupFeatures:
             return
         chat = change.chat
         if _gone(change.new_chat_member):
+            self._upgraded.pop(chat.id, None)  # added back, it introduces itself again
             removed = self.schedules.remove(chat.id)
             # with an introduction still to go out, if removed that soon
             self._unschedule(context.application, chat.id, (*SCHEDULE_JOBS, INTRO_JOB))
@@ -565,15 +560,34 @@ class GroupFeatures:
         return f"{text} " + self.content.message("dailytip.reversed_sign").format(
             zone=zone, offset=offset)
 
+    async def _reply(self, context: ContextTypes.DEFAULT_TYPE, message: Message, text: str,
+                     *, button: bool = False, **kwargs: Any) -> None:
+        """Answer a command in its chat (as `_posting` does), with the check-in button if
+        asked. A group that has just become a supergroup gets the answer there, unquoted
+        (its command is gone with the old group), once."""
+        def markup(chat_id: int) -> InlineKeyboardMarkup | None:
+            return self._checkin_button(context, chat_id) if button else None
+
+        async with self._posting(context, message.chat_id) as moved:
+            await reply_to(message, text, reply_markup=markup(message.chat_id), **kwargs)
+        if moved:
+            async with self._posting(context, moved[0]):
+                await context.bot.send_message(moved[0], text, parse_mode=HTML,
+                                               reply_markup=markup(moved[0]), **kwargs)
+
     @asynccontextmanager
     async def _posting(self, context: ContextTypes.DEFAULT_TYPE,
-                       chat_id: int) -> AsyncIterator[None]:
-        """A reply in a group or channel. If Telegram says the bot may not post there any
-        more, the chat's daily tip goes too (logged, not raised); other errors propagate."""
+                       chat_id: int) -> AsyncIterator[list[int]]:
+        """A post in a group or channel. If Telegram says the bot may not post there any
+        more, the chat's daily tip goes too (logged, not raised); if the group has become
+        a supergroup, its tip moves there and the new id is put in the list yielded; other
+        errors propagate."""
+        moved: list[int] = []
         try:
-            yield
+            yield moved
         except ChatMigrated as exc:
             self.migrate(context.application, chat_id, exc.new_chat_id)
+            moved.append(exc.new_chat_id)
         except (Forbidden, BadRequest) as exc:
             if muted(exc):
                 log.info("muted in a chat, or its topic closed (%s); nothing was posted",

@@ -291,6 +291,25 @@ def test_an_upgrade_to_a_supergroup_brings_no_second_introduction(
     run(scenario())
 
 
+def test_removed_from_an_upgraded_group_and_added_back_it_introduces_itself(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.app.bot_data["groups"].intro_after = 0.2
+            api.push_update(migrate_to(BASIC_GROUP, SUPERGROUP))
+            api.my_chat_member(SUPERGROUP, "supergroup", "left", "member", by_user_id=OWNER)
+            api.push_update(migrate_from(BASIC_GROUP, SUPERGROUP))
+            await bot.settle(pause=0.4)
+            assert api.sent_to(SUPERGROUP) == []  # the upgrade: no introduction
+            api.my_chat_member(SUPERGROUP, "supergroup", "member", "left", by_user_id=OWNER)
+            api.my_chat_member(SUPERGROUP, "supergroup", "left", "member", by_user_id=OWNER)
+            [intro] = await bot.wait_sent(SUPERGROUP, 1)
+            assert plain(intro["text"]) == msg("group.intro")
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_a_group_upgraded_before_its_introduction_gets_it_in_the_supergroup(
         api: FakeBotAPI, tmp_path: Path) -> None:
     """The upgrade comes while the introduction waits: the group's members hear it once,
@@ -311,6 +330,43 @@ def test_a_group_upgraded_before_its_introduction_gets_it_in_the_supergroup(
             assert plain(intro["text"]) == msg("group.intro")
             await bot.settle(pause=0.8)
             assert len(api.sent_to(SUPERGROUP)) == 1 and api.sent_to(BASIC_GROUP) == []
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_commands_answered_as_the_group_is_upgraded_get_their_answer_there(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Commands sent in the old group just before the upgrade: each answer Telegram refuses
+    there goes to the supergroup instead, once, unquoted; a daily tip set that way moves
+    there too."""
+    request = MigratingRequest()
+    request.migrations[BASIC_GROUP] = SUPERGROUP
+
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            for n, command in enumerate(["/tip", "/start", "/sources",
+                                         "/dailytip 07:15 Asia/Tokyo"], start=1):
+                api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
+                api.send_text(BASIC_GROUP, command, user_id=OWNER, chat_type="group")
+                await bot.wait_sent(SUPERGROUP, n)
+            tip, start, sources, dailytip = api.sent_to(SUPERGROUP)
+            assert_daily_tip(tip, SUPERGROUP)
+            assert plain(start["text"]) == msg("group.start")
+            [[button]] = start["reply_markup"]["inline_keyboard"]
+            assert button["url"] == f"https://t.me/{BOT}?start=g{SUPERGROUP}".replace("-", "_")
+            assert plain(sources["text"]).startswith(msg("sources.header"))
+            assert plain(dailytip["text"]) == msg("dailytip.set").format(
+                time="07:15", zone="Asia/Tokyo")
+            assert bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")]
+            assert_runs_at(bot, SUPERGROUP, "07:15", ZoneInfo("Asia/Tokyo"))
+            await bot.settle()
+            assert len(api.sent_to(SUPERGROUP)) == 4
+            # quoting the command, refused; then unquoted (the command stayed behind)
+            assert [(c.ok, "reply_parameters" in c.params) for c in bot.sends(BASIC_GROUP)
+                    ] == [(False, True)] * 4
+            assert ["reply_parameters" in c.params for c in bot.sends(SUPERGROUP)] == [False] * 4
             assert bot.errors == []
 
     run(scenario())
