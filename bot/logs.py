@@ -7,6 +7,9 @@ import sys
 
 QUIET = ("httpx", "httpcore")
 TELLING = ("transitions", "apscheduler")
+# At DEBUG these dump every Bot API call and every update in full: people's ids and names
+# beside their answers and whatever they type. No level of ours turns that on.
+DUMPING = ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext.Application")
 # PTB logs, at CRITICAL, the raw data of an update it could not read: people's messages
 # and taps. The line stays; the data is left out.
 RECEIVED_DATA = "Received data was"
@@ -54,4 +57,6 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     # name, at INFO: who is where in a health check-in. Only DEBUG, for a developer.
     for name in TELLING:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
+    for name in DUMPING:
+        logging.getLogger(name).setLevel(logging.INFO)
     logging.captureWarnings(True)

@@ -24,7 +24,7 @@ from telegram_harness import (
 import bot.zones as zone_data
 from bot.config import TELEGRAM_API, ConfigError, load_settings
 from bot.errors import DataError
-from bot.logs import QUIET, TELLING, setup_logging
+from bot.logs import DUMPING, QUIET, TELLING, setup_logging
 from bot.store import SessionStore, open_database
 
 CHAT = 3003
@@ -34,7 +34,7 @@ CHAT = 3003
 def restore_logging() -> Iterator[None]:
     """setup_logging rewires the root logger; put everything back afterwards."""
     root = logging.getLogger()
-    names = (*QUIET, *TELLING)
+    names = (*QUIET, *TELLING, *DUMPING)
     saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names})
     try:
         yield
@@ -83,6 +83,10 @@ def test_token_never_reaches_the_logs(tmp_path: Path, restore_logging: None) -> 
     assert "[redacted]" in output
     assert api.token not in output
     assert secret_part not in output
+    # nor, even at DEBUG, who the person is beside what they answered: PTB's dumps of
+    # each call and update stay off
+    for personal in (str(CHAT), "Ana", "|agree", "|no"):
+        assert personal not in output, personal
 
 
 def test_an_info_log_never_says_who_is_where(tmp_path: Path, restore_logging: None) -> None:
