@@ -1,4 +1,5 @@
-"""The `backbot` command: chat in a terminal, check the dialog, draw it, run the bot."""
+"""The `backbot` command: chat in a terminal, check the dialog, draw it, run the bot,
+compact its database."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     run.set_defaults(func=_run)
 
+    compact = sub.add_parser("compact", help="rebuild the database so that erased sessions "
+                             "leave nothing behind (stop the bot first)")
+    compact.set_defaults(func=_compact)
+
     diagram = sub.add_parser("diagram", help="print the dialog as a Mermaid diagram")
     data_options(diagram)
     diagram.set_defaults(func=_diagram)
@@ -115,6 +120,24 @@ def _run(args: argparse.Namespace) -> int:
     from bot.telegram_app import run
 
     return run(load_settings())
+
+
+def _compact(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from bot.config import ConfigError, load_settings
+    from bot.store import DatabaseInUse, compact
+
+    settings = load_settings()
+    where = f"BACKBOT_DB={settings.db_path}"
+    try:
+        before, after = compact(settings.db_path)
+    except DatabaseInUse:
+        raise ConfigError(f"a backbot is running on {where}; stop it first") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot compact {where}: {exc}") from None
+    print(f"compacted {settings.db_path}: {before:,} bytes before, {after:,} after")
+    return 0
 
 
 def _stop_while_loading(signum: int, frame: object) -> None:

@@ -20,6 +20,7 @@ from bot.engine import Event
 from bot.errors import DataError
 from bot.loading import load_bundle
 from bot.outputs import Ask, Choice
+from bot.store import SessionStore, claim_database, open_database
 from bot.terminal import to_event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +30,11 @@ TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "2", "2", "Something
                   "yes", "Continue", "Yes, I will", "Yes", "YES", "Yes", "no"]
 
 
-def run_bot(args: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_bot(args: list[str], stdin: str, cwd: Path,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, cwd=cwd,
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def chat(lines: list[str], cwd: Path) -> tuple[str, subprocess.CompletedProcess[str]]:
@@ -368,11 +371,41 @@ def test_to_event_takes_disk_for_disc() -> None:
 def test_help_lists_commands(tmp_path: Path) -> None:
     result = run_bot(["--help"], "", tmp_path)
     assert result.returncode == 0
-    for command in ("chat", "check", "diagram"):
+    for command in ("chat", "check", "run", "compact", "diagram"):
         assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.MULTILINE), command
     bare = run_bot([], "", tmp_path)
     assert bare.returncode == 2
     assert "chat" in bare.stdout
+
+
+def test_compact_rebuilds_the_database_and_refuses_while_a_bot_runs(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "sessions.sqlite3"
+    store = SessionStore(open_database(path))
+    for user in range(1, 200):
+        store.put(user, {"answers": f"answers-of-{user}"})
+    store.delete(7)
+    store.db.close()
+    env = {"BACKBOT_DB": str(path)}
+    held = claim_database(path)  # as `backbot run` holds it
+    assert held is not None
+    try:
+        refused = run_bot(["compact"], "", tmp_path, env)
+    finally:
+        held.close()
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == f"backbot: a backbot is running on BACKBOT_DB={path}; stop it first\n"
+
+    done = run_bot(["compact"], "", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"compacted {re.escape(str(path))}: [\d,]+ bytes before, [\d,]+ after\n",
+                        done.stdout)
+    store = SessionStore(open_database(path))
+    assert store.get(8) == {"answers": "answers-of-8"} and store.get(7) is None
+
+    missing = run_bot(["compact"], "", tmp_path, {"BACKBOT_DB": str(tmp_path / "none.db")})
+    assert missing.returncode == 2
+    assert missing.stderr == (f"backbot: cannot compact BACKBOT_DB={tmp_path / 'none.db'}: "
+                              f"no database file there\n")
 
 
 def test_check_command_runs_from_anywhere(tmp_path: Path) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bot.store import (
     SEEN_UPDATES,
     TOUCH_EVERY_SECONDS,
+    DatabaseInUse,
     SessionStore,
     Stored,
     checkpoint,
+    claim_database,
+    compact,
     open_database,
 )
 
@@ -95,6 +100,64 @@ def test_erased_sessions_leave_no_bytes_in_the_files(tmp_path: Path) -> None:
     assert b"forget-me-seven" not in data
     assert b"purge-me-nine" not in data
     assert b"keep-me-eight" in data and b"someone-else-0100" in data
+
+
+def varint(n: int) -> bytes:
+    """SQLite's encoding of an integer key in a B-tree page (up to 8 bytes' worth here)."""
+    groups = []
+    while True:
+        groups.append(n & 0x7F)
+        n >>= 7
+        if not n:
+            break
+    groups.reverse()
+    return bytes([0x80 | g for g in groups[:-1]] + [groups[-1]])
+
+
+def test_compact_leaves_no_erased_user_id_in_the_file(tmp_path: Path) -> None:
+    """The inner pages of the sessions table keep copies of some keys, user ids, after
+    their rows are erased; `compact` rebuilds the tree from the live rows alone."""
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(open_database(path))
+    users = [6_700_000_000 + 7_919 * n for n in range(400)]  # ids as long as real ones
+    for user in users:
+        store.put(user, {"answers": f"answers-of-{user}"})
+    assert checkpoint(path, empty_log=True)
+    data = database_bytes(path)  # the database file alone: the log is empty
+    # a key found twice: in its row's leaf page and as a divider in an inner page
+    dividers = [user for user in users if data.count(varint(user)) > 1]
+    erased = dividers[:3]
+    kept = [user for user in users if user not in erased]
+    for user in erased:
+        assert store.delete(user) == 1
+    assert checkpoint(path, empty_log=True)
+    data = database_bytes(path)
+    assert all(f"answers-of-{user}".encode() not in data for user in erased)
+    assert all(varint(user) in data for user in erased)  # their rows are gone; keys not
+    store.db.close()
+
+    before, after = compact(path)
+    assert before >= after == path.stat().st_size
+    data = database_bytes(path)
+    assert [user for user in erased if varint(user) in data] == []
+    store = SessionStore(open_database(path))
+    assert all(store.get(user) == {"answers": f"answers-of-{user}"} for user in kept)
+    assert all(store.get(user) is None for user in erased)
+
+
+def test_compact_refuses_while_a_bot_holds_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    SessionStore(open_database(path)).put(7, {"answers": "kept"})
+    held = claim_database(path)
+    try:
+        with pytest.raises(DatabaseInUse):
+            compact(path)
+    finally:
+        assert held is not None
+        held.close()
+    with pytest.raises(FileNotFoundError):
+        compact(tmp_path / "none.sqlite3")
+    assert not (tmp_path / "none.sqlite3").exists()
 
 
 def test_after_an_erase_the_checkpoint_empties_the_log_without_a_later_write(
