@@ -19,6 +19,7 @@ WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
 WEBHOOK_PATH = re.compile(r"^(?!.*//)[A-Za-z0-9/_.~-]*$")
 # An unquoted .env value ends where a comment begins (" # ..."), as in python-dotenv.
 INLINE_COMMENT = re.compile(r"\s+#.*$")
+EXPORT = re.compile(r"^export\s+")  # a line a shell could `source` as well
 
 
 class ConfigError(Exception):
@@ -66,7 +67,9 @@ class Settings:
 
 
 def default_db_path(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    base = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative: the XDG rules say to ignore it
+        base = str(Path(environ.get("HOME") or Path.home()) / ".local" / "share")
     return Path(base) / "backbot" / "backbot.sqlite3"
 
 
@@ -98,7 +101,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        key, sep, value = line.removeprefix("export ").partition("=")
+        key, sep, value = EXPORT.sub("", line).partition("=")
         if not sep or not key.strip().isidentifier():
             raise DataError(path, "expected KEY=VALUE", line=number)
         value = value.strip()

@@ -147,7 +147,7 @@ def test_env_file_and_environment(tmp_path: Path) -> None:
         "# deployment settings\n"
         "\n"
         'export TELEGRAM_BOT_TOKEN="111:from-file"\n'
-        "BACKBOT_RETENTION_DAYS=7\n"
+        "export\tBACKBOT_RETENTION_DAYS=7\n"
         "BACKBOT_LOG_LEVEL='debug'\n"
         f"BACKBOT_DB={tmp_path / 'file.sqlite3'}\n"
         "BACKBOT_TZ=Europe/London\n",
@@ -173,6 +173,14 @@ def test_env_file_and_environment(tmp_path: Path) -> None:
 
     missing = load_settings(environ={"HOME": str(tmp_path)}, env_file=tmp_path / "none.env")
     assert missing.token is None
+    default = tmp_path / ".local" / "share" / "backbot" / "backbot.sqlite3"
+    assert missing.db_path == default
+    # XDG_DATA_HOME is used when absolute; a relative one is ignored, as the XDG rules say
+    for xdg, where in ((str(tmp_path / "xdg"), tmp_path / "xdg" / "backbot" / "backbot.sqlite3"),
+                       ("relative/data", default)):
+        settings = load_settings(environ={"HOME": str(tmp_path), "XDG_DATA_HOME": xdg},
+                                 env_file=None)
+        assert settings.db_path == where, xdg
     with pytest.raises(ConfigError, match="backbot chat"):
         missing.require_token()
 
