@@ -110,9 +110,12 @@ def test_chat_ends_cleanly_on_eof(tmp_path: Path, messages: dict[str, str]) -> N
 
 
 def test_chat_interrupted_exits_130_on_a_fresh_line(tmp_path: Path) -> None:
+    # Ctrl-C as from a terminal, even when the tests run where SIGINT is ignored (started
+    # in the background by a script), which the child would inherit
     proc = subprocess.Popen([sys.executable, "-m", "bot", "chat"], cwd=tmp_path,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         while (char := proc.stdout.read(1)) != ">":  # the first prompt: waiting for a line

@@ -58,8 +58,10 @@ LONDON = ZoneInfo("Europe/London")
 CONTENT = shipped_engine().content
 TIPS = CONTENT.cards_tagged("tip")
 # Half a day away, so no tip set in the database before a start falls due (or was just
-# missed) while the test runs.
-FAR_FROM_NOW = (dt.datetime.now(LONDON) + dt.timedelta(hours=12)).strftime("%H:%M")
+# missed) while the test runs. Added in UTC: London's clock plus 12 h can name a time its
+# next day skips (the eve of the clocks going forward).
+FAR_FROM_NOW = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)).astimezone(LONDON).strftime(
+    "%H:%M")
 
 
 def set_schedule(db_path: Path, chat_id: int, hhmm: str, zone: str) -> None:
