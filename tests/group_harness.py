@@ -25,7 +25,7 @@ from telegram.ext import AIORateLimiter, Application, BaseRateLimiter, ContextTy
 from telegram.request import HTTPXRequest, RequestData
 
 from bot.config import load_settings
-from bot.dailytip_times import due_on, next_due
+from bot.dailytip_times import DailyTrigger, due_on, next_due
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.schedules import ScheduleStore
@@ -262,11 +262,36 @@ async def running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool = 
     `request` replaces the HTTP transport of the bot's calls (not of getUpdates);
     `start_delay` stands for a slow polling or webhook set-up between post_init and start.
     """
-    with no_proxy():  # httpx reads proxies from the environment as its clients are made
+    with no_proxy(), no_daily_tip_falls_due_unasked():
         async with _running_bot(api, db_path, default_limits=default_limits,
                                 rate_limiter=rate_limiter, request=request,
                                 extra_env=extra_env, start_delay=start_delay) as running:
             yield running
+
+
+@contextmanager
+def no_daily_tip_falls_due_unasked() -> Iterator[None]:
+    """Tests set daily tips at fixed times ("/dailytip 08:30"): run a few seconds before
+    one, the real scheduler would post a tip in the middle of the test. While a test runs,
+    a time the scheduler asks for that falls within the test's span is put off a day.
+    Tests that run a job do so themselves (`run_daily`, `job.run`, a next run time set by
+    hand); the trigger's own answers for other moments (`now` before the test) stand."""
+    natural = DailyTrigger.get_next_fire_time
+    started = dt.datetime.now(dt.UTC)
+    quiet_until = started + dt.timedelta(seconds=TEST_SECONDS + 10)
+
+    def put_off(self: DailyTrigger, previous: dt.datetime | None,
+                now: dt.datetime) -> dt.datetime | None:
+        fire: dt.datetime | None = natural(self, previous, now)
+        while fire is not None and now >= started and fire < quiet_until:
+            fire = natural(self, fire, fire + dt.timedelta(seconds=1))
+        return fire
+
+    DailyTrigger.get_next_fire_time = put_off  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DailyTrigger.get_next_fire_time = natural  # type: ignore[method-assign]
 
 
 @asynccontextmanager
