@@ -178,13 +178,13 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
         snapshot, outputs = engine.step(snapshot, to_event(line, ask))
 
 
-
 def _card(card: Card, content: Content) -> str:
     grouped = group_citations(card.citations)
     cites = "; ".join(f"{source.title} ({source.publisher}), {', '.join(sections)}"
                       for source, sections in grouped)
     label = content.sources_label(len(grouped))
     return "\n".join([f"* {card.title}", _wrap(card.body, "  "), _wrap(f"{label} {cites}", "  ")])
+
 
 def _line_editing() -> None:
     """Arrow keys at the prompt, where the platform has readline. Only commands go into
