@@ -25,6 +25,8 @@ SNAPSHOT_KEYS = frozenset({"v", "dialog", "state", "answers", "run"})
 Snapshot = dict[str, Any]
 
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
+# A later red-flag answer replaces an earlier one only if it is more serious.
+_SEVERITY = {"urgent": 1, "emergency": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class Engine:
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
         self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
         self._unstored_end_refs = self._ends_before_consent()
+        self._by_index = {spec.index: name for name, spec in self._states.items()}
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
                          for name, spec in self._states.items()}
         self._tips = content.cards_tagged(TIP_TAG)
@@ -253,6 +256,9 @@ class Engine:
         choice_id = event.choice
         assert choice_id is not None
         if self._stale(snapshot, event):
+            late = self._late_red_flag(snapshot, spec, event)
+            if late is not None:
+                return late
             return snapshot, [self._say("session.stale"), *self._answered_as(snapshot, event),
                               *self.current(snapshot)]
         if spec.final:
@@ -298,6 +304,34 @@ class Engine:
         key = ("session.answered_as_final" if now.final and now.disposition in NO_WAY_BACK
                else "session.answered_as")
         return [Say(key, self.content.message(key).format(answer=self.content.message(label)))]
+
+    def _late_red_flag(self, snapshot: Snapshot, spec: StateSpec,
+                       event: Event) -> tuple[Snapshot, list[Output]] | None:
+        """A red-flag answer tapped on an earlier copy of a question already answered
+        otherwise (a second thought, or "No" then "Yes" in quick succession): taken as if
+        the person went back to that question, unless where they are now is already as
+        serious. A warning sign is never set aside for arriving on an older message."""
+        index = _ref_state_index(event.ref)
+        asked = self._by_index.get(index) if index is not None else None
+        if asked is None or event.choice is None:
+            return None
+        question = self._states[asked]
+        level = question.red_flags.get(event.choice)
+        if level is None or _SEVERITY[level] <= _SEVERITY.get(spec.disposition or "", 0):
+            return None
+        answers = snapshot["answers"]
+        at = next((i for i, (state, _) in enumerate(answers) if state == asked), None)
+        if at is None or answers[at][1] == event.choice:
+            return None  # not asked in this check-in (it may come), or answered so already
+        dest = self._fire("answer", asked, event.choice)
+        if dest is None:
+            return None
+        new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, event.choice]]}
+        choice = question.choice(event.choice)
+        assert choice is not None  # a red flag names a choice of its question (the loader)
+        answered = Answered(self.content.message(question.ask or ""),
+                            self.content.message(choice.label))
+        return new, [answered, self._say("session.late_red_flag"), *self.render(new)]
 
     @staticmethod
     def _finished(spec: StateSpec) -> str:
@@ -401,3 +435,11 @@ class Engine:
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _ref_state_index(ref: str | None) -> int | None:
+    """The state index in an `Engine.ref` ("answered.index"); None if it is not one."""
+    answered, dot, index = (ref or "").partition(".")
+    well_formed = all(part.isascii() and part.isdigit() and len(part) < 6
+                      for part in (answered, index))
+    return int(index) if dot and well_formed else None

@@ -79,9 +79,13 @@ PRIVATE_COMMAND = PRIVATE & ~filters.FORWARDED & ~filters.VIA_BOT
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
-# Replies Telegram did not take (timed out, failed) are sent again this much later, once,
-# so no one is left after an answer with no next question and no buttons.
+# Replies Telegram did not take (timed out, failed) are sent again this much later, so no
+# one is left after an answer with no next question, no buttons, or no emergency advice;
+# if that fails too, again after a pause SEND_AGAIN_BACKOFF times as long, up to
+# SEND_AGAIN_TRIES tries in all (5, 20 and 80 s after the failure: a brief outage).
 SEND_AGAIN_SECONDS = 5.0
+SEND_AGAIN_BACKOFF = 4
+SEND_AGAIN_TRIES = 3
 # Telegram dates messages by its clock, a tap's arrival goes by ours (set back by how far
 # Telegram's clock was behind ours when it dated our last message): a check-in counts
 # from this long before its first answer arrived, so a small error in that cannot make
@@ -109,6 +113,7 @@ class _Waiting:
     chat_id: int
     replies: list[Reply]
     snapshot: dict[str, Any] | None
+    tries_left: int
 
 
 def _waiting(job: Job[Any]) -> _Waiting:
@@ -424,10 +429,11 @@ class BackBot:
             log.info("apology not sent: %s", type(exc).__name__)
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
-                         snapshot: dict[str, Any] | None) -> None:
-        """Once, after a pause, unless the person has moved on by then. (A timed-out
-        message may have arrived after all: a second copy is harmless, as both copies of a
-        question's keyboard work.)"""
+                         snapshot: dict[str, Any] | None, tries_left: int = SEND_AGAIN_TRIES,
+                         ) -> None:
+        """After a pause, unless the person has moved on by then. (A timed-out message may
+        have arrived after all: a second copy is harmless, as both copies of a question's
+        keyboard work.)"""
         if self.job_queue is None:
             return
         job = self._sends_again.get(user_id)
@@ -442,9 +448,10 @@ class BackBot:
         # However late the loop gets to it (APScheduler's default drops a job woken over
         # 1 s late, as it may be when sends time out under load): it checks first whether
         # the person moved on meanwhile.
+        pause = self.send_again_after * SEND_AGAIN_BACKOFF ** (SEND_AGAIN_TRIES - tries_left)
         self._sends_again[user_id] = self.job_queue.run_once(
-            self._send_again, when=self.send_again_after,
-            data=_Waiting(user_id, chat_id, replies, snapshot), name="send-again",
+            self._send_again, when=pause,
+            data=_Waiting(user_id, chat_id, replies, snapshot, tries_left), name="send-again",
             job_kwargs={"misfire_grace_time": None})
 
     def _drop_send_again_if_covered(self, user_id: int, sent: list[Reply]) -> None:
@@ -475,12 +482,18 @@ class BackBot:
         async with self.locks.hold(user_id):
             if self.store.get(user_id) != waiting.snapshot:
                 return  # they answered or restarted meanwhile: those replies are old
+            unsent: list[Reply] = []
             try:
-                await self.send(waiting.chat_id, waiting.replies)
+                await self.send(waiting.chat_id, waiting.replies, unsent)
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
-                log.warning("replies not sent again: %s", type(exc).__name__)
+                if waiting.tries_left > 1:
+                    log.info("replies not sent again (%s); trying later", type(exc).__name__)
+                    self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
+                                          waiting.tries_left - 1)
+                else:
+                    log.warning("replies not sent again: %s", type(exc).__name__)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):

@@ -577,31 +577,94 @@ def test_a_button_sent_before_the_check_in_began_is_stale(engine: Engine) -> Non
 def test_another_choice_on_the_question_answered_last_says_which_answer_counts(
         engine: Engine) -> None:
     """Two taps in quick succession on one question (the second perhaps a correction):
-    the second is stale, and says which answer stands and how to change it."""
+    the second is stale, and says which answer stands and how to change it (a red-flag
+    second tap is taken instead: below)."""
     began = 1_800_000_000
-    welcome, _ = engine.step(None, Event("start"))
-    at_bladder, _ = engine.step(welcome, Event.answer("agree", "0.0", sent_at=began))
-    bladder = engine.ref(at_bladder)
-    at_saddle, _ = engine.step(at_bladder, Event.answer("no", bladder, sent_at=began))
-    same, outputs = engine.step(at_saddle, Event.answer("yes", bladder, sent_at=began))
-    assert same == at_saddle
+    at_trauma = walk_dated(engine, ["agree", "no", "no", "no", "no"], began)
+    assert at_trauma["state"] == "asking_trauma"
+    trauma = engine.ref(at_trauma)
+    at_fever, _ = engine.step(at_trauma, Event.answer("no", trauma, sent_at=began))
+    same, outputs = engine.step(at_fever, Event.answer("yes", trauma, sent_at=began))
+    assert same == at_fever
     assert say_keys(outputs) == ["session.stale", "session.answered_as"]
     no = engine.content.message("choice.no")
     assert f"“{no}”" in outputs[1].text and "/back" in outputs[1].text  # type: ignore[attr-defined]
-    assert last_ask(outputs).ref == engine.ref(at_saddle)
+    assert last_ask(outputs).ref == engine.ref(at_fever)
     # the same choice again (a double tap), a note button, an earlier check-in's message,
     # or a question before the last: only "moved past"
-    for event in (Event.answer("no", bladder, sent_at=began),
-                  Event.answer("yes", bladder, sent_at=began - 5),
+    for event in (Event.answer("no", trauma, sent_at=began),
+                  Event.answer("yes", trauma, sent_at=began - 5),
+                  Event.answer("no", engine.ref(at_trauma), sent_at=began - 5),
                   Event.answer("yes", "0.0", sent_at=began)):
-        assert say_keys(engine.step(at_saddle, event)[1]) == ["session.stale"], event
+        assert say_keys(engine.step(at_fever, event)[1]) == ["session.stale"], event
     # at an emergency end /back does not work: the note says only what counts
+    at_bladder = walk_dated(engine, ["agree"], began)
+    bladder = engine.ref(at_bladder)
     at_end, _ = engine.step(at_bladder, Event.answer("yes", bladder, sent_at=began))
     same, outputs = engine.step(at_end, Event.answer("no", bladder, sent_at=began))
     assert same == at_end
     assert say_keys(outputs)[:2] == ["session.stale", "session.answered_as_final"]
     assert engine.content.message("choice.yes") in outputs[1].text  # type: ignore[attr-defined]
     assert "/back" not in outputs[1].text  # type: ignore[attr-defined]
+
+
+def walk_dated(engine: Engine, answers: list[str], sent_at: int) -> Snapshot:
+    snapshot, _ = engine.step(None, Event("start"))
+    for choice in answers:
+        snapshot, _ = engine.step(snapshot, Event.answer(choice, engine.ref(snapshot),
+                                                         sent_at=sent_at))
+    return snapshot
+
+
+@pytest.mark.parametrize("later", [0, 3, 9, len(TO_SUGGESTIONS) - 1])
+def test_a_red_flag_tapped_on_an_earlier_copy_of_its_question_is_taken(
+        engine: Engine, later: int) -> None:
+    """"No" on the bladder question, then "Yes" on an older copy of it (sent again after
+    free text, say) or a second tap: whatever came since, the red flag counts, as if the
+    person went back to that question; the answers after it go."""
+    began = 1_800_000_000
+    at_bladder = walk_dated(engine, ["agree"], began)
+    bladder = engine.ref(at_bladder)
+    moved_on = walk_dated(engine, TO_SUGGESTIONS[:2 + later], began)
+    assert moved_on["answers"][1] == ["asking_bladder", "no"]
+    for sent_at in (began, began - 86_400, None):  # this check-in's copy, an older one's
+        new, outputs = engine.step(moved_on, Event.answer("yes", bladder, sent_at=sent_at))
+        assert new["state"] == "emergency_care"
+        assert new["answers"] == [["welcome", "agree"], ["asking_bladder", "yes"]]
+        assert new["run"] == moved_on["run"]
+        assert isinstance(outputs[0], Answered)
+        assert outputs[0].label == engine.content.message("choice.yes")
+        assert say_keys(outputs)[0] == "session.late_red_flag"
+        assert outputs[2:] == engine.render(new)
+        assert engine.step(new, Event("again"))[0] == new  # a stored session that replays
+    # "Not sure" there is an urgent flag: taken too, unless already at an emergency end
+    new, _ = engine.step(moved_on, Event.answer("unsure", bladder, sent_at=began))
+    assert engine.state_spec(new).disposition == "urgent"
+    at_emergency, _ = engine.step(moved_on, Event.answer("yes", bladder, sent_at=began))
+    saddle = "1." + str(engine.state_spec(walk_dated(engine, ["agree", "no"], began)).index)
+    for event in (Event.answer("unsure", bladder, sent_at=began),
+                  Event.answer("yes", saddle, sent_at=began)):
+        same, outputs = engine.step(at_emergency, event)
+        assert same == at_emergency and say_keys(outputs)[0] == "session.stale", event
+
+
+def test_a_late_answer_that_is_no_red_flag_changes_nothing(engine: Engine) -> None:
+    """Only a red flag overrides an answer given: "No" on an older copy of a question
+    answered "Yes", a question not asked in this check-in, or a forged ref are stale."""
+    began = 1_800_000_000
+    at_bladder = walk_dated(engine, ["agree"], began)
+    at_emergency = walk_dated(engine, ["agree", "yes"], began)
+    at_fever = walk_dated(engine, ["agree", "no", "no", "no", "no", "no"], began)
+    trauma_checked = f"6.{engine.dialog.states['asking_trauma_checked'].index}"
+    for snapshot, event in (
+            (at_emergency, Event.answer("no", engine.ref(at_bladder), sent_at=began)),
+            (at_fever, Event.answer("no", trauma_checked, sent_at=began)),  # not asked
+            (at_fever, Event.answer("yes", "x.1", sent_at=began)),
+            (at_fever, Event.answer("yes", "1.", sent_at=began)),
+            (at_fever, Event.answer("yes", "1.\u0661", sent_at=began)),  # a digit, not ASCII
+            (at_fever, Event.answer("yes", "1.99999", sent_at=began))):
+        same, outputs = engine.step(snapshot, event)
+        assert same == snapshot and say_keys(outputs)[0] == "session.stale", event
 
 
 def test_a_check_in_counts_from_its_first_answer_when_its_message_is_older(

@@ -561,7 +561,11 @@ class TelegramMachine(RuleBasedStateMachine):
         if after is None:
             return
         new = after["answers"]
-        for pair in new[len(old):] if new[:len(old)] == old else []:
+        # what was answered since (after /back, or a red flag taken on an older question:
+        # beyond where the answers part)
+        kept_answers = next((i for i, (a, b) in enumerate(zip(old, new, strict=False))
+                             if a != b), min(len(old), len(new)))
+        for pair in new[kept_answers:]:
             run.acknowledged |= tuple(pair) == ACKNOWLEDGED
             run.red_flag |= tuple(pair) in RED_FLAGS
 

@@ -264,26 +264,72 @@ def test_double_tap_applies_one_answer(tmp_path: Path,
 
 def test_a_quick_second_tap_on_another_choice_says_which_answer_counts(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """"No" then "Yes" on a red-flag question before the first reply arrives: one answer
-    applies, and the second tap is told which and how to change it, not only "moved on"."""
+    """"Yes" then "No" on a question before the first reply arrives: one answer applies,
+    and the second tap is told which one, not only "moved on"."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.script(CHAT, "no", "no", "no", "no")  # to the accident question
+            question = h.current(CHAT)
+            sent = len(h.sent_texts(CHAT))
+            first = h.api.tap(CHAT, question["message_id"], h.data_for(question, "yes"))
+            second = h.api.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            await h.processed(first)
+            await h.processed(second)
+            assert h.state(CHAT) == "asking_trauma_checked"
+            counts = h.message_text("session.answered_as").format(
+                answer=h.message_text("choice.yes"))
+            checked = h.message_text("question.trauma_checked")
+            stale = h.message_text("session.stale")
+            assert h.sent_texts(CHAT)[sent:] == [checked, f"{stale}\n\n{counts}", checked]
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_a_red_flag_tapped_on_an_older_copy_of_its_question_counts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """"No" then "Yes" on the bladder question in quick succession, or "Yes" on the copy
+    left above after the question came again (here after free text) once the screening has
+    moved on to the doctor prompt: the red flag is taken, the tapped copy shows it, and the
+    emergency advice follows; nothing about activities comes after."""
     caplog.set_level(logging.ERROR, logger=LOGGER)
 
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             await at_bladder_question(h)
             question = h.current(CHAT)
-            sent = len(h.sent_texts(CHAT))
             first = h.api.tap(CHAT, question["message_id"], h.data_for(question, "no"))
             second = h.api.tap(CHAT, question["message_id"], h.data_for(question, "yes"))
             await h.processed(first)
             await h.processed(second)
             snapshot = h.snapshot(CHAT)
-            assert snapshot is not None and snapshot["state"] == "asking_saddle"
-            counts = h.message_text("session.answered_as").format(
-                answer=h.message_text("choice.no"))
-            saddle = h.message_text("question.saddle")
-            stale = h.message_text("session.stale")
-            assert h.sent_texts(CHAT)[sent:] == [saddle, f"{stale}\n\n{counts}", saddle]
+            assert snapshot is not None and snapshot["state"] == "emergency_care"
+            assert snapshot["answers"][-1] == ["asking_bladder", "yes"]
+            assert any(h.message_text("disposition.emergency") in t for t in h.sent_texts(CHAT))
+
+            await h.send(CHAT, "/restart")
+            await h.choose(CHAT, "agree")
+            older = h.current(CHAT)
+            await h.say(CHAT, "what does that mean?")  # the question comes again below
+            assert h.current(CHAT)["message_id"] != older["message_id"]
+            await h.script(CHAT, *TO_DOCTOR_PROMPT[1:])
+            assert h.state(CHAT) == "doctor_prompt"
+            sent = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, older["message_id"], h.data_for(older, "yes"))
+            assert h.state(CHAT) == "emergency_care"
+            replies = h.sent_texts(CHAT)[sent:]
+            assert replies[0].startswith(h.message_text("session.late_red_flag"))
+            assert any(h.message_text("disposition.emergency") in t for t in replies)
+            edits = h.calls(CHAT, "editMessageText")
+            assert edits[-1].params["message_id"] == older["message_id"]
+            assert h.message_text("choice.yes") in edits[-1].params["text"]
+            await h.script(CHAT, "restart")  # the end's own button works: nothing kept
+            assert h.rows(CHAT) == 0
+            assert h.sent_texts(CHAT)[-1] == h.message_text("welcome.question")
 
         assert failures(caplog) == []
 
@@ -846,6 +892,39 @@ def test_a_failed_reply_goes_out_again_even_when_the_loop_gets_to_it_late(
             time.sleep(1.6)  # blocks the loop past the try's time and the scheduler's 1 s
             saddle = h.message_text("question.saddle")
             assert await until(lambda: h.sent_texts(CHAT)[before:] == [saddle])
+
+    run_bounded(scenario())
+
+
+def test_emergency_advice_is_tried_again_until_telegram_takes_it(tmp_path: Path) -> None:
+    """The emergency reply fails, and so does its first try again: it is tried once more,
+    after a longer pause, and arrives; past the last try nothing more is sent."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            message = await at_bladder_with_the_next_reply_failing(h)
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 0.1  # tries 0.1 s and 0.4 s after
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")  # two
+            before = len(h.sent_texts(CHAT))
+            await h.tap(CHAT, message["message_id"], h.data_for(message, "yes"))
+            assert h.state(CHAT) == "emergency_care"
+            emergency = h.message_text("disposition.emergency")
+            assert await until(lambda: any(emergency in t for t in h.sent_texts(CHAT)))
+            assert sum(emergency in t for t in h.sent_texts(CHAT)[before:]) == 1
+            assert len(h.calls(CHAT, "sendMessage")) - before == 2 + len(h.sent_texts(CHAT)
+                                                                         [before:])
+
+            await h.send(CHAT, "/restart")
+            await h.choose(CHAT, "agree")
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway",
+                            count=telegram_bot.SEND_AGAIN_TRIES + 1)
+            tried = len(h.calls(CHAT, "sendMessage"))
+            await h.choose(CHAT, "yes")
+            assert await until(lambda: len(h.calls(CHAT, "sendMessage")) - tried
+                               == telegram_bot.SEND_AGAIN_TRIES + 1)
+            assert backbot._sends_again == {}  # and no try is left to come
+            assert h.app.job_queue is not None
+            assert h.app.job_queue.get_jobs_by_name("send-again") == ()
 
     run_bounded(scenario())
 
