@@ -351,7 +351,12 @@ class Engine:
     def _restart(self, snapshot: Snapshot) -> tuple[Snapshot, list[Output]]:
         dest = self._fire("restart", snapshot["state"]) or self.dialog.initial
         new = {**self.new_snapshot(run=snapshot["run"] + 1), "state": dest}
-        return new, [self._say("session.restarted"), *self.render(new)]
+        # The new check-in keeps nothing of the old, so the advice it ended with is recalled
+        # once more (it may not have arrived, or the person may hope for another answer).
+        left = self._states[snapshot["state"]]
+        said = ("session.restarted_after_red_flag" if left.final
+                and left.disposition in NO_WAY_BACK else "session.restarted")
+        return new, [self._say(said), *self.render(new)]
 
     def _fire(self, trigger: str, state: str, choice: str | None = None) -> str | None:
         """Where the Machine takes `trigger` (with `choice`) from `state`; None if nowhere.

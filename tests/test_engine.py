@@ -414,6 +414,32 @@ def test_restart_after_the_end(engine: Engine, finished: Snapshot) -> None:
     assert agreed["run"] == 1_800_000_000  # when this check-in's first question was sent
 
 
+def test_starting_again_after_a_red_flag_recalls_the_advice(engine: Engine) -> None:
+    """From an end that sent the person to medical care, the new check-in (which keeps
+    nothing of the old) opens by recalling that advice; from any other end, or mid-way,
+    it opens plainly."""
+    routes: dict[str, list[str]] = {engine.dialog.initial: []}
+    queue = [engine.dialog.initial]
+    while queue:  # the first path found to each state
+        state = queue.pop(0)
+        for edge in engine.dialog.answer_edges():
+            if edge.source == state and edge.dest not in routes:
+                routes[edge.dest] = [*routes[state], str(edge.choice)]
+                queue.append(edge.dest)
+    ends = {name: spec.disposition for name, spec in engine.dialog.states.items()
+            if spec.final}
+    assert set(ends) <= set(routes) and {"emergency", "urgent"} <= set(ends.values())
+    for name, disposition in ends.items():
+        at_end, _ = walk(engine, routes[name])
+        assert at_end["state"] == name
+        expected = ("session.restarted_after_red_flag" if disposition in NO_WAY_BACK
+                    else "session.restarted")
+        for event in (Event("restart"), Event.answer("restart", engine.ref(at_end))):
+            new, outputs = engine.step(at_end, event)
+            assert new["state"] == engine.dialog.initial and new["answers"] == []
+            assert say_keys(outputs)[0] == expected, (name, event)
+
+
 def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     snapshot, _ = walk(engine, ["agree", "no", "no", "no"])
     snapshot = {**snapshot, "run": 4}
