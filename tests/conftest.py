@@ -67,7 +67,9 @@ def older_database(tmp_path: Path) -> Callable[[str], Path]:
 ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "aqua", "bike", "cycl",
                   "spinning", "elliptical", "cross-train", "rowing", "stair", "run", "jog",
                   "jump", "skipping", "aerobic", "backstroke", "crawl", "recumbent", "danc",
-                  "yoga", "pilates", "gym", "stationary bike", "strength", "flexib", "stretch")
+                  "yoga", "pilates", "gym", "stationary bike", "strength", "flexib", "stretch",
+                  "stroll", "hik", "tai chi", "hydro", "sprint", "climb", "cross train",
+                  "wading", "squat", "weight train", "weightlift")
 _ACTIVITY = re.compile(r"\b(" + "|".join(map(re.escape, ACTIVITY_WORDS)) + ")", re.IGNORECASE)
 
 

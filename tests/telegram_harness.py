@@ -32,8 +32,10 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 
 try:  # works whether or not tests/ is a package
+    import conftest
     from fake_bot_api import Call, FakeBotAPI, no_proxy
 except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
+    from tests import conftest
     from tests.fake_bot_api import Call, FakeBotAPI, no_proxy
 
 __all__ = [
@@ -62,11 +64,8 @@ WAIT = 5.0  # the longest any single step may take before a test fails
 MAX_CALLBACK_BYTES = 64
 DONE_GROUP = 1000  # after every handler group the bot registers
 
-# Words that name an activity; \b so that "truncate" does not count as "run".
-ACTIVITY = re.compile(
-    r"\b(walk|swim|pool|water|bike|cycl|elliptical|run|jump|treadmill|recumbent)",
-    re.IGNORECASE,
-)
+# Words that name an activity: the tests' one list (tests/conftest.py ACTIVITY_WORDS).
+ACTIVITY = conftest._ACTIVITY
 
 # Answers (choice ids) that walk the screening dialog.
 # bladder, saddle, legs, chest, accident, fever, cancer, other signs, shooting pain
