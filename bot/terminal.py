@@ -76,8 +76,8 @@ def render_one(output: Output, content: Content) -> str:
         for source in output.sources:
             lines.append(_wrap(f"- {source.title} ({source.publisher}) {source.url}", "  ")[2:])
         return "\n".join(lines)
-    if isinstance(output, Answered):
-        return ""  # the person just typed it
+    if isinstance(output, Answered):  # the answer taken from what was typed ("ye": Yes)
+        return f"{content.message('answered.label')} {output.label}"
     raise TypeError(f"unknown output {output!r}")
 
 

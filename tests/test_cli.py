@@ -84,6 +84,17 @@ def test_chat_emergency(tmp_path: Path, messages: dict[str, str], find_activity)
     assert "* " not in out  # no cards at all
 
 
+def test_chat_says_which_answer_it_took(tmp_path: Path, messages: dict[str, str]) -> None:
+    """A typed number, an abbreviation or a saying is answered by the label it was taken
+    as, so a slip ("2" meant as "3") shows at once."""
+    _, result = chat(["1", "2", "nope", "ye"], tmp_path)
+    label = messages["answered.label"]
+    taken = [line.removeprefix(f"{label} ") for line in result.stdout.splitlines()
+             if line.startswith(label)]
+    assert taken == [messages["choice.agree"], "No", "No", "Yes"], taken
+    assert f"> nope\n\n{label} No\n" in result.stdout  # right under what was typed
+
+
 def test_chat_keeps_a_listed_question_one_item_per_line(tmp_path: Path) -> None:
     """The other warning signs are a list: each item starts a line of its own, and one
     that wraps goes on indented under its text."""
