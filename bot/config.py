@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bot.errors import DataError
-from bot.zones import known_zone, shown_zone, zone_data_present
+from bot.zones import shown_zone, zone_data_present, zone_named
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
@@ -137,12 +137,13 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
                           f"CRITICAL, not {level}")
-    timezone = env.get("BACKBOT_TZ", "").strip() or "UTC"
+    given_zone = env.get("BACKBOT_TZ", "").strip() or "UTC"
     if not zone_data_present():  # else every stored daily tip would look unknown
         raise ConfigError("this system has no IANA time zone data: install the tzdata "
                           "package (pip install tzdata)")
-    if known_zone(timezone) is None:
-        raise ConfigError(f"BACKBOT_TZ {shown_zone(timezone)!r} is not a known time zone "
+    timezone = zone_named(given_zone)  # in any mix of capitals, as /dailytip takes them
+    if timezone is None:
+        raise ConfigError(f"BACKBOT_TZ {shown_zone(given_zone)!r} is not a known time zone "
                           "(try UTC or Europe/London)")
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
@@ -155,7 +156,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
     webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
     if webhook_url:
         # Telegram's own Bot API calls only https; a self-hosted one may call plain http
-        allowed = ("https",) if api_base_url == TELEGRAM_API else ("https", "http")
+        official = urlparse(api_base_url).hostname == urlparse(TELEGRAM_API).hostname
+        allowed = ("https",) if official else ("https", "http")
         if _scheme(webhook_url) == "http" and "http" not in allowed:
             raise ConfigError("BACKBOT_WEBHOOK_URL must start with https:// (Telegram calls "
                               "only https), such as https://bot.example.org/telegram")

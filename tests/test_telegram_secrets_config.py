@@ -221,6 +221,14 @@ def test_bad_time_zone_is_one_line(zone: str) -> None:
         "Asia/Tokyo")
 
 
+@pytest.mark.parametrize(("given", "zone"), [("europe/london", "Europe/London"),
+                                             ("utc", "UTC"), ("AMERICA/NEW_YORK",
+                                                              "America/New_York")])
+def test_a_time_zone_is_taken_in_any_capitals(given: str, zone: str) -> None:
+    """As /dailytip takes them: stored and shown by its IANA name."""
+    assert load_settings(environ={"BACKBOT_TZ": given}, env_file=None).timezone == zone
+
+
 def test_no_time_zone_data_at_all_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken install with no IANA zone data would find every stored daily tip's zone
     unknown (and UTC too): it is refused at start-up, saying what to install."""
@@ -322,6 +330,10 @@ def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
     with pytest.raises(ConfigError,
                        match=r"must start with https:// \(Telegram calls only https\)"):
         load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None)
+    for official in ("https://api.telegram.org/bot/", "https://API.telegram.org/bot"):
+        with pytest.raises(ConfigError, match=r"must start with https://"):
+            load_settings(environ={"BACKBOT_WEBHOOK_URL": url,
+                                   "TELEGRAM_API_BASE_URL": official}, env_file=None)
 
 
 def test_a_webhook_path_of_plain_characters_is_taken_as_is() -> None:
