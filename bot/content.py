@@ -55,7 +55,7 @@ CODE_MESSAGES = frozenset({
     "help.text", "privacy.note", "session.finished",
     "session.answered_as", "session.answered_as_final", "session.late_red_flag",
     "session.finished_may_go_back", "session.outdated", "session.restarted",
-    "session.restarted_after_red_flag",
+    "session.red_flag_recalled",
     "session.resumed", "session.stale", "session.went_back", "sources.header",
     "tip.after_red_flag", "tip.doctor_first", "tip.none", "welcome.question",
 })

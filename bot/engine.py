@@ -107,7 +107,8 @@ class Engine:
         if problem is not None:
             run = snapshot.get("run") if isinstance(snapshot, dict) else 0
             fresh = self.new_snapshot(run=_int(run) + 1)
-            return fresh, [self._say(problem), *self.render(fresh)]
+            return fresh, [self._say(problem), *self._recall_red_flag(snapshot),
+                           *self.render(fresh)]
         spec = self._states[snapshot["state"]]
         kind = event.kind
         if kind == "start":
@@ -351,12 +352,18 @@ class Engine:
     def _restart(self, snapshot: Snapshot) -> tuple[Snapshot, list[Output]]:
         dest = self._fire("restart", snapshot["state"]) or self.dialog.initial
         new = {**self.new_snapshot(run=snapshot["run"] + 1), "state": dest}
-        # The new check-in keeps nothing of the old, so the advice it ended with is recalled
-        # once more (it may not have arrived, or the person may hope for another answer).
-        left = self._states[snapshot["state"]]
-        said = ("session.restarted_after_red_flag" if left.final
-                and left.disposition in NO_WAY_BACK else "session.restarted")
-        return new, [self._say(said), *self.render(new)]
+        return new, [self._say("session.restarted"), *self._recall_red_flag(snapshot),
+                     *self.render(new)]
+
+    def _recall_red_flag(self, left: object) -> list[Output]:
+        """Leaving an end that sent the person to medical care for a new check-in, which
+        keeps nothing of the old: that advice once more (it may not have arrived, or they
+        may hope for another answer)."""
+        state = left.get("state") if isinstance(left, dict) else None
+        spec = self._states.get(state) if isinstance(state, str) else None
+        if spec is not None and spec.final and spec.disposition in NO_WAY_BACK:
+            return [self._say("session.red_flag_recalled")]
+        return []
 
     def _fire(self, trigger: str, state: str, choice: str | None = None) -> str | None:
         """Where the Machine takes `trigger` (with `choice`) from `state`; None if nowhere.

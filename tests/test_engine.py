@@ -417,7 +417,7 @@ def test_restart_after_the_end(engine: Engine, finished: Snapshot) -> None:
 def test_starting_again_after_a_red_flag_recalls_the_advice(engine: Engine) -> None:
     """From an end that sent the person to medical care, the new check-in (which keeps
     nothing of the old) opens by recalling that advice; from any other end, or mid-way,
-    it opens plainly."""
+    it opens plainly. The same when a new version of the dialog cannot resume it."""
     routes: dict[str, list[str]] = {engine.dialog.initial: []}
     queue = [engine.dialog.initial]
     while queue:  # the first path found to each state
@@ -432,12 +432,16 @@ def test_starting_again_after_a_red_flag_recalls_the_advice(engine: Engine) -> N
     for name, disposition in ends.items():
         at_end, _ = walk(engine, routes[name])
         assert at_end["state"] == name
-        expected = ("session.restarted_after_red_flag" if disposition in NO_WAY_BACK
-                    else "session.restarted")
+        recalled = ["session.red_flag_recalled"] if disposition in NO_WAY_BACK else []
         for event in (Event("restart"), Event.answer("restart", engine.ref(at_end))):
             new, outputs = engine.step(at_end, event)
             assert new["state"] == engine.dialog.initial and new["answers"] == []
-            assert say_keys(outputs)[0] == expected, (name, event)
+            assert say_keys(outputs)[:-1] == ["session.restarted", *recalled], (name, event)
+        # the same when a new version of the dialog cannot resume the session
+        outdated = {**at_end, "v": SNAPSHOT_VERSION + 1}
+        new, outputs = engine.step(outdated, Event("start"))
+        assert new["state"] == engine.dialog.initial
+        assert say_keys(outputs)[:-1] == ["session.outdated", *recalled], name
 
 
 def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
