@@ -16,7 +16,15 @@ from typing import Any
 
 from transitions import Machine
 
-from bot.content import ACTIVITY_TAG, TIP_TAG, Card, Citation, Content, group_citations
+from bot.content import (
+    ACTIVITY_TAG,
+    RED_FLAG_LEVELS,
+    TIP_TAG,
+    Card,
+    Citation,
+    Content,
+    group_citations,
+)
 from bot.dialog import END_ACTIONS, NO_WAY_BACK, Dialog, StateSpec, build_machine
 from bot.outputs import Answered, Ask, Choice, Output, Say, ShowCard, ShowTip, SourceList
 
@@ -26,7 +34,7 @@ Snapshot = dict[str, Any]
 
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
 # A later red-flag answer replaces an earlier one only if it is more serious.
-_SEVERITY = {"urgent": 1, "emergency": 2}
+_SEVERITY = {level: rank for rank, level in enumerate(RED_FLAG_LEVELS, 1)}
 
 
 @dataclass(frozen=True, slots=True)
