@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import html
 import json
+import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,11 +53,13 @@ __all__ = [
     "assert_telegram_html",
     "bot_session",
     "callback_data",
+    "failures",
     "find_activity",
     "make_settings",
     "no_proxy",
     "run_bounded",
     "shared_engine",
+    "until",
 ]
 
 T = TypeVar("T")
@@ -72,6 +76,22 @@ ACTIVITY = conftest._ACTIVITY
 RED_FLAGS_NO = ("no",) * 9
 TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
 TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "yes", "no")
+
+
+def failures(caplog: Any, logger: str = "bot.telegram_bot") -> list[str]:
+    """Lines the bot's error handler logged ("update N failed: ...")."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == logger and r.levelno >= logging.ERROR]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether `condition` came true within `timeout` seconds (checked every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 def find_activity(text: str) -> str | None:
@@ -171,10 +191,11 @@ class BotHarness:
 
     def __init__(self, api: FakeBotAPI, db_path: Path, engine: Engine | None = None,
                  max_retries: int = 2,
-                 checkpoint_every: float = CHECKPOINT_EVERY_SECONDS) -> None:
+                 checkpoint_every: float = CHECKPOINT_EVERY_SECONDS,
+                 environ: dict[str, str] | None = None) -> None:
         self.api = api
         self.db_path = db_path
-        self.settings = make_settings(api, db_path)
+        self.settings = make_settings(api, db_path, **(environ or {}))
         self.engine = engine or shared_engine()
         self.db = open_database(db_path)
         self.store = SessionStore(self.db)

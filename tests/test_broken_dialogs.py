@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bot import paths
 from bot.cli import main
+from bot.loading import DIALOG_FILE
 
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -145,6 +147,20 @@ def test_activity_state_reachable_around_doctor_prompt(data_copy, check) -> None
     assert "ok   (ii)" in result.out and "ok   (iii)" in result.out
 
 
+def test_declining_the_doctor_prompt_into_an_activity_fails(data_copy, check) -> None:
+    """Only the acknowledging answer may lead on from the doctor prompt: "Not yet" re-routed
+    to an activity question fails (i), naming that question and the path through "Not yet"."""
+    edit(data_copy.dialog, lambda d: transition(d, "doctor_prompt", "not_now").update(
+        dest="asking_pool"))
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "i")
+    problem = next(p for p in block[1:] if "(state asking_pool," in p)
+    assert_names_state(problem, data_copy.dialog, "asking_pool")
+    assert "reachable without the doctor prompt's acknowledgement" in problem
+    assert problem.endswith("explaining_why -> doctor_prompt -> asking_pool")
+
+
 def test_skipping_the_doctor_prompt_fails(data_copy, check) -> None:
     edit(data_copy.dialog, lambda d: transition(d, "explaining_why", "next").update(
         dest="asking_pool"))
@@ -231,14 +247,23 @@ def test_answers_looping_back(data_copy, check) -> None:
     assert "explaining_why -> asking_bladder" in block[1]
 
 
-def test_end_state_without_doctor_reminder(data_copy, check) -> None:
-    edit(data_copy.dialog, lambda d: state(d, "emergency_care")["show"].remove(
+# every end state of the shipped dialog, whatever its disposition
+END_STATES = tuple(s["name"] for s in load(paths.dialogs_dir() / DIALOG_FILE)["states"]
+                   if s.get("final"))
+assert {"emergency_care", "declined_doctor", "stopped"} <= set(END_STATES)
+
+
+@pytest.mark.parametrize("name", END_STATES)
+def test_end_state_without_doctor_reminder(data_copy, check, name: str) -> None:
+    """Any end state, a "stopped" one included, without the doctor reminder fails (iv),
+    naming that state and the reminder."""
+    edit(data_copy.dialog, lambda d: state(d, name)["show"].remove(
         {"message": "reminder.doctor"}))
     result = check()
     assert result.rc == 1
     block = finding_lines(result, "iv")
     assert len(block) == 2, block
-    assert_names_state(block[1], data_copy.dialog, "emergency_care")
+    assert_names_state(block[1], data_copy.dialog, name)
     assert "reminder.doctor" in block[1]
 
 
@@ -381,6 +406,15 @@ def test_end_state_following_unknown_section(data_copy, check) -> None:
     _, name, what = data_error(check(), data_copy.dialog)
     assert name == "urgent_care"
     assert what == "follows section '1.9 Made up' that nice_ng59 does not list"
+
+
+def test_end_state_following_no_source(data_copy, check) -> None:
+    """An end state must say which source(s) its advice follows."""
+    edit(data_copy.dialog, lambda d: state(d, "urgent_care").pop("follows"))
+    lineno, name, what = data_error(check(), data_copy.dialog)
+    assert name == "urgent_care"
+    assert what == "an end state names the source(s) it follows"
+    assert lineno is not None and "name: urgent_care" in line(data_copy.dialog, lineno)
 
 
 def test_card_never_shown(data_copy, check) -> None:

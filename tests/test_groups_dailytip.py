@@ -106,6 +106,25 @@ def test_dailytip_refused_for_non_admins(api: FakeBotAPI, tmp_path: Path) -> Non
     run(scenario())
 
 
+def test_dailytip_refused_for_non_admins_in_a_basic_group(api: FakeBotAPI,
+                                                          tmp_path: Path) -> None:
+    """A basic group (not a supergroup) is no channel: a plain member's /dailytip is
+    refused after asking Telegram, and nothing is stored or scheduled."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            reply = await bot.say(BASIC_GROUP, "/dailytip 08:30", user_id=MEMBER,
+                                  chat_type="group")
+            assert plain(reply["text"]) == msg("dailytip.not_admin")
+            await bot.settle()
+            assert bot.rows() == []
+            assert bot.jobs(BASIC_GROUP) == ()
+            assert {(c.params["chat_id"], c.params["user_id"])
+                    for c in api.calls_to("getChatMember")} == {(BASIC_GROUP, MEMBER)}
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_dailytip_set_by_admins_stores_and_schedules(api: FakeBotAPI, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:

@@ -7,7 +7,7 @@ from test_engine import all_snapshots
 
 from bot.content import Source
 from bot.engine import Engine, Event
-from bot.outputs import Say, SourceList
+from bot.outputs import Answered, Say, SourceList
 from bot.telegram_render import (
     MAX_MESSAGE_CHARS,
     TELEGRAM_MAX_CHARS,
@@ -114,3 +114,13 @@ def test_dynamic_text_is_escaped(engine: Engine) -> None:
     render = TelegramRenderer(engine.content)
     assert render.block(Say("x", "<b>hi</b> & <a href=x>")) == (
         "&lt;b&gt;hi&lt;/b&gt; &amp; &lt;a href=x&gt;")
+
+
+def test_the_answered_question_is_escaped(engine: Engine) -> None:
+    """The "Your answer:" edit escapes the question as well as the chosen label, and stays
+    valid Telegram HTML."""
+    render = TelegramRenderer(engine.content)
+    text = render.answered(Answered("a < b & c", "<x>"))
+    label = engine.content.message("answered.label")
+    assert text == f"a &lt; b &amp; c\n\n{label} <b>&lt;x&gt;</b>"
+    assert_telegram_html(text)

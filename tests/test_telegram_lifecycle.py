@@ -13,17 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 from fake_bot_api import FakeBotAPI
-from telegram_harness import BotHarness, bot_session, run_bounded
+from telegram_harness import BotHarness, bot_session, failures, run_bounded
 
 from bot import telegram_bot
 
 CHAT = 3003
 LOGGER = "bot.telegram_bot"
-
-
-def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == LOGGER and r.levelno >= logging.ERROR]
 
 
 async def deliver_again(h: BotHarness, update: dict) -> None:
@@ -33,10 +28,12 @@ async def deliver_again(h: BotHarness, update: dict) -> None:
     await h.processed(update["update_id"])
 
 
-def test_blocking_the_bot_erases_the_session(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
-    """Telegram reports a block as my_chat_member "kicked"; the person never writes again,
-    so that update alone must erase what is stored."""
+@pytest.mark.parametrize("status", ["kicked", "left"])
+def test_blocking_the_bot_erases_the_session(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                             status: str) -> None:
+    """Telegram reports a block as my_chat_member "kicked" (and a private chat's end as
+    "left"); the person never writes again, so that update alone must erase what is
+    stored."""
     caplog.set_level(logging.INFO, logger=LOGGER)
 
     async def scenario() -> None:
@@ -46,7 +43,7 @@ def test_blocking_the_bot_erases_the_session(tmp_path: Path,
             await h.send(CHAT + 1, "/start")
             await h.script(CHAT + 1, "agree")
             assert h.rows(CHAT) == 1
-            update_id = h.api.my_chat_member(CHAT, "private", "member", "kicked", CHAT)
+            update_id = h.api.my_chat_member(CHAT, "private", "member", status, CHAT)
             await h.processed(update_id)
             assert h.rows(CHAT) == 0
             assert h.rows(CHAT + 1) == 1  # nobody else's session is touched

@@ -8,7 +8,6 @@ import html
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +19,9 @@ from telegram_harness import (
     assert_telegram_html,
     bot_session,
     callback_data,
+    failures,
     run_bounded,
+    until,
 )
 
 from bot import telegram_app, telegram_bot
@@ -29,12 +30,6 @@ from bot.telegram_bot import FORGET_CONFIRM_SECONDS, IN_HAND_PER_USER
 
 CHAT = 2002
 LOGGER = "bot.telegram_bot"
-
-
-def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Lines the bot's error handler logged ("update N failed: ...")."""
-    return [r.getMessage() for r in caplog.records
-            if r.name == LOGGER and r.levelno >= logging.ERROR]
 
 
 async def double_tap(h: BotHarness, message: dict, data: str) -> list[str]:
@@ -1115,15 +1110,6 @@ def test_an_old_erase_confirmation_tapped_after_a_new_check_in_claims_nothing(
             assert h.rows(CHAT) == 1
 
     run_bounded(scenario())
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 # ------------------------------------------------------------------------------ 5. ordering

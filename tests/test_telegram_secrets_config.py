@@ -89,6 +89,23 @@ def test_token_never_reaches_the_logs(tmp_path: Path, restore_logging: None) -> 
         assert personal not in output, personal
 
 
+def test_every_copy_of_the_token_in_a_line_is_redacted(restore_logging: None) -> None:
+    """A line holding the token twice (a request URL and an error text, say) keeps no copy
+    of it, nor of its secret part."""
+    token = "123456789:AAFake-Secret_Part_0123456789abcdef"
+    buffer = io.StringIO()
+    setup_logging("INFO", [token])
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    logging.getLogger("bot.test").warning("POST https://api.telegram.org/bot%s/sendMessage "
+                                          "failed: Conflict for %s", token, token)
+    output = buffer.getvalue()
+    assert output.count("[redacted]") == 2, output
+    assert token not in output
+    assert token.split(":", 1)[1] not in output
+
+
 def test_an_info_log_never_says_who_is_where(tmp_path: Path, restore_logging: None) -> None:
     """At the production level, no line names a state of the check-in, an answer or a
     user id, even when a reply fails and is sent again."""

@@ -1,0 +1,75 @@
+"""A reply's second try that finds the bot blocked, and the retention purge's own setting."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from telegram_harness import bot_session, failures, run_bounded, until
+
+CHAT = 4004
+DAY = 86400
+
+
+def test_a_block_found_by_the_second_try_erases_the_session(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reply failed (502) and waits for its second try; the person blocks the bot
+    meanwhile. The second try's 403 erases the session, leaves no try to come, and logs no
+    error beyond the first failure."""
+    caplog.set_level(logging.INFO, logger="bot.telegram_bot")
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 0.2
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            message = h.current(CHAT)
+            update_id = await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            assert h.state(CHAT) == "asking_saddle"
+            assert list(backbot._sends_again) == [CHAT]  # the second try is waiting
+            h.api.block_user(CHAT)
+
+            assert await until(lambda: h.rows(CHAT) == 0)
+            assert any(c.error_code == 403 for c in h.calls(CHAT, "sendMessage"))
+            assert backbot._sends_again == {}
+            assert h.app.job_queue is not None
+            assert h.app.job_queue.get_jobs_by_name("send-again") == ()
+            assert failures(caplog) == [f"update {update_id} failed: NetworkError"]
+
+    run_bounded(scenario())
+    assert "a user blocked the bot; their session was dropped" in caplog.messages
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records
+                   if r.name == "bot.telegram_bot" and "failed:" not in r.getMessage())
+
+
+def test_the_retention_purge_keeps_sessions_for_backbot_retention_days(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With BACKBOT_RETENTION_DAYS=7, the purge job erases a session idle for 8 days and
+    keeps one idle for 6 (the default 30 would keep both)."""
+    caplog.set_level(logging.INFO, logger="bot.telegram_app")
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path, environ={"BACKBOT_RETENTION_DAYS": "7"}) as h:
+            assert h.settings.retention_days == 7
+            for chat in (CHAT, CHAT + 1):
+                await h.send(chat, "/start")
+                await h.choose(chat, "agree")
+            now = int(time.time())
+            with contextlib.closing(sqlite3.connect(h.db_path)) as db, db:
+                for chat, days in ((CHAT, 8), (CHAT + 1, 6)):
+                    db.execute("UPDATE sessions SET updated_at = ? WHERE user_id = ?",
+                               (now - days * DAY, chat))
+            assert h.app.job_queue is not None
+            [purge] = h.app.job_queue.get_jobs_by_name("purge-sessions")
+            await purge.run(h.app)
+            assert h.rows(CHAT) == 0
+            assert h.rows(CHAT + 1) == 1
+
+    run_bounded(scenario())
+    assert "purged 1 sessions idle for over 7 days" in caplog.messages
