@@ -19,7 +19,7 @@ TRIGGERS = frozenset({"answer", "restart"})
 DISPOSITIONS = frozenset({"emergency", "urgent", "activity", "stopped"})
 # Ends no one goes back from with /back: what they said calls for care, and one tap must
 # not turn that answer round into exercise advice (Start again begins afresh). From the
-# others /back changes the last answer (a preference, or "Not yet" to the doctor prompt).
+# others /back changes the last answer (a preference, or "No, not now" to the doctor prompt).
 NO_WAY_BACK = frozenset({"emergency", "urgent"})
 STATE_TAGS = frozenset({"doctor_prompt", "names_activity", "suggests_activity"})
 # Choice ids that end states answer to; a question may not use them.

@@ -148,8 +148,8 @@ def test_activity_state_reachable_around_doctor_prompt(data_copy, check) -> None
 
 
 def test_declining_the_doctor_prompt_into_an_activity_fails(data_copy, check) -> None:
-    """Only the acknowledging answer may lead on from the doctor prompt: "Not yet" re-routed
-    to an activity question fails (i), naming that question and the path through "Not yet"."""
+    """Only the acknowledging answer may lead on from the doctor prompt: "No, not now" re-routed
+    to an activity question fails (i), naming that question and the path through "No, not now"."""
     edit(data_copy.dialog, lambda d: transition(d, "doctor_prompt", "not_now").update(
         dest="asking_pool"))
     result = check()
@@ -320,7 +320,7 @@ def test_red_flag_on_an_info_choice_fails(data_copy, check) -> None:
 
 def test_doctor_prompt_tag_on_a_state_without_the_prompt_fails(data_copy, check) -> None:
     """Moving the tag (and its acknowledgement) to the why-cards would let the real
-    prompt's "Not yet" lead on; the tagged state must show the doctor prompt itself."""
+    prompt's "No, not now" lead on; the tagged state must show the doctor prompt itself."""
     def change(d: Data) -> None:
         prompt, why = state(d, "doctor_prompt"), state(d, "explaining_why")
         del prompt["tags"], prompt["acknowledge"]
@@ -683,7 +683,8 @@ def test_path_around_a_required_question_fails(data_copy, check, source: str, ch
 def test_message_shown_anywhere_naming_an_activity_fails(data_copy, check) -> None:
     """/help can be read before the doctor prompt and after a red flag."""
     path = data_copy.content / "messages.yaml"
-    replace_once(path, "help:\n  text: >-\n", "help:\n  text: >-\n    A brisk walk helps.\n")
+    replace_once(path, "help:\n  # a literal block: one line per command\n  text: |-\n",
+                 "help:\n  text: |-\n    A brisk walk helps.\n")
     result = check()
     assert result.rc == 1
     block = finding_lines(result, "i")
@@ -869,7 +870,7 @@ def test_red_flag_end_must_say_where_to_get_care(data_copy, check, name: str,
 
 
 def test_swapped_doctor_prompt_buttons_fail(data_copy, check) -> None:
-    """A "Not yet" button that led on to the activities would pass every path check: the
+    """A "No, not now" button that led on to the activities would pass every path check: the
     acknowledging answer must read as the acknowledgement, and no other answer may."""
     def change(d: Data) -> None:
         state(d, "doctor_prompt")["choices"] = [

@@ -293,7 +293,7 @@ def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engin
                                            find_activity: Callable[[str], str | None]) -> None:
     """What /tip may offer at each point of each path: nothing after a red flag (emergency
     or urgent), tips naming an activity only once the doctor prompt was acknowledged (not
-    after "Not yet"), else general ones."""
+    after "No, not now"), else general ones."""
     seen: Counter[str] = Counter()
     general = {card.id for card in engine.content.cards.values()
                if "tip" in card.tags and not find_activity(f"{card.title} {card.body}")}

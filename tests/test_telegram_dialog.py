@@ -134,7 +134,7 @@ DISPOSITIONS = {
     "shooting_pain": (("agree", *RED_FLAGS_NO[:8], "yes"), "nerve_pain_first",
                       "Electrical or shooting pain"),
     "fracture_not_cleared": (("agree", *RED_FLAGS_NO, "fracture", "no"), "fracture_first",
-                             "spinal fracture needs your doctor"),
+                             "spinal fracture needs a go-ahead"),
     "declined_doctor": ((*TO_DOCTOR_PROMPT, "not_now"), "declined_doctor",
                         "I only suggest activities once"),
 }
