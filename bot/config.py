@@ -13,6 +13,7 @@ from bot.errors import DataError
 from bot.zones import shown_zone, zone_data_present, zone_named
 
 TELEGRAM_API = "https://api.telegram.org/bot"
+DEFAULT_RETENTION_DAYS = 30  # BACKBOT_RETENTION_DAYS when unset
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
 # PTB matches the webhook's path as a regular expression: keep to characters that match
 # themselves; and it serves the path with its leading slashes cut to one, so no "//".
@@ -173,7 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         api_base_url=api_base_url,
         db_path=db_setting(env),
         log_level=level,
-        retention_days=number("BACKBOT_RETENTION_DAYS", 30, 1, 3650),
+        retention_days=number("BACKBOT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1, 3650),
         timezone=timezone,
         webhook_url=webhook_url,
         webhook_listen=env.get("BACKBOT_WEBHOOK_LISTEN", "").strip() or "0.0.0.0",

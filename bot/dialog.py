@@ -20,7 +20,7 @@ DISPOSITIONS = frozenset({"emergency", "urgent", "activity", "stopped"})
 # Ends no one goes back from with /back: what they said calls for care, and one tap must
 # not turn that answer round into exercise advice (Start again begins afresh). From the
 # others /back changes the last answer (a preference, or "No, not now" to the doctor prompt).
-NO_WAY_BACK = frozenset({"emergency", "urgent"})
+NO_WAY_BACK = frozenset(RED_FLAG_LEVELS)
 STATE_TAGS = frozenset({"doctor_prompt", "names_activity", "suggests_activity"})
 # Choice ids that end states answer to; a question may not use them.
 END_ACTIONS = ("restart", "sources")
@@ -33,7 +33,6 @@ _MACHINE_STATE_KEYS = {"final"}
 _OUR_STATE_KEYS = {"key", "show", "ask", "choices", "red_flags", "acknowledge", "tags",
                    "disposition", "follows"}
 _TRANSITION_KEYS = {"trigger", "source", "dest"}
-_MACHINE_KEYS = {"name", "initial", "states", "transitions"}  # of a dialog's machine_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +126,7 @@ def _check_plain(config: dict[str, Any]) -> None:
     """The engine remembers each (trigger, state, choice) outcome: true only of a Machine
     with no callbacks and one condition per transition, the choice. A loaded dialog has
     no others; this keeps a hand-built one from breaking that unseen."""
-    if extra := set(config) - _MACHINE_KEYS:
+    if extra := set(config) - _TOP_KEYS:  # a dialog's machine_config has these alone
         raise ValueError(f"machine options {sorted(extra)} are not supported (no callbacks)")
     for state in config["states"]:
         if not isinstance(state, dict) or set(state) - {"name", "final"}:

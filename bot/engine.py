@@ -233,7 +233,7 @@ class Engine:
         if snapshot is None or self._snapshot_problem(snapshot) is not None:
             return "general"
         spec = self._states[snapshot["state"]]
-        if spec.final and spec.disposition in ("emergency", "urgent"):
+        if spec.final and spec.disposition in NO_WAY_BACK:
             return "none"
         acknowledged = any(self._states[state].acknowledge == choice
                            for state, choice in snapshot["answers"])

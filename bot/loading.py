@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import paths
+from bot.config import DEFAULT_RETENTION_DAYS
 from bot.content import TIP_TAG, Content, load_content
 from bot.dialog import Dialog, load_dialog
 from bot.engine import Engine
@@ -15,7 +16,7 @@ DIALOG_FILE = "screening.yaml"
 
 
 def load_bundle(dialog_path: Path | None = None, content_path: Path | None = None,
-                *, retention_days: int = 30) -> tuple[Dialog, Content]:
+                *, retention_days: int = DEFAULT_RETENTION_DAYS) -> tuple[Dialog, Content]:
     content_path = content_path or paths.content_dir()
     dialog_path = dialog_path or paths.dialogs_dir() / DIALOG_FILE
     content = load_content(content_path, {"retention_days": retention_days})
@@ -25,13 +26,13 @@ def load_bundle(dialog_path: Path | None = None, content_path: Path | None = Non
 
 
 def load_engine(dialog_path: Path | None = None, content_path: Path | None = None,
-                *, retention_days: int = 30) -> Engine:
+                *, retention_days: int = DEFAULT_RETENTION_DAYS) -> Engine:
     dialog, content = load_bundle(dialog_path, content_path, retention_days=retention_days)
     return Engine(dialog, content)
 
 
 def load_checked_engine(dialog_path: Path | None = None, content_path: Path | None = None,
-                        *, retention_days: int = 30) -> Engine:
+                        *, retention_days: int = DEFAULT_RETENTION_DAYS) -> Engine:
     """The engine for talking to people: only for a dialog that passes every safety
     proof of `backbot check`, so an edited dialog that fails one is never served."""
     dialog, content = load_bundle(dialog_path, content_path, retention_days=retention_days)

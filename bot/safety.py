@@ -80,7 +80,7 @@ def state_texts(spec: StateSpec, content: Content) -> Iterable[str]:
         if item.kind == "card":
             yield from content.cards[item.ref].texts()
     yield from (content.messages[mid] for mid in state_messages(spec))
-    for source, section in spec.follows:  # an end's "This advice follows: ..." line
+    for source, section in spec.follows:  # an end's "Sources for this check-in:" line
         yield content.sources[source].title
         yield section
 
@@ -225,7 +225,7 @@ def _check_red_flags(dialog: Dialog, content: Content, graph: _Graph,
                 continue
             flagged += 1
             dest = dialog.states[edge.dest]
-            allowed = {"emergency"} if level == "emergency" else {"emergency", "urgent"}
+            allowed = set(RED_FLAG_LEVELS[RED_FLAG_LEVELS.index(level):])  # or more serious
             if not dest.final or dest.disposition not in allowed:
                 finding.problems.append(_fail(dialog, spec, (
                     f"{level} answer {edge.choice!r} must end in an {' or '.join(sorted(allowed))}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,7 +21,6 @@ from telegram import (
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
     CallbackQuery,
-    ChatMember,
     Update,
 )
 from telegram.constants import ChatAction, ChatType
@@ -51,11 +50,9 @@ from bot.telegram_render import (
     parse_callback,
     parse_command,
 )
-from bot.telegram_types import App
+from bot.telegram_types import GONE_STATUSES, NOT_GIVEN, App, Handler
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 # Commands and the engine event each becomes; /forget (it erases data) and /tip (it
 # changes nothing stored) have handlers of their own.
@@ -73,9 +70,7 @@ MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget
 # What works in groups (and what group members see in their menu there).
 GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
-# A command the person forwarded, or picked from another bot's inline results, is something
-# they pass on, not one they give: it is answered as text.
-PRIVATE_COMMAND = PRIVATE & ~filters.FORWARDED & ~filters.VIA_BOT
+PRIVATE_COMMAND = PRIVATE & ~NOT_GIVEN  # a forwarded command is answered as text
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
@@ -318,7 +313,7 @@ class BackBot:
         change = update.my_chat_member
         if change is None or change.chat.type != ChatType.PRIVATE:
             return
-        if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
+        if change.new_chat_member.status in GONE_STATUSES:
             async with self.locks.hold(change.chat.id):
                 self.drop_blocked(change.chat.id)
 

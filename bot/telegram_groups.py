@@ -62,18 +62,15 @@ from bot.outputs import SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
-from bot.telegram_types import App
+from bot.telegram_types import GONE_STATUSES, NOT_GIVEN, App, Handler
 from bot.zones import known_zone, shown_zone
 
 log = logging.getLogger(__name__)
 
-# A command someone forwarded (or picked from another bot's inline results) is passed on,
-# not given: an admin forwarding "/dailytip off" turns nothing off. That covers a channel's
-# post Telegram copies into its linked discussion group, too: meant for the channel.
-NOT_GIVEN = filters.FORWARDED | filters.VIA_BOT
+# Not given (NOT_GIVEN): an admin forwarding "/dailytip off" turns nothing off; nor does a
+# channel's post Telegram copies into its linked discussion group (meant for the channel).
 GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE & ~NOT_GIVEN
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
-GONE_STATUSES = {ChatMember.LEFT, ChatMember.BANNED}
 # One-off jobs (a late tip, a notice, an introduction): APScheduler's own default drops a
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
 # within the grace (`missed`).
@@ -101,7 +98,6 @@ TIP_RETRY_SECONDS = 60.0
 # still be behind by a clock adjustment.
 JOB_CLOCK_SLACK_SECONDS = 5
 
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
 async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
