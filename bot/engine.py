@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transitions import Machine
+from transitions import Machine, MachineError
 
 from bot.content import (
     ACTIVITY_TAG,
@@ -77,14 +77,15 @@ class Engine:
         self._machine: Machine = build_machine(dialog)
         self._cursor = _Cursor()
         self._machine.add_model(self._cursor)
-        # (trigger, state, choice) -> the Machine's destination: a finite set, as only
-        # choices a state offers are fired
-        self._routes: dict[tuple[str, str, str | None], str | None] = {}
+        # (trigger, state, choice) -> where the Machine goes: every route, asked once here.
+        # Steps and the replay of stored answers both go by this one table.
+        self._routes = self._ask_machine()
         self._end_choices = tuple(
             Choice(action, content.message(f"end.{action}")) for action in END_ACTIONS
         )
         self._follows = {name: self._follows_text(spec) for name, spec in self._states.items()}
-        self._next = {(e.source, e.choice): e.dest for e in dialog.answer_edges()}
+        self._next = {(state, choice): dest for (trigger, state, choice), dest
+                      in self._routes.items() if trigger == "answer"}
         self._unstored_end_refs = self._ends_before_consent()
         self._by_index = {spec.index: name for name, spec in self._states.items()}
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
@@ -374,20 +375,29 @@ class Engine:
         return []
 
     def _fire(self, trigger: str, state: str, choice: str | None = None) -> str | None:
-        """Where the Machine takes `trigger` (with `choice`) from `state`; None if nowhere.
+        """Where the Machine takes `trigger` (with `choice`) from `state`; None if nowhere."""
+        return self._routes.get((trigger, state, choice))
 
-        The dialog's transitions have no callbacks and their conditions test only the
-        choice, so each outcome is the Machine's answer for good: it is asked once per
-        (trigger, state, choice) and remembered (a trigger costs some 25 µs a tap)."""
-        key = (trigger, state, choice)
-        routes = self._routes
-        if key in routes:
-            return routes[key]
-        cursor = self._cursor
-        cursor.state = state
-        moved = self._machine.events[trigger].trigger(cursor, choice=choice)
-        routes[key] = dest = cursor.state if moved else None
-        return dest
+    def _ask_machine(self) -> dict[tuple[str, str, str | None], str]:
+        """The Machine's answer for every answer a state offers, and for a restart from
+        each state. The dialog's transitions have no callbacks and their conditions test
+        only the choice, so these answers hold for good (and a trigger costs some 25 µs,
+        too much to pay on every tap)."""
+        routes: dict[tuple[str, str, str | None], str] = {}
+        cursor, events = self._cursor, self._machine.events
+        for name, spec in self._states.items():
+            asked = [("answer", c.id) for c in spec.choices if c.shows is None]
+            for trigger, choice in [*asked, ("restart", None)]:
+                if trigger not in events:
+                    continue  # a hand-built dialog without restarts
+                cursor.state = name
+                try:
+                    moved = events[trigger].trigger(cursor, choice=choice)
+                except MachineError:  # no such transition from here
+                    continue
+                if moved:
+                    routes[(trigger, name, choice)] = cursor.state
+        return routes
 
     # -- helpers --
 
