@@ -99,7 +99,6 @@ TIP_RETRY_SECONDS = 60.0
 JOB_CLOCK_SLACK_SECONDS = 5
 
 
-
 async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
     """Answer a command in its chat (HTML), quoting it; if the command was deleted
     meanwhile (by its sender, or a bot that tidies commands away), the answer still goes,
