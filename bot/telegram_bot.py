@@ -40,6 +40,7 @@ from bot.deeplinks import is_group_payload
 from bot.engine import Engine, Event, Snapshot
 from bot.keyed_locks import KeyedLocks
 from bot.outputs import Answered, Output, Say
+from bot.sessions import delivered_before, keep
 from bot.store import SessionStore
 from bot.telegram_render import (
     FORGET,
@@ -375,10 +376,8 @@ class BackBot:
             self.store.delete(user_id)  # blocked, then back: nothing from before
             self._erase_pending.discard(user_id)
         stored = self.store.load(user_id)
-        snapshot, seen = stored.snapshot, stored.seen
-        if update_id is not None and update_id in seen:
-            # Delivered again after a crash: it was applied, but its replies may not have
-            # gone out, so show all of where we are.
+        snapshot = stored.snapshot
+        if delivered_before(stored, update_id):  # show all of where we are
             event, notes = Event("again"), ()
         tapped = _tapped_message(query)
         button = (user_id, tapped, query.data) if query is not None and tapped else None
@@ -393,19 +392,11 @@ class BackBot:
         new, outputs = self.engine.step(snapshot, event)
         shown = (button if new is snapshot and event.kind == "answer" and _only_shows(outputs)
                  else None)
-        consented = self.engine.has_consent(new)
+        consented = keep(self.engine, self.store, user_id, stored, new, update_id)
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
             _bounded_put(self._answered_unstored, (user_id, tapped), None)
-        # Durable before anyone sees the reply; kept only with consent (and use refreshes
-        # it, so retention counts from the last use, to the hour).
-        if consented:
-            if update_id is not None and update_id not in seen:
-                seen = [*seen, update_id]
-            self.store.save(user_id, new, seen, stored)
-        elif snapshot is not None:
-            self.store.delete(user_id)
         return notes, outputs, shown
 
     def sorry_on_failure(self, chat_id: int,
