@@ -117,7 +117,7 @@ class TelegramRenderer:
             text = (f"{escape(output.question)}\n\n"
                     f"{escape(self.content.message('answered.label'))} "
                     f"<b>{escape(output.label)}</b>")
-            _bounded_put(self._answered, key, text)
+            _cache_put(self._answered, key, text)
         return text
 
     def block(self, output: Output) -> str:
@@ -164,7 +164,7 @@ class TelegramRenderer:
             markup = InlineKeyboardMarkup(
                 [[InlineKeyboardButton(c.label, callback_data=answer_data(ask.ref, c.id))]
                  for c in ask.choices])
-            _bounded_put(self._keyboards, key, markup)
+            _cache_put(self._keyboards, key, markup)
         return markup
 
     def forget_keyboard(self) -> InlineKeyboardMarkup:
@@ -181,12 +181,14 @@ class TelegramRenderer:
             parts = self._parts.get(key)
             if parts is None:
                 parts = split_lines("\n\n".join(pending))
-                _bounded_put(self._parts, key, parts)
+                _cache_put(self._parts, key, parts)
             replies.extend(Reply(part) for part in parts)
             pending.clear()
 
 
-def _bounded_put(cache: dict[Any, Any], key: object, value: object) -> None:
+def _cache_put(cache: dict[Any, Any], key: object, value: object) -> None:
+    """A render cache of a finite set (the dialog's texts): emptied if something unforeseen
+    ever fills it, rather than kept in order."""
     if len(cache) >= RENDER_CACHE_SIZE:
         cache.clear()
     cache[key] = value
