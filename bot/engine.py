@@ -175,9 +175,12 @@ class Engine:
         return [self.ask(snapshot)]
 
     def _question(self, snapshot: Snapshot) -> list[Output]:
-        """The current question below something else shown (help, a note): at the doctor
-        prompt with the prompt and its cards, as its button never comes without them."""
-        if self._states[snapshot["state"]].acknowledge is not None:
+        """The current question below something else shown (help, a note, the sources): at
+        the doctor prompt with the prompt and its cards, as its button never comes without
+        them; at an end that sends the person to medical care with that advice, so it
+        stays the last thing on screen."""
+        spec = self._states[snapshot["state"]]
+        if spec.acknowledge is not None or (spec.final and spec.disposition in NO_WAY_BACK):
             return self.render(snapshot)
         return [self.ask(snapshot)]
 
@@ -275,7 +278,7 @@ class Engine:
             if choice_id == "restart":
                 return self._restart(snapshot)
             if choice_id == "sources":
-                return snapshot, [*self.show("sources"), self.ask(snapshot)]
+                return snapshot, [*self.show("sources"), *self._question(snapshot)]
             return snapshot, [self._say(self._finished(spec)), *self.current(snapshot)]
         choice = spec.choice(choice_id)
         if choice is None:

@@ -320,12 +320,22 @@ def end_snapshots(engine: Engine) -> dict[str, Snapshot]:
 @pytest.mark.parametrize("topic", sorted(SHOW_TOPICS))
 def test_a_topic_at_an_end_shows_the_topic_and_the_ends_buttons(engine: Engine,
                                                                  topic: str) -> None:
-    """/help, /sources and /privacy at an end show what they are about and the end's
-    buttons; everything else the end says stays above, unrepeated."""
-    for name, snapshot in end_snapshots(engine).items():
-        new, outputs = engine.step(snapshot, Event("show", topic=topic))
-        assert new == snapshot
-        assert outputs == [*engine.show(topic), engine.ask(snapshot)], name
+    """/help, /sources and /privacy (and the Sources button) at an end show what they are
+    about and the end's buttons; at an end that sends the person to medical care, that
+    advice comes again below them, so it stays the last thing on screen."""
+    ends = end_snapshots(engine)
+    assert {"emergency_care", "urgent_care", "suggesting_activities"} <= set(ends)
+    for name, snapshot in ends.items():
+        events = [Event("show", topic=topic)]
+        if topic == "sources":
+            events.append(Event.answer("sources", engine.ref(snapshot)))
+        below = (engine.render(snapshot)
+                 if engine.state_spec(snapshot).disposition in NO_WAY_BACK
+                 else [engine.ask(snapshot)])
+        for event in events:
+            new, outputs = engine.step(snapshot, event)
+            assert new == snapshot
+            assert outputs == [*engine.show(topic), *below], (name, event)
 
 
 @pytest.mark.parametrize("event", [
