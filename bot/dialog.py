@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,7 +349,7 @@ def _state(raw: Any, index: int, path: Path, content: Content,
 
 
 def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Predicate],
-               fail: Any) -> ShowItem:
+               fail: Callable[[str], DataError]) -> ShowItem:
     if not isinstance(raw, Mapping):
         raise fail("a show entry must be a mapping")
     entry = raw
@@ -375,7 +376,8 @@ def _show_item(raw: Any, path: Path, content: Content, predicates: dict[str, Pre
     return ShowItem(kind=kind, ref=ref, when=predicate)
 
 
-def _follows(raw: Any, content: Content, fail: Any) -> list[tuple[str, str]]:
+def _follows(raw: Any, content: Content,
+             fail: Callable[[str], DataError]) -> list[tuple[str, str]]:
     if not isinstance(raw, list):
         raise fail("follows lists {source, section} entries")
     out = []
