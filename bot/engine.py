@@ -320,31 +320,43 @@ class Engine:
 
     def _late_red_flag(self, snapshot: Snapshot, spec: StateSpec,
                        event: Event) -> tuple[Snapshot, list[Output]] | None:
-        """A red-flag answer tapped on an earlier copy of a question already answered
-        otherwise (a second thought, or "No" then "Yes" in quick succession): taken as if
-        the person went back to that question, unless where they are now is already as
-        serious. A warning sign is never set aside for arriving on an older message."""
+        """A red-flag answer tapped on an older copy of a question (a second thought, or
+        "No" then "Yes" in quick succession): never set aside for arriving on an old
+        message. On a question answered otherwise in this check-in it is taken, as if the
+        person went back to it; at an end that question was not on the way to, its advice
+        is shown if more serious than where they are. Taken only if where they are now is
+        not more serious (ends rank by disposition, emergency first; of two of the same
+        rank, the one the earlier question leads to is where the check-in would have
+        ended)."""
         index = _ref_state_index(event.ref)
         asked = self._by_index.get(index) if index is not None else None
-        if asked is None or event.choice is None:
+        choice_id = event.choice
+        if asked is None or choice_id is None:
             return None
         question = self._states[asked]
-        level = question.red_flags.get(event.choice)
-        if level is None or _SEVERITY[level] <= _SEVERITY.get(spec.disposition or "", 0):
+        dest = self._fire("answer", asked, choice_id)
+        if choice_id not in question.red_flags or dest is None or dest == spec.name:
+            return None
+        ranked = _SEVERITY.get(self._states[dest].disposition or "", 0)
+        here = _SEVERITY.get(spec.disposition or "", 0)
+        if ranked < here:
             return None
         answers = snapshot["answers"]
         at = next((i for i, (state, _) in enumerate(answers) if state == asked), None)
-        if at is None or answers[at][1] == event.choice:
-            return None  # not asked in this check-in (it may come), or answered so already
-        dest = self._fire("answer", asked, event.choice)
-        if dest is None:
-            return None
-        new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, event.choice]]}
-        choice = question.choice(event.choice)
-        assert choice is not None  # a red flag names a choice of its question (the loader)
-        answered = Answered(self.content.message(question.ask or ""),
-                            self.content.message(choice.label))
-        return new, [answered, self._say("session.late_red_flag"), *self.render(new)]
+        choice = question.choice(choice_id)
+        assert choice is not None  # routed, so a choice of its question
+        said: list[Output] = [Answered(self.content.message(question.ask or ""),
+                                       self.content.message(choice.label)),
+                              self._say("session.late_red_flag")]
+        if at is not None and answers[at][1] != choice_id:
+            new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, choice_id]]}
+            return new, [*said, *self.render(new)]
+        if at is None and spec.final and ranked > here:  # the session stays where it is
+            advice = self.render({**snapshot, "state": dest})[:-1]  # all but its question
+            return snapshot, [*said, *advice, self.ask(snapshot)]
+        # Answered so already; or not yet answered in a check-in that goes on (and every
+        # path to an activity asks each required red flag's question).
+        return None
 
     @staticmethod
     def _finished(spec: StateSpec) -> str:
@@ -413,9 +425,9 @@ class Engine:
         if dialog.consent is None:
             return frozenset()  # everything is stored from the first answer
         out: dict[str, list[str]] = {}
-        for edge in dialog.answer_edges():
-            if (edge.source, edge.choice) != dialog.consent and edge.choice is not None:
-                out.setdefault(edge.source, []).append(edge.dest)
+        for (source, choice), dest in self._next.items():
+            if (source, choice) != dialog.consent:
+                out.setdefault(source, []).append(dest)
         refs: set[str] = set()
         todo = [(dialog.initial, 0)]
         while todo:

@@ -416,19 +416,24 @@ class BackBot:
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None, tries_left: int = SEND_AGAIN_TRIES,
-                         ) -> None:
+                         *, older: bool = False) -> None:
         """After a pause, unless the person has moved on by then. (A timed-out message may
         have arrived after all: a second copy is harmless, as both copies of a question's
-        keyboard work.)"""
+        keyboard work.) `older`: these replies come from a try again, so they go ahead of
+        any that wait."""
         if self.job_queue is None:
             return
         job = self._sends_again.get(user_id)
         if job is not None and snapshot is not None:
             waiting = _waiting(job)
             if waiting.snapshot == snapshot:
-                # Still at the same point: what waited from before goes too, ahead of
-                # these, unless these repeat it (the question, say).
-                replies = [*uncovered(waiting.replies, replies), *replies]
+                # Still at the same point: what waits goes too, in the order the replies
+                # were made, unless these repeat it (the question, say); none loses tries.
+                if older:
+                    replies = [*replies, *uncovered(waiting.replies, replies)]
+                else:
+                    replies = [*uncovered(waiting.replies, replies), *replies]
+                tries_left = max(tries_left, waiting.tries_left)
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         # However late the loop gets to it (APScheduler's default drops a job woken over
@@ -477,7 +482,7 @@ class BackBot:
                 if waiting.tries_left > 1:
                     log.info("replies not sent again (%s); trying later", type(exc).__name__)
                     self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
-                                          waiting.tries_left - 1)
+                                          waiting.tries_left - 1, older=True)
                 else:
                     log.warning("replies not sent again: %s", type(exc).__name__)
 

@@ -688,6 +688,54 @@ def test_a_red_flag_tapped_on_an_earlier_copy_of_its_question_is_taken(
         assert same == at_emergency and say_keys(outputs)[0] == "session.stale", event
 
 
+def test_a_late_red_flag_at_an_end_of_the_same_rank_goes_where_it_leads(
+        engine: Engine) -> None:
+    """At the nerve-pain end (urgent: "make an appointment"), "Not sure" on an older copy
+    of the bladder question leads to the end that says "call 111 now" (urgent too): where
+    the check-in would have ended, so it is taken."""
+    began = 1_800_000_000
+    bladder = engine.ref(walk_dated(engine, ["agree"], began))
+    at_nerve = walk_dated(engine, ["agree", *["no"] * 8, "yes"], began)
+    assert at_nerve["state"] == "nerve_pain_first"
+    new, outputs = engine.step(at_nerve, Event.answer("unsure", bladder, sent_at=began))
+    assert new["state"] == "unsure_of_emergency_sign"
+    assert new["answers"] == [["welcome", "agree"], ["asking_bladder", "unsure"]]
+    assert say_keys(outputs)[:2] == ["session.late_red_flag",
+                                     "disposition.unsure_of_emergency_sign"]
+
+
+def test_a_late_red_flag_on_a_question_the_end_did_not_ask_shows_its_advice(
+        engine: Engine) -> None:
+    """"Not sure" taken late on the bladder question ends the check-in there, leaving an
+    older copy of the saddle question live: "Yes" on it is an emergency sign, more serious
+    than where the person is, so its advice is shown (the session, whose answers no longer
+    reach that question, stays). One of the same rank there, or mid-way through a
+    check-in that will ask it, changes nothing."""
+    began = 1_800_000_000
+    bladder = engine.ref(walk_dated(engine, ["agree"], began))
+    saddle = engine.ref(walk_dated(engine, ["agree", "no"], began))
+    fever = engine.ref(walk_dated(engine, ["agree", *["no"] * 5], began))
+    at_fever = walk_dated(engine, ["agree", *["no"] * 5], began)
+    at_end, _ = engine.step(at_fever, Event.answer("unsure", bladder, sent_at=began))
+    assert at_end["state"] == "unsure_of_emergency_sign"
+    same, outputs = engine.step(at_end, Event.answer("yes", saddle, sent_at=began))
+    assert same == at_end
+    assert isinstance(outputs[0], Answered)
+    assert say_keys(outputs)[:2] == ["session.late_red_flag", "disposition.emergency"]
+    assert "reminder.doctor" in say_keys(outputs)
+    assert last_ask(outputs) == engine.ask(at_end)  # the end's own buttons, still current
+    # the same rank as where they are (urgent): only "moved past"
+    same, outputs = engine.step(at_end, Event.answer("yes", fever, sent_at=began))
+    assert same == at_end and say_keys(outputs)[0] == "session.stale"
+    # mid-way (back at the bladder question), the saddle question is still to come
+    back, _ = engine.step(at_fever, Event("back"))
+    for _ in range(4):
+        back, _ = engine.step(back, Event("back"))
+    assert back["state"] == "asking_bladder"
+    same, outputs = engine.step(back, Event.answer("yes", saddle, sent_at=began))
+    assert same == back and say_keys(outputs)[0] == "session.stale"
+
+
 def test_a_late_answer_that_is_no_red_flag_changes_nothing(engine: Engine) -> None:
     """Only a red flag overrides an answer given: "No" on an older copy of a question
     answered "Yes", a question not asked in this check-in, or a forged ref are stale."""

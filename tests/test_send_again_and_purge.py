@@ -1,4 +1,5 @@
-"""A reply's second try that finds the bot blocked, and the retention purge's own setting."""
+"""Replies tried again (one finding the bot blocked, one joining newer replies), and the
+retention purge's own setting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from telegram_harness import bot_session, failures, run_bounded, until
+
+from bot import telegram_bot
+from bot.telegram_render import Reply
 
 CHAT = 4004
 DAY = 86400
@@ -73,3 +77,27 @@ def test_the_retention_purge_keeps_sessions_for_backbot_retention_days(
 
     run_bounded(scenario())
     assert "purged 1 sessions idle for over 7 days" in caplog.messages
+
+
+def test_a_failed_retry_joining_newer_replies_keeps_their_tries(tmp_path: Path) -> None:
+    """A retry that fails again while newer replies wait for their own first retry (at
+    the same point of the check-in) joins them, ahead of them, and takes the larger number
+    of tries left and the shorter pause: the newer replies lose no tries."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 60.0  # nothing falls due during the test
+            snapshot = {"state": "asking_saddle"}
+            backbot.send_again_later(CHAT, CHAT, [Reply("newer")], snapshot)
+            backbot.send_again_later(CHAT, CHAT, [Reply("older")], snapshot,
+                                     tries_left=telegram_bot.SEND_AGAIN_TRIES - 1, older=True)
+            job = backbot._sends_again[CHAT]
+            waiting = job.data
+            assert [r.text for r in waiting.replies] == ["older", "newer"]
+            assert waiting.tries_left == telegram_bot.SEND_AGAIN_TRIES
+            due_in = job.next_t.timestamp() - time.time()
+            assert 50 < due_in <= 60, due_in  # the first pause, not the second (240 s)
+            assert h.app.job_queue is not None
+            assert len(h.app.job_queue.get_jobs_by_name("send-again")) == 1
+
+    run_bounded(scenario())
