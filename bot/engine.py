@@ -321,13 +321,12 @@ class Engine:
     def _late_red_flag(self, snapshot: Snapshot, spec: StateSpec,
                        event: Event) -> tuple[Snapshot, list[Output]] | None:
         """A red-flag answer tapped on an older copy of a question (a second thought, or
-        "No" then "Yes" in quick succession): never set aside for arriving on an old
-        message. On a question answered otherwise in this check-in it is taken, as if the
-        person went back to it; at an end that question was not on the way to, its advice
-        is shown if more serious than where they are. Taken only if where they are now is
-        not more serious (ends rank by disposition, emergency first; of two of the same
-        rank, the one the earlier question leads to is where the check-in would have
-        ended)."""
+        "No" then "Yes" in quick succession), not set aside as moved past. On a question
+        answered otherwise in this check-in it is taken, as if the person went back to it,
+        unless where they are now is more serious (ends rank by disposition, emergency
+        first; of two of the same rank, the earlier question's is where the check-in would
+        have ended). At an end that question was not on the way to, its advice is shown if
+        more serious than where they are."""
         index = _ref_state_index(event.ref)
         asked = self._by_index.get(index) if index is not None else None
         choice_id = event.choice
