@@ -33,7 +33,8 @@ SNAPSHOT_KEYS = frozenset({"v", "dialog", "state", "answers", "run"})
 Snapshot = dict[str, Any]
 
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
-# A later red-flag answer replaces an earlier one only if it is more serious.
+# How serious an end is, by its disposition (any other state: 0); a late red-flag answer
+# never moves a person to a less serious end.
 _SEVERITY = {level: rank for rank, level in enumerate(RED_FLAG_LEVELS, 1)}
 
 
