@@ -134,31 +134,25 @@ def test_unchanged_copy_passes(data_copy, check) -> None:
 # -- safety proofs (i)-(iv) --
 
 
-def test_activity_state_reachable_around_doctor_prompt(data_copy, check) -> None:
-    edit(data_copy.dialog, lambda d: transition(d, "asking_clearance", "yes").update(
-        dest="asking_pool"))
+@pytest.mark.parametrize(("source", "choice", "path_end", "only_i"), [
+    ("asking_clearance", "yes", "asking_clearance -> asking_pool", True),
+    # only the acknowledging answer may lead on from the doctor prompt
+    ("doctor_prompt", "not_now", "explaining_why -> doctor_prompt -> asking_pool", False),
+], ids=["around_the_prompt", "declining_the_prompt"])
+def test_activity_state_reachable_without_the_acknowledgement(
+        data_copy, check, source: str, choice: str, path_end: str, only_i: bool) -> None:
+    """An answer re-routed to an activity question, around the doctor prompt or from its
+    "No, not now", fails (i), naming that question and the path that reaches it."""
+    edit(data_copy.dialog, lambda d: transition(d, source, choice).update(dest="asking_pool"))
     result = check()
     assert result.rc == 1
     block = finding_lines(result, "i")
     problem = next(p for p in block[1:] if "(state asking_pool," in p)
     assert_names_state(problem, data_copy.dialog, "asking_pool")
     assert "reachable without the doctor prompt's acknowledgement" in problem
-    assert problem.endswith("asking_clearance -> asking_pool")
-    assert "ok   (ii)" in result.out and "ok   (iii)" in result.out
-
-
-def test_declining_the_doctor_prompt_into_an_activity_fails(data_copy, check) -> None:
-    """Only the acknowledging answer may lead on from the doctor prompt: "No, not now" re-routed
-    to an activity question fails (i), naming that question and the path through "No, not now"."""
-    edit(data_copy.dialog, lambda d: transition(d, "doctor_prompt", "not_now").update(
-        dest="asking_pool"))
-    result = check()
-    assert result.rc == 1
-    block = finding_lines(result, "i")
-    problem = next(p for p in block[1:] if "(state asking_pool," in p)
-    assert_names_state(problem, data_copy.dialog, "asking_pool")
-    assert "reachable without the doctor prompt's acknowledgement" in problem
-    assert problem.endswith("explaining_why -> doctor_prompt -> asking_pool")
+    assert problem.endswith(path_end)
+    if only_i:
+        assert "ok   (ii)" in result.out and "ok   (iii)" in result.out
 
 
 def test_skipping_the_doctor_prompt_fails(data_copy, check) -> None:
