@@ -235,11 +235,12 @@ class Engine:
     def tip_allowance(self, snapshot: Snapshot | None) -> str:
         """Which tips suit this person now: "none" after a red-flag disposition,
         "any" once the doctor prompt was acknowledged, else "general" (no activity)."""
-        if snapshot is None or self._snapshot_problem(snapshot) is not None:
+        if snapshot is None:
             return "general"
-        spec = self._states[snapshot["state"]]
-        if spec.final and spec.disposition in NO_WAY_BACK:
+        if self._recall_red_flag(snapshot):  # even a row that can no longer be resumed
             return "none"
+        if self._snapshot_problem(snapshot) is not None:
+            return "general"
         acknowledged = any(self._states[state].acknowledge == choice
                            for state, choice in snapshot["answers"])
         return "any" if acknowledged else "general"

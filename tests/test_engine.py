@@ -452,6 +452,9 @@ def test_starting_again_after_a_red_flag_recalls_the_advice(engine: Engine) -> N
         new, outputs = engine.step(outdated, Event("start"))
         assert new["state"] == engine.dialog.initial
         assert say_keys(outputs)[:-1] == ["session.outdated", *recalled], name
+        # and /tip, which reads the row as it is, offers no tip after such an end either
+        want = "none" if recalled else "general"
+        assert engine.tip_allowance(outdated) == want, name
 
 
 def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
