@@ -51,7 +51,7 @@ from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
 from bot.telegram_types import App
 
-FULL_PATH = ["agree", *["no"] * 9, "pinched_nerve", "yes", "next",  # nine screening questions
+FULL_PATH = ["agree", *["no"] * 10, "pinched_nerve", "yes", "next",  # ten screening questions
              "understood", "yes", "yes", "yes", "no"]
 REPO = Path(__file__).resolve().parent.parent
 TAP_CALLS = ("answerCallbackQuery", "editMessageText", "sendMessage")  # what every tap must make

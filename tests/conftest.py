@@ -62,6 +62,14 @@ def older_database(tmp_path: Path) -> Callable[[str], Path]:
     return make
 
 
+# Answers (choice ids) that walk the screening dialog. Every red-flag question answered
+# "no": bladder, saddle, legs, chest, accident, fever, cancer, other signs, shooting pain,
+# one leg.
+RED_FLAGS_NO = ("no",) * 10
+TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
+TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "yes", "no")
+
+
 # The tests' own list of words that name an activity, kept apart from the dialog's
 # `activity_words` so a word dropped there is still caught here.
 ACTIVITY_WORDS = ("walk", "treadmill", "swim", "pool", "water", "aqua", "bike", "cycl",

@@ -71,11 +71,10 @@ DONE_GROUP = 1000  # after every handler group the bot registers
 # Words that name an activity: the tests' one list (tests/conftest.py ACTIVITY_WORDS).
 ACTIVITY = conftest._ACTIVITY
 
-# Answers (choice ids) that walk the screening dialog.
-# bladder, saddle, legs, chest, accident, fever, cancer, other signs, shooting pain
-RED_FLAGS_NO = ("no",) * 9
-TO_DOCTOR_PROMPT = ("agree", *RED_FLAGS_NO, "none", "yes", "next")
-TO_SUGGESTIONS = (*TO_DOCTOR_PROMPT, "understood", "yes", "yes", "yes", "no")
+# Answers (choice ids) that walk the screening dialog (tests/conftest.py).
+RED_FLAGS_NO = conftest.RED_FLAGS_NO
+TO_DOCTOR_PROMPT = conftest.TO_DOCTOR_PROMPT
+TO_SUGGESTIONS = conftest.TO_SUGGESTIONS
 
 
 def failures(caplog: Any, logger: str = "bot.telegram_bot") -> list[str]:

@@ -210,7 +210,8 @@ def test_red_flag_leading_to_suggestions(data_copy, check) -> None:
     assert any("reaches activity state suggesting_activities" in p for p in block[1:])
     # and the questions that path skips
     assert [p.split(" (required by")[0].rsplit(" ", 1)[1] for p in around] == [
-        "question.cancer", "question.other_signs", "question.shooting_pain"]
+        "question.cancer", "question.other_signs", "question.shooting_pain",
+        "question.one_leg"]
 
 
 def test_emergency_flag_to_urgent_care_fails(data_copy, check) -> None:

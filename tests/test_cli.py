@@ -26,7 +26,8 @@ from bot.terminal import to_event
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # by number, by label in any case, and by label exactly
-TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "2", "2", "Something else, or none",
+TO_SUGGESTIONS = ["1", "no", "No", "2", "2", "2", "2", "2", "2", "2", "2",
+                  "Something else, or none",
                   "yes", "Continue", "Yes, I will", "Yes", "YES", "Yes", "no"]
 
 
@@ -293,7 +294,7 @@ def test_chat_tip_fits_where_you_are(tmp_path: Path, messages: dict[str, str],
 
 
 def test_chat_continue_question_takes_yes(tmp_path: Path, messages: dict[str, str]) -> None:
-    out, _ = chat([*TO_SUGGESTIONS[:12], "ok"], tmp_path)
+    out, _ = chat([*TO_SUGGESTIONS[:13], "ok"], tmp_path)
     assert messages["doctor.question"] in out
     assert messages["chat.use_numbers"] not in out
     yes_no = Ask("q", "Q?", (Choice("yes", "Yes"), Choice("no", "No")), "0.1.1")

@@ -194,9 +194,9 @@ def test_red_flag_facts_cite_nice_and_nhs(bundle: tuple[Dialog, Content],
         assert "nice_ng59" in followed, (edge.source, edge.choice, dest.name)
         assert followed & nhs, (edge.source, edge.choice, dest.name)
         checked += 1
-    # bladder, saddle, legs, chest, fever, cancer, other signs (yes and unsure each), an
-    # accident (unsure), and no doctor having checked it since (no and unsure)
-    assert checked == 7 * 2 + 1 + 2
+    # bladder, saddle, legs, chest, fever, cancer, other signs, one leg (yes and unsure
+    # each), an accident (unsure), and no doctor having checked it since (no and unsure)
+    assert checked == 8 * 2 + 1 + 2
 
 
 # -- end states --
@@ -306,7 +306,7 @@ def test_safety_rules_require_every_red_flag_of_the_screening(
     checked = required["question.trauma_checked"]
     assert checked.answers == {"no": "emergency", "unsure": "urgent"}
     assert checked.after == ("question.trauma", "yes")
-    for question in ("fever", "cancer", "other_signs", "shooting_pain"):
+    for question in ("fever", "cancer", "other_signs", "shooting_pain", "one_leg"):
         assert required[f"question.{question}"].answers == {"yes": "urgent",
                                                             "unsure": "urgent"}, question
     fracture = required["question.fracture_clearance"]
@@ -316,6 +316,7 @@ def test_safety_rules_require_every_red_flag_of_the_screening(
         cited = {cite.source.id for cite in flag.citations}
         articles = {"livestrong_cardio", "harbourview_low_impact"}
         if flag.question not in ("question.shooting_pain", "question.fracture_clearance"):
-            assert cited & {"nice_ng59", "nhs_back_pain", "nhs_cauda_equina"}, flag.question
+            assert cited & {"nice_ng59", "nice_cks_back_pain", "nhs_back_pain",
+                            "nhs_cauda_equina"}, flag.question
         else:
             assert cited & articles, flag.question

@@ -1077,7 +1077,7 @@ def test_private_tip_names_an_activity_only_after_the_doctor_prompt(
     calls = push(harness, harness.command(user, user, "start"))
     calls = tap_choice(harness, user, calls, "agree")
     push(harness, harness.command(user, user, "tip"))  # at the bladder question
-    for choice in ("no",) * 9 + ("none", "yes", "next"):
+    for choice in conftest.TO_DOCTOR_PROMPT[1:]:
         calls = tap_choice(harness, user, calls, choice)
     assert harness.store.get(user)["state"] == "doctor_prompt"  # type: ignore[index]
     push(harness, harness.command(user, user, "tip"))
