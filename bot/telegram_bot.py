@@ -269,6 +269,7 @@ class BackBot:
         # are applied, and goes out after their replies.
         async with self.locks.hold(user.id):
             async with self.sorry_on_failure(chat.id):
+                self._erase_if_pending(user.id)
                 tip = self.engine.tip(self.store.get(user.id))
             async with self.dropping_if_blocked(user.id):
                 await self.send(chat.id, [Reply(self.render.block(tip))])
@@ -372,9 +373,7 @@ class BackBot:
         """The notes to put first and the engine's outputs, with the step made durable;
         and the button tapped, if that tap only showed something (none for a double tap
         of such a button: it shows nothing more)."""
-        if self._erase_pending and user_id in self._erase_pending:
-            self.store.delete(user_id)  # blocked, then back: nothing from before
-            self._erase_pending.discard(user_id)
+        self._erase_if_pending(user_id)
         stored = self.store.load(user_id)
         snapshot = stored.snapshot
         if delivered_before(stored, update_id):  # show all of where we are
@@ -536,6 +535,12 @@ class BackBot:
             return
         self._erase_pending.discard(user_id)
         log.info("a user blocked the bot; their session was dropped")
+
+    def _erase_if_pending(self, user_id: int) -> None:
+        """Blocked, then back: nothing from before counts (call holding their lock)."""
+        if user_id in self._erase_pending:
+            self.store.delete(user_id)
+            self._erase_pending.discard(user_id)
 
     def _erase_later(self) -> None:
         if self._erasing is None and self.job_queue is not None:

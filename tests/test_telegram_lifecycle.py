@@ -59,12 +59,14 @@ def test_blocking_the_bot_erases_the_session(tmp_path: Path, caplog: pytest.LogC
 def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Another process holds the database as the block comes in: the row goes once the
-    database lets it, and nothing from before the block is resumed meanwhile."""
+    database lets it, and nothing from before the block is resumed (or read for a tip)
+    meanwhile."""
     caplog.set_level(logging.INFO, logger=LOGGER)
 
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            for chat in (CHAT, CHAT + 1):
+            chats = (CHAT, CHAT + 1, CHAT + 2)
+            for chat in chats:
                 await h.send(chat, "/start")
                 await h.script(chat, "agree", "no")
             delete = h.store.delete
@@ -73,10 +75,10 @@ def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
                 raise sqlite3.OperationalError("database is locked")
 
             h.store.delete = locked  # type: ignore[method-assign]
-            for chat in (CHAT, CHAT + 1):
+            for chat in chats:
                 await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked",
                                                        chat))
-            assert h.rows(CHAT) == 1 and h.rows(CHAT + 1) == 1
+            assert [h.rows(chat) for chat in chats] == [1, 1, 1]
             assert h.app.job_queue is not None
             [job] = h.app.job_queue.get_jobs_by_name("erase-blocked")
             job.schedule_removal()  # run here instead, as the scheduler would: once
@@ -87,6 +89,8 @@ def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
             await h.send(CHAT + 1, "/start")
             assert h.rows(CHAT + 1) == 0
             assert h.sent_texts(CHAT + 1)[-1] == h.message_text("welcome.question")
+            await h.send(CHAT + 2, "/tip")  # another asks for a tip first: erased first too
+            assert h.rows(CHAT + 2) == 0
             [job] = h.app.job_queue.get_jobs_by_name("erase-blocked")
             job.schedule_removal()
             await job.run(h.app)
