@@ -65,7 +65,8 @@ class Event:
 
 
 class _Cursor:
-    """The single model registered with the Machine; it holds a state only during a step."""
+    """The single model registered with the Machine; it holds a state only while the
+    routes are asked of the Machine at start-up."""
 
     state: str
 
@@ -256,7 +257,7 @@ class Engine:
         tips = [card for card in self._tips if allowance == "any" or ACTIVITY_TAG not in card.tags]
         if not tips:
             return self._say("tip.none")
-        return ShowTip((choose or random.choice)(tips))
+        return ShowTip.of((choose or random.choice)(tips), self.content)
 
     def is_finished(self, snapshot: Snapshot) -> bool:
         return self._states[snapshot["state"]].final
@@ -287,7 +288,7 @@ class Engine:
             return snapshot, [self._say("error.unknown_choice"), *self.current(snapshot)]
         if choice.shows is not None:
             return snapshot, [self._say(choice.shows), *self._question(snapshot)]
-        dest = self._fire("answer", spec.name, choice_id)
+        dest = self._route("answer", spec.name, choice_id)
         if dest is None:
             # The loader proves every choice is routed; this guards a hand-built Dialog.
             return snapshot, [self._say("error.unknown_choice"), *self.current(snapshot)]
@@ -335,7 +336,7 @@ class Engine:
         if asked is None or choice_id is None:
             return None
         question = self._states[asked]
-        dest = self._fire("answer", asked, choice_id)
+        dest = self._route("answer", asked, choice_id)
         if choice_id not in question.red_flags or dest is None or dest == spec.name:
             return None
         ranked = _SEVERITY.get(self._states[dest].disposition or "", 0)
@@ -375,7 +376,7 @@ class Engine:
         return new, [self._say("session.went_back"), *self.render(new)]
 
     def _restart(self, snapshot: Snapshot) -> tuple[Snapshot, list[Output]]:
-        dest = self._fire("restart", snapshot["state"]) or self.dialog.initial
+        dest = self._route("restart", snapshot["state"]) or self.dialog.initial
         new = {**self.new_snapshot(run=snapshot["run"] + 1), "state": dest}
         return new, [self._say("session.restarted"), *self._recall_red_flag(snapshot),
                      *self.render(new)]
@@ -390,7 +391,7 @@ class Engine:
             return [self._say("session.red_flag_recalled")]
         return []
 
-    def _fire(self, trigger: str, state: str, choice: str | None = None) -> str | None:
+    def _route(self, trigger: str, state: str, choice: str | None = None) -> str | None:
         """Where the Machine takes `trigger` (with `choice`) from `state`; None if nowhere."""
         return self._routes.get((trigger, state, choice))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.content import Card, Source
+from bot.content import ACTIVITY_TAG, Card, Content, Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +25,15 @@ class ShowCard:
 @dataclass(frozen=True, slots=True)
 class ShowTip:
     """A card offered as a tip: one that names an activity comes after the line that says
-    to check with a doctor first."""
+    to check with a doctor first (`doctor_first`, which every front end shows first)."""
 
     card: Card
+    doctor_first: str | None
+
+    @classmethod
+    def of(cls, card: Card, content: Content) -> ShowTip:
+        names_activity = ACTIVITY_TAG in card.tags
+        return cls(card, content.message("tip.doctor_first") if names_activity else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +44,9 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """A question with its buttons. `ref` marks which question of which run it is, so a
-    front end can tell an old button from a current one."""
+    """A question with its buttons. `ref` marks which question at which point of a
+    check-in it is, so a front end can tell an old button from a current one (an earlier
+    check-in's, by when it was sent)."""
 
     key: str
     text: str

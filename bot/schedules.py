@@ -127,9 +127,10 @@ class ScheduleStore:
 
     def mark_posted(self, chat_id: int, tip_id: str, tip_ids: list[str], day: str = "",
                     due: dt.datetime | None = None) -> None:
-        """Called once a tip was delivered, so a failed post is tried again next time.
-        `day` is the day whose tip this was, so a restart does not post it twice; `due`
-        when it was due, so a time set anew the same day does not post a second."""
+        """Called once a tip went out, or will never go (refused, or perhaps delivered
+        with its answer lost), so a post not yet made is tried again next time. `day` is
+        the day whose tip this was, so a restart does not post it twice; `due` when it was
+        due, so a time set anew the same day does not post a second."""
         posted = self._posted(chat_id, tip_ids)
         if posted is None:
             return

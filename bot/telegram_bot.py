@@ -51,7 +51,7 @@ from bot.telegram_render import (
     parse_callback,
     parse_command,
 )
-from bot.telegram_types import GONE_STATUSES, NOT_GIVEN, App, Handler
+from bot.telegram_types import GONE_STATUSES, PASSED_ON, App, Handler
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget
 # What works in groups (and what group members see in their menu there).
 GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
-PRIVATE_COMMAND = PRIVATE & ~NOT_GIVEN  # a forwarded command is answered as text
+PRIVATE_COMMAND = PRIVATE & ~PASSED_ON  # a forwarded command is answered as text
 # The private-chat membership handler runs in a handler group of its own, so it and the
 # group features' membership handler both see every my_chat_member update.
 MEMBERSHIP_GROUP = 1
@@ -141,7 +141,7 @@ class BackBot:
         # nothing stored, with the session they left: the same button tapped again while
         # that is unchanged is a double tap, answered by what the first one showed.
         self._shown_on_tap: dict[Button, Snapshot | None] = {}
-        # /forget confirmations answered (user, message id) -> the outcome's message id: a
+        # /forget confirmations answered (user, message id) -> the outcome's content key: a
         # second tap on one ("Yes" then "No" in quick succession) must not undo what the
         # first said, and is told it again (its reply may not have arrived).
         self._forget_answered: dict[tuple[int, int], str] = {}
@@ -155,9 +155,8 @@ class BackBot:
         # Button taps are most updates: their handler is checked first.
         bounded = self._bounded
         app.add_handler(CallbackQueryHandler(bounded(self.on_callback)))
-        for name in COMMAND_EVENTS:
-            app.add_handler(CommandHandler(name, bounded(self.on_command),
-                                           filters=PRIVATE_COMMAND))
+        app.add_handler(CommandHandler(list(COMMAND_EVENTS), bounded(self.on_command),
+                                       filters=PRIVATE_COMMAND))
         app.add_handler(CommandHandler("forget", bounded(self.on_forget),
                                        filters=PRIVATE_COMMAND))
         app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=PRIVATE_COMMAND))

@@ -58,18 +58,19 @@ from bot.dailytip_times import (
     spread_second,
 )
 from bot.deeplinks import checkin_url
-from bot.outputs import SourceList
+from bot.outputs import ShowTip, SourceList
 from bot.schedules import Schedule, ScheduleStore
 from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
-from bot.telegram_types import GONE_STATUSES, NOT_GIVEN, App, Handler
+from bot.telegram_types import GONE_STATUSES, PASSED_ON, App, Handler
 from bot.zones import known_zone, shown_zone
 
 log = logging.getLogger(__name__)
 
-# Not given (NOT_GIVEN): an admin forwarding "/dailytip off" turns nothing off; nor does a
-# channel's post Telegram copies into its linked discussion group (meant for the channel).
-GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE & ~NOT_GIVEN
+# A command passed on (PASSED_ON) changes nothing: an admin forwarding "/dailytip off" turns
+# nothing off; nor does a channel's post Telegram copies into its linked discussion group
+# (meant for the channel).
+GROUPS = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE & ~PASSED_ON
 ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 # One-off jobs (a late tip, a notice, an introduction): APScheduler's own default drops a
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
@@ -133,9 +134,9 @@ class GroupRateLimiter(AIORateLimiter):
 
 
 class NotPrivateChatMemberHandler(ChatMemberHandler[Any, Any]):
-    """The bot's own membership in groups, supergroups and channels only. A private chat's
-    (a user blocking the bot) is left to BackBot: in one handler group only the first
-    matching handler runs, and ChatMemberHandler takes no filters."""
+    """The bot's own membership in groups, supergroups and channels only (ChatMemberHandler
+    takes no filters). A private chat's (a user blocking the bot) is BackBot's, whose
+    handler runs in a handler group of its own."""
 
     def check_update(self, update: object) -> bool:
         chat = update.effective_chat if isinstance(update, Update) else None
@@ -167,7 +168,7 @@ class GroupFeatures:
                                        filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
-            filters.UpdateType.CHANNEL_POST & ~NOT_GIVEN
+            filters.UpdateType.CHANNEL_POST & ~PASSED_ON
             & filters.Regex(r"(?i)^/dailytip(@\w+)?(?!\w)"),
             self.on_dailytip))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
@@ -240,7 +241,8 @@ class GroupFeatures:
         if not self.tips:
             await self._reply(context, message, self.render.message("tip.none"))
             return
-        await self._reply(context, message, self.render.tip(random.choice(self.tips)),
+        tip = ShowTip.of(random.choice(self.tips), self.content)
+        await self._reply(context, message, self.render.tip(tip),
                           button=True, link_preview_options=NO_PREVIEW)
 
     async def on_group_sources(self, update: Update,
@@ -367,9 +369,10 @@ class GroupFeatures:
         """Today's tip was dealt with already: a restart just after it went out started
         the job at a time already past, or its time was moved later after it went out."""
         schedule = self.schedules.get(chat_id)
-        due = self._due_now(schedule) if schedule is not None else None
-        return (schedule is not None and due is not None
-                and schedule.last_day == due.date().isoformat())
+        if schedule is None:
+            return False
+        due = self._due_now(schedule)
+        return due is not None and schedule.last_day == due.date().isoformat()
 
     def _due_now(self, schedule: Schedule) -> dt.datetime | None:
         """The due time a daily job running now stands for: the last one, with a little
@@ -389,7 +392,8 @@ class GroupFeatures:
             due = self._due_now(schedule)
         app = context.application
         try:
-            await context.bot.send_message(chat_id, self.render.tip(self.content.cards[tip_id]),
+            tip = ShowTip.of(self.content.cards[tip_id], self.content)
+            await context.bot.send_message(chat_id, self.render.tip(tip),
                                            parse_mode=HTML, message_thread_id=schedule.thread,
                                            reply_markup=self._checkin_button(context, chat_id),
                                            link_preview_options=NO_PREVIEW)

@@ -11,7 +11,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 
-from bot.content import ACTIVITY_TAG, Card, Content, group_citations
+from bot.content import Card, Content, group_citations
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
 # Telegram allows 4096 characters; shorter parts read better on a phone. Counted as the
@@ -126,7 +126,7 @@ class TelegramRenderer:
         if isinstance(output, ShowCard):
             return self.card(output.card)
         if isinstance(output, ShowTip):
-            return self.tip(output.card)
+            return self.tip(output)
         if isinstance(output, SourceList):
             lines = [f"<b>{escape(output.header)}</b>"]
             lines += [f'• <a href="{html.escape(s.url)}">{escape(s.title)}</a>, '
@@ -148,11 +148,10 @@ class TelegramRenderer:
             self._cards[card.id] = cached
         return cached
 
-    def tip(self, card: Card) -> str:
-        """A tip card; one that names an activity says "ask your doctor" first."""
-        text = self.card(card)
-        if ACTIVITY_TAG in card.tags:
-            text = f"<b>{self.message('tip.doctor_first')}</b>\n\n{text}"
+    def tip(self, tip: ShowTip) -> str:
+        text = self.card(tip.card)
+        if tip.doctor_first is not None:
+            text = f"<b>{escape(tip.doctor_first)}</b>\n\n{text}"
         return text
 
     def keyboard(self, ask: Ask) -> InlineKeyboardMarkup:

@@ -14,6 +14,6 @@ Handler: TypeAlias = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any
 
 # A command someone forwarded (or picked from another bot's inline results) is passed on,
 # not given: it is answered as text in private, and turns nothing on or off in a group.
-NOT_GIVEN = filters.FORWARDED | filters.VIA_BOT
+PASSED_ON = filters.FORWARDED | filters.VIA_BOT
 # The bot's place in a chat when it is no longer there (in private: blocked).
 GONE_STATUSES = frozenset({ChatMember.LEFT, ChatMember.BANNED})

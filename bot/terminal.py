@@ -9,7 +9,7 @@ import textwrap
 import unicodedata
 from typing import TextIO
 
-from bot.content import ACTIVITY_TAG, Card, Content, group_citations
+from bot.content import Card, Content, group_citations
 from bot.engine import Engine, Event, Snapshot
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
@@ -61,11 +61,9 @@ def render_one(output: Output, content: Content) -> str:
         return _wrap(content.message(wording) if wording else output.text)
     if isinstance(output, ShowCard):
         return _card(output.card, content)
-    if isinstance(output, ShowTip):  # one naming an activity: "ask your doctor" first
-        card = output.card
-        if ACTIVITY_TAG in card.tags:
-            return f"{_wrap(content.message('tip.doctor_first'))}\n\n{_card(card, content)}"
-        return _card(card, content)
+    if isinstance(output, ShowTip):
+        card = _card(output.card, content)
+        return card if output.doctor_first is None else f"{_wrap(output.doctor_first)}\n\n{card}"
     if isinstance(output, Ask):
         wording = TERMINAL_WORDING.get(output.key)
         lines = [_wrap(content.message(wording) if wording else output.text)]

@@ -817,11 +817,11 @@ def test_every_answer_goes_where_a_fresh_machine_takes_it() -> None:
                 continue  # a note, not a move
             model.state = name
             assert machine.events["answer"].trigger(model, choice=choice.id)
-            assert engine._fire("answer", name, choice.id) == model.state, (name, choice)
+            assert engine._route("answer", name, choice.id) == model.state, (name, choice)
             assert engine._next[(name, choice.id)] == model.state, (name, choice)
         model.state = name
         machine.events["restart"].trigger(model)
-        assert engine._fire("restart", name) == model.state == engine.dialog.initial
+        assert engine._route("restart", name) == model.state == engine.dialog.initial
     assert len(engine._next) == len(engine.dialog.answer_edges())
 
 

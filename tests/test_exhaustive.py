@@ -284,6 +284,9 @@ def tips_offered(engine: Engine, snapshot: Snapshot | None) -> list[Card] | None
     if isinstance(tip, Say):
         return None
     assert isinstance(tip, ShowTip) and tip.card == offered[0]
+    # one naming an activity carries the doctor line, for every front end to show first
+    doctor_first = engine.content.message("tip.doctor_first")
+    assert tip.doctor_first == (doctor_first if "activity" in tip.card.tags else None)
     return offered
 
 

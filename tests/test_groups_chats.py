@@ -557,7 +557,7 @@ def my_chat_member(chat: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 def test_private_membership_changes_are_left_to_other_handlers(
         api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A user blocking the bot is BackBot's to handle: the groups' handler must not match it
-    (in one handler group only the first matching handler runs), nor log a daily tip."""
+    (it would take it for the bot leaving a group), nor log a daily tip."""
     user = 880_777
 
     async def scenario() -> None:
