@@ -64,6 +64,17 @@ class Event:
         return cls("answer", choice=choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at)
 
 
+# The commands every front end offers (by name, without the slash), as the event each is.
+COMMANDS = {
+    "start": Event("start"),
+    "back": Event("back"),
+    "restart": Event("restart"),
+    "help": Event("show", topic="help"),
+    "sources": Event("show", topic="sources"),
+    "privacy": Event("show", topic="privacy"),
+}
+
+
 class _Cursor:
     """The single model registered with the Machine; it holds a state only while the
     routes are asked of the Machine at start-up."""

@@ -37,7 +37,7 @@ from telegram.ext import (
 )
 
 from bot.deeplinks import is_group_payload
-from bot.engine import Engine, Event, Snapshot
+from bot.engine import COMMANDS, Engine, Event, Snapshot
 from bot.keyed_locks import KeyedLocks
 from bot.outputs import Answered, Output, Say
 from bot.sessions import delivered_before, keep
@@ -58,13 +58,8 @@ log = logging.getLogger(__name__)
 # Commands and the engine event each becomes; /forget (it erases data) and /tip (it
 # changes nothing stored) have handlers of their own.
 COMMAND_EVENTS = {
-    "start": Event("start"),
+    **COMMANDS,
     "check": Event("start"),  # the group menu's way in: here, the same as /start
-    "back": Event("back"),
-    "restart": Event("restart"),
-    "help": Event("show", topic="help"),
-    "sources": Event("show", topic="sources"),
-    "privacy": Event("show", topic="privacy"),
     "dailytip": Event("ask"),  # a group admin's command: where it works, then carry on
 }
 MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")

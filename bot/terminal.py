@@ -10,19 +10,13 @@ import unicodedata
 from typing import TextIO
 
 from bot.content import Card, Content, group_citations
+from bot.engine import COMMANDS as ENGINE_COMMANDS
 from bot.engine import Engine, Event, Snapshot
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
 WIDTH = 78
 BULLET = "• "  # a list item in a message
-COMMANDS = {
-    "/back": Event("back"),
-    "/restart": Event("restart"),
-    "/sources": Event("show", topic="sources"),
-    "/help": Event("show", topic="help"),
-    "/privacy": Event("show", topic="privacy"),
-    "/start": Event("start"),
-}
+COMMANDS = {f"/{name}": event for name, event in ENGINE_COMMANDS.items()}
 QUIT = {"/quit", "/exit", "/q"}
 # Typed to a question with one answer ("Continue"), these mean that answer.
 GO_ON = frozenset({"yes", "y", "ok", "okay", "next", "go"})
