@@ -42,6 +42,7 @@ from bot.keyed_locks import KeyedLocks
 from bot.outputs import Answered, Output, Say
 from bot.sessions import delivered_before, keep
 from bot.store import SessionStore
+from bot.telegram_errors import flood_wait
 from bot.telegram_render import (
     FORGET,
     HTML,
@@ -356,9 +357,10 @@ class BackBot:
                     self._drop_send_again_if_covered(user_id, replies)
             except Forbidden:
                 self.drop_blocked(user_id)
-            except TelegramError:
+            except TelegramError as exc:
                 if unsent:  # tied to the session as stored now, to tell if they moved on
-                    self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id))
+                    self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id),
+                                          at_least=flood_wait(exc))
                 raise  # logged by on_error
 
     def _step_and_store(self, user_id: int, event: Event, notes: Sequence[Output],
@@ -409,11 +411,11 @@ class BackBot:
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None, tries_left: int = SEND_AGAIN_TRIES,
-                         *, older: bool = False) -> None:
+                         *, older: bool = False, at_least: float = 0.0) -> None:
         """After a pause, unless the person has moved on by then. (A timed-out message may
         have arrived after all: a second copy is harmless, as both copies of a question's
         keyboard work.) `older`: these replies come from a try again, so they go ahead of
-        any that wait."""
+        any that wait. `at_least`: the seconds Telegram's flood control asked for."""
         if self.job_queue is None:
             return
         job = self._sends_again.get(user_id)
@@ -432,7 +434,8 @@ class BackBot:
         # However late the loop gets to it (APScheduler's default drops a job woken over
         # 1 s late, as it may be when sends time out under load): it checks first whether
         # the person moved on meanwhile.
-        pause = self.send_again_after * SEND_AGAIN_BACKOFF ** (SEND_AGAIN_TRIES - tries_left)
+        pause = max(at_least,
+                    self.send_again_after * SEND_AGAIN_BACKOFF ** (SEND_AGAIN_TRIES - tries_left))
         self._sends_again[user_id] = self.job_queue.run_once(
             self._send_again, when=pause,
             data=_Waiting(user_id, chat_id, replies, snapshot, tries_left), name="send-again",
@@ -475,7 +478,8 @@ class BackBot:
                 if waiting.tries_left > 1:
                     log.info("replies not sent again (%s); trying later", type(exc).__name__)
                     self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
-                                          waiting.tries_left - 1, older=True)
+                                          waiting.tries_left - 1, older=True,
+                                          at_least=flood_wait(exc))
                 else:
                     log.warning("replies not sent again: %s", type(exc).__name__)
 

@@ -45,3 +45,11 @@ def not_taken(exc: TelegramError) -> bool:
     # answer, such as a proxy's page, carries one).
     return isinstance(exc, NetworkError) and (cause is None
                                               or isinstance(cause, httpx.ConnectError))
+
+
+def flood_wait(exc: TelegramError) -> float:
+    """How many seconds Telegram asked us to wait before sending again (0: it did not)."""
+    if not isinstance(exc, RetryAfter):
+        return 0.0
+    wait = exc.retry_after
+    return wait if isinstance(wait, int) else wait.total_seconds()

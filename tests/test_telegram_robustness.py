@@ -830,6 +830,30 @@ def test_flood_control_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     run_bounded(scenario())
 
 
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+def test_flood_control_outlasting_ptbs_retries_is_waited_out_before_sending_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Flood control refuses the reply through all of PTB's own tries: our try again waits
+    as long as Telegram asked, however short our own pause, and the reply arrives."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.05
+            await at_bladder_question(h)
+            h.api.fail_next("sendMessage", retry_after=1, count=3)  # all of PTB's tries
+            message = h.current(CHAT)
+            update_id = await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
+            assert failures(caplog) == [f"update {update_id} failed: RetryAfter"]
+            saddle = h.message_text("question.saddle")
+            assert await until(lambda: saddle in h.sent_texts(CHAT), timeout=5)
+            tries = [c for c in h.calls(CHAT, "sendMessage") if c.params["text"] == saddle]
+            assert [c.ok for c in tries] == [False] * 3 + [True]
+            assert tries[3].time - tries[2].time >= 1.0
+
+    run_bounded(scenario())
+
+
 @pytest.mark.parametrize(("code", "description", "error"), [
     (500, "Internal Server Error", "NetworkError"),
     (502, "Bad Gateway", "NetworkError"),
