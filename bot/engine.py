@@ -208,8 +208,7 @@ class Engine:
 
     def show(self, topic: str) -> list[Output]:
         if topic == "sources":
-            return [SourceList(self.content.message("sources.header"),
-                               tuple(self.content.sources.values()))]
+            return [SourceList.of(self.content)]
         return [self._say("help.text" if topic == "help" else "privacy.note")]
 
     def ref(self, snapshot: Snapshot) -> str:

@@ -68,5 +68,10 @@ class SourceList:
     header: str
     sources: tuple[Source, ...]
 
+    @classmethod
+    def of(cls, content: Content) -> SourceList:
+        """Every source the content cites."""
+        return cls(content.message("sources.header"), tuple(content.sources.values()))
+
 
 Output = Say | ShowCard | ShowTip | Ask | Answered | SourceList

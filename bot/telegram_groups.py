@@ -250,8 +250,7 @@ class GroupFeatures:
         message = update.effective_message
         if message is None:
             return
-        block = self.render.block(SourceList(self.content.message("sources.header"),
-                                             tuple(self.content.sources.values())))
+        block = self.render.block(SourceList.of(self.content))
         await self._reply(context, message, block, link_preview_options=NO_PREVIEW)
 
     async def on_dailytip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
