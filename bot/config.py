@@ -154,6 +154,11 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if _scheme(api_base_url) not in ("https", "http"):
         raise ConfigError("TELEGRAM_API_BASE_URL must be a full address such as "
                           f"{TELEGRAM_API}")
+    if not (urlparse(api_base_url).path.endswith("/bot") or "{token}" in api_base_url):
+        # PTB adds the token at the end, or puts it where {token} stands
+        raise ConfigError("TELEGRAM_API_BASE_URL must end in /bot, as "
+                          f"{TELEGRAM_API} does (the token is added after it), or hold "
+                          "{token} where the token goes")
     webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
     if webhook_url:
         # Telegram's own Bot API calls only https; a self-hosted one may call plain http

@@ -36,6 +36,7 @@ from bot.telegram_types import App
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
 CHECKPOINT_EVERY_SECONDS = 5
+TOKEN_REJECTED = "token_rejected"
 
 
 def telegram_limits() -> AIORateLimiter:
@@ -94,6 +95,13 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         .post_init(post_init)
         .build()
     )
+
+    def token_rejected() -> None:  # while polling: revoked in @BotFather, say
+        if not app.bot_data.get(TOKEN_REJECTED):  # once: the last polls, stopping, are too
+            app.bot_data[TOKEN_REJECTED] = True
+            app.stop_running()
+
+    bot.on_rejected(token_rejected)
     backbot.attach(app)
     backbot.register(app)
     groups.register(app)
@@ -195,6 +203,8 @@ def run(settings: Settings) -> int:
         else:
             stops.install()
             app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
+            if app.bot_data.get(TOKEN_REJECTED):
+                raise InvalidToken("rejected while polling")
     except InvalidToken:
         base = ("" if settings.api_base_url == TELEGRAM_API else
                 f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "

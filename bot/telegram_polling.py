@@ -10,11 +10,11 @@ which no handler takes, so the offset moves past it and the rest are handled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import BaseRequest, HTTPXRequest
 
@@ -55,19 +55,33 @@ class KeepsLastBatch(BaseRequest):
 
 
 class SteadyBot(ExtBot[Any]):
-    """PTB's bot, but a batch with an unreadable update still yields the others."""
+    """PTB's bot, but a batch with an unreadable update still yields the others; and a
+    token Telegram stops taking (revoked while the bot runs) calls what `on_rejected`
+    was given."""
 
     def __init__(self, token: str, *, base_url: str, request: BaseRequest | None,
                  rate_limiter: BaseRateLimiter[Any]) -> None:
         # PTB's own requests, as its ApplicationBuilder makes them
         self._batches = KeepsLastBatch(HTTPXRequest(connection_pool_size=1))
+        self._when_rejected: list[Callable[[], None]] = []  # PTB freezes attributes, not lists
         super().__init__(token, base_url=base_url, rate_limiter=rate_limiter,
                          request=request or HTTPXRequest(connection_pool_size=REQUEST_POOL_SIZE),
                          get_updates_request=self._batches)
 
+    def on_rejected(self, callback: Callable[[], None]) -> None:
+        self._when_rejected.append(callback)
+
     async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
         try:
             return await super().get_updates(*args, **kwargs)
+        except InvalidToken:
+            # PTB's polling loop would give up for good on this, and leave the process
+            # running with no updates coming: the callbacks stop it instead.
+            if not self._when_rejected:
+                raise
+            for callback in self._when_rejected:
+                callback()
+            return ()
         except TelegramError:
             raise  # PTB's polling loop retries these
         except Exception:

@@ -248,6 +248,23 @@ def test_backbot_run_with_rejected_token_keeps_it_secret(tmp_path: Path) -> None
         f"https://api.telegram.org/bot)")
 
 
+def test_a_token_revoked_while_polling_stops_the_bot(tmp_path: Path) -> None:
+    """PTB's polling gives up on a rejected token but would leave the process running,
+    deaf; it stops as it does when Telegram rejects the token at start-up."""
+    with FakeBotAPI() as api, running(api, tmp_path, "revoked") as bot:
+        bot.send(CHAT, "/start")
+        secret_part = api.token.split(":", 1)[1]
+        api.token = "123456:revoked-in-botfather"  # every call now answers 401
+        code = bot.proc.wait(timeout=30)
+        log = bot.stderr()
+        assert code == 2
+    assert secret_part not in log
+    assert "Traceback" not in log
+    assert "Task was destroyed" not in log  # PTB's own shutdown ran to the end
+    assert log.strip().splitlines()[-1].startswith(
+        "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")
+
+
 def test_backbot_run_with_telegram_unreachable_stops_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))

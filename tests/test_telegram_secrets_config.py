@@ -329,6 +329,9 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     ("TELEGRAM_API_BASE_URL", "not-a-url", "TELEGRAM_API_BASE_URL must be a full"),
     ("TELEGRAM_API_BASE_URL", "ftp://127.0.0.1/bot", "TELEGRAM_API_BASE_URL must be a full"),
     ("TELEGRAM_API_BASE_URL", "http:///bot", "TELEGRAM_API_BASE_URL must be a full"),
+    # the token would be added to the port, or to the host's name
+    ("TELEGRAM_API_BASE_URL", "http://127.0.0.1:9", "TELEGRAM_API_BASE_URL must end in /bot"),
+    ("TELEGRAM_API_BASE_URL", "https://api.telegram.org/v1", "TELEGRAM_API_BASE_URL must end in"),
     ("BACKBOT_DB", "~no-such-user-here/b.sqlite3", "BACKBOT_DB starts with ~user for a"),
 ])
 def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:
@@ -336,6 +339,13 @@ def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message:
         load_settings(environ={name: raw}, env_file=None)
     assert str(raised.value).startswith(message)
     assert raw not in str(raised.value)  # a secret is never echoed back
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8081/bot", "https://api.telegram.org/bot",
+                                 "http://127.0.0.1:8081/bot{token}/test"])
+def test_a_bot_api_address_takes_the_token_at_its_end_or_at_token(url: str) -> None:
+    assert load_settings(environ={"TELEGRAM_API_BASE_URL": url},
+                         env_file=None).api_base_url == url
 
 
 def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
@@ -347,7 +357,7 @@ def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
     with pytest.raises(ConfigError,
                        match=r"must start with https:// \(Telegram calls only https\)"):
         load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None)
-    for official in ("https://api.telegram.org/bot/", "https://API.telegram.org/bot"):
+    for official in ("https://api.telegram.org/bot{token}", "https://API.telegram.org/bot"):
         with pytest.raises(ConfigError, match=r"must start with https://"):
             load_settings(environ={"BACKBOT_WEBHOOK_URL": url,
                                    "TELEGRAM_API_BASE_URL": official}, env_file=None)
