@@ -98,6 +98,9 @@ TIP_RETRY_SECONDS = 60.0
 # A daily job runs once APScheduler's clock reads its time; ours, read a moment later, could
 # still be behind by a clock adjustment.
 JOB_CLOCK_SLACK_SECONDS = 5
+# What Telegram has already acted on (a tip went out, the bot is gone) but the database
+# would not take (another program's write, a slow checkpoint) is stored this much later.
+STORE_AGAIN_SECONDS = 30.0
 
 
 async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
@@ -153,7 +156,9 @@ class GroupFeatures:
         self.tips: list[Card] = content.cards_tagged(TIP_TAG)
         self.intro_after = INTRO_AFTER_SECONDS
         self.retry_after = TIP_RETRY_SECONDS
+        self.store_again_after = STORE_AGAIN_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
+        self._leaving: set[int] = set()  # chats left whose schedule is still to be removed
         self._moved_to: dict[int, tuple[int, float]] = {}  # old group id -> (new id, when)
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
@@ -302,11 +307,10 @@ class GroupFeatures:
         chat = change.chat
         if _gone(change.new_chat_member):
             self._upgraded.pop(chat.id, None)  # added back, it introduces itself again
-            removed = self.schedules.remove(chat.id)
             # with an introduction still to go out, if removed that soon
-            self._unschedule(context.application, chat.id, (*SCHEDULE_JOBS, INTRO_JOB))
-            if removed:
-                log.info("left a %s; its daily tip was removed", chat.type)
+            self._unschedule(context.application, chat.id, (INTRO_JOB,))
+            self._remove_schedule(context.application, chat.id)
+            log.info("left a %s; any daily tip there is removed", chat.type)
         elif _gone(change.old_chat_member) and chat.type in (ChatType.GROUP,
                                                              ChatType.SUPERGROUP):
             queue, intro = context.job_queue, f"{INTRO_JOB}:{chat.id}"
@@ -414,7 +418,9 @@ class GroupFeatures:
             if muted(exc):  # today's is skipped; the rotation keeps its place
                 log.warning("muted in a chat, or its topic closed (%s); its daily tip stays, "
                             "to go out once the bot may post there again", type(exc).__name__)
-                self.schedules.mark_day(self._id_now(chat_id), self._day_of(chat_id, due))
+                day = self._day_of(chat_id, due)
+                self._store_soon(app, lambda: self.schedules.mark_day(self._id_now(chat_id),
+                                                                      day))
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
@@ -427,8 +433,40 @@ class GroupFeatures:
             # neither a retry nor a restart posts it twice.
             log.warning("a daily tip may not have arrived (%s); it is not sent again",
                         type(exc).__name__)
-        self.schedules.mark_posted(self._id_now(chat_id), tip_id, tip_ids,
-                                   day=self._day_of(chat_id, due), due=due)
+        day = self._day_of(chat_id, due)
+        self._store_soon(app, lambda: self.schedules.mark_posted(
+            self._id_now(chat_id), tip_id, tip_ids, day=day, due=due))
+
+    def _store_soon(self, app: App, write: Callable[[], object]) -> None:
+        """A schedule write for what Telegram has already acted on: if the database is
+        busy, it is made again later rather than lost (the same tip posted again the next
+        day, a schedule kept for a chat the bot has left)."""
+        try:
+            write()
+        except sqlite3.Error as exc:
+            if app.job_queue is None:
+                raise
+            log.warning("a daily tip's record is not stored yet (%s); trying again in %.0f s",
+                        exc, self.store_again_after)
+
+            async def again(context: ContextTypes.DEFAULT_TYPE) -> None:
+                self._store_soon(app, write)
+
+            app.job_queue.run_once(again, when=self.store_again_after, name="dailytip-store",
+                                   job_kwargs=LATE_JOB_KWARGS)
+
+    def _remove_schedule(self, app: App, chat_id: int) -> None:
+        """The bot may not post in the chat any more: its daily tip goes (unless an
+        admin sets one anew there before a busy database lets the removal through)."""
+        self._unschedule(app, chat_id)
+        self._leaving.add(chat_id)
+
+        def remove() -> None:
+            if chat_id in self._leaving:
+                self.schedules.remove(chat_id)
+                self._leaving.discard(chat_id)
+
+        self._store_soon(app, remove)
 
     def _day_of(self, chat_id: int, due: dt.datetime | None) -> str:
         """The day (ISO) a tip due then falls on by the chat's zone as stored now: an
@@ -541,12 +579,14 @@ class GroupFeatures:
             return self.content.message("dailytip.usage")
         if parsed == "off":
             self.schedules.turn_off(chat_id)
+            self._leaving.discard(chat_id)  # set anew since: not to be removed
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
         hhmm, zone = parsed
         last_day = first_day_dealt_with(Schedule(chat_id, hhmm, zone),
                                         self.schedules.last_posted(chat_id), self.now())
         self.schedules.put(chat_id, hhmm, zone, thread, last_day=last_day)
+        self._leaving.discard(chat_id)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self._with_offset(self.content.message("dailytip.set").format(
             time=hhmm, zone=zone), zone)
@@ -597,10 +637,9 @@ class GroupFeatures:
 
     def _stop_posting(self, app: App, chat_id: int,
                       exc: TelegramError) -> None:
-        removed = self.schedules.remove(chat_id)
-        self._unschedule(app, chat_id)
-        log.warning("may not post in a chat (%s)%s", type(exc).__name__,
-                    "; its daily tip was removed" if removed else "")
+        self._remove_schedule(app, chat_id)
+        log.warning("may not post in a chat (%s); any daily tip there is removed",
+                    type(exc).__name__)
 
     def _checkin_button(self, context: ContextTypes.DEFAULT_TYPE,
                         chat_id: int) -> InlineKeyboardMarkup:

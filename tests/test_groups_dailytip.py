@@ -1151,6 +1151,83 @@ def test_a_dailytip_the_database_refuses_says_so_and_sets_nothing(api: FakeBotAP
     run(scenario())
 
 
+def locked_once(store: ScheduleStore, method: str) -> list[int]:
+    """Make the store's `method` fail as a busy database does, once; the list counts the
+    calls."""
+    calls: list[int] = []
+    write = getattr(store, method)
+
+    def maybe_locked(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return write(*args, **kwargs)
+
+    setattr(store, method, maybe_locked)
+    return calls
+
+
+def test_a_tip_posted_while_the_database_is_busy_is_recorded_later(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Telegram took the tip but the database would not note it: noted a little later, so
+    the next day's tip is the next one, not the same again."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.groups.store_again_after = 0.2
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            calls = locked_once(bot.groups.schedules, "mark_posted")
+            await bot.run_daily(GROUP)
+            first = assert_daily_tip(api.sent_to(GROUP)[-1], GROUP)
+            await eventually(lambda: len(calls) == 2, what="the record made again")
+            await bot.run_daily(GROUP)
+            assert assert_daily_tip(api.sent_to(GROUP)[-1], GROUP) != first
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_removed_while_the_database_is_busy_drops_the_daily_tip_later(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.groups.store_again_after = 0.2
+            for chat in (GROUP, OTHER_GROUP):
+                api.set_member_status(chat, ADMIN, "administrator")
+                await bot.say(chat, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            calls = locked_once(bot.groups.schedules, "remove")
+            api.my_chat_member(GROUP, "supergroup", "member", "kicked", by_user_id=ADMIN)
+            await eventually(lambda: bot.jobs(GROUP) == (), what="the job removed")
+            await eventually(lambda: bot.stored_chats() == [OTHER_GROUP],
+                             what="the schedule removed")
+            assert len(calls) == 2
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_daily_tip_set_anew_before_a_busy_removal_went_through_stays(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Removed while the database was busy, then added back and set again before the
+    removal could be made: the new setting is not removed."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.groups.store_again_after = 1.0
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            calls = locked_once(bot.groups.schedules, "remove")
+            api.my_chat_member(GROUP, "supergroup", "member", "kicked", by_user_id=ADMIN)
+            await eventually(lambda: calls == [1], what="the removal tried")
+            api.my_chat_member(GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
+            await bot.say(GROUP, "/dailytip 09:15 Europe/London", user_id=ADMIN)
+            await asyncio.sleep(1.5)  # past the removal's second try
+            assert bot.rows() == [(GROUP, "09:15", "Europe/London")]
+            assert len(bot.jobs(GROUP)) == 1
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_channel_dailytip_when_the_bot_may_not_post_there(api: FakeBotAPI,
                                                            tmp_path: Path) -> None:
     """An admin of the channel without the right to post: it cannot answer, so the
