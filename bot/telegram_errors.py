@@ -20,16 +20,18 @@ THREAD_GONE = "message thread not found"
 
 def chat_gone(exc: TelegramError) -> bool:
     """Telegram says the bot can no longer post in that chat (removed, chat gone)."""
-    return isinstance(exc, Forbidden) or _bad_request_saying(exc, CHAT_GONE)
+    return ((isinstance(exc, Forbidden) and not muted(exc))
+            or (isinstance(exc, BadRequest) and _saying(exc, CHAT_GONE)))
 
 
 def muted(exc: TelegramError) -> bool:
-    """Telegram says the bot may not post in that chat for now (an admin's restriction)."""
-    return _bad_request_saying(exc, MUTED)
+    """Telegram says the bot may not post in that chat for now (an admin's restriction),
+    whether as a Bad Request or, as some answer it, a Forbidden."""
+    return isinstance(exc, BadRequest | Forbidden) and _saying(exc, MUTED)
 
 
-def _bad_request_saying(exc: TelegramError, phrases: tuple[str, ...]) -> bool:
-    return isinstance(exc, BadRequest) and any(p in exc.message.lower() for p in phrases)
+def _saying(exc: TelegramError, phrases: tuple[str, ...]) -> bool:
+    return any(p in exc.message.lower() for p in phrases)
 
 
 def not_taken(exc: TelegramError) -> bool:
