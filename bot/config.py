@@ -154,11 +154,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if _scheme(api_base_url) not in ("https", "http"):
         raise ConfigError("TELEGRAM_API_BASE_URL must be a full address such as "
                           f"{TELEGRAM_API}")
-    if not (urlparse(api_base_url).path.endswith("/bot") or "{token}" in api_base_url):
-        # PTB adds the token at the end, or puts it where {token} stands
+    if not _takes_token(api_base_url):
         raise ConfigError("TELEGRAM_API_BASE_URL must end in /bot, as "
                           f"{TELEGRAM_API} does (the token is added after it), or hold "
-                          "{token} where the token goes")
+                          "{token} where the token goes (and no other braces)")
     webhook_url = env.get("BACKBOT_WEBHOOK_URL", "").strip() or None
     if webhook_url:
         # Telegram's own Bot API calls only https; a self-hosted one may call plain http
@@ -186,6 +185,19 @@ def load_settings(environ: Mapping[str, str] | None = None,
         webhook_port=number("BACKBOT_WEBHOOK_PORT", 8443, 1, 65535),
         webhook_secret=Secret(secret) if secret else None,
     )
+
+
+def _takes_token(url: str) -> bool:
+    """Whether PTB, which adds the token at the end of the address or puts it where
+    {token} stands, makes a Bot API address of it."""
+    if "{token}" in url:
+        try:
+            url.format(token="")
+        except (KeyError, ValueError, IndexError):  # another {name}, or a lone brace
+            return False
+        return True
+    parts = urlparse(url)
+    return parts.path.endswith("/bot") and not parts.query and not parts.fragment
 
 
 def _scheme(url: str) -> str:

@@ -97,8 +97,10 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     )
 
     def token_rejected() -> None:  # while polling: revoked in @BotFather, say
-        if not app.bot_data.get(TOKEN_REJECTED):  # once: the last polls, stopping, are too
-            app.bot_data[TOKEN_REJECTED] = True
+        app.bot_data[TOKEN_REJECTED] = True
+        # Only while polling runs: PTB's own shutdown ends with one more poll, and stopping
+        # the loop in the middle of that shutdown would cut it short.
+        if app.updater is not None and app.updater.running:
             app.stop_running()
 
     bot.on_rejected(token_rejected)
@@ -155,6 +157,13 @@ def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigErro
     return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: {reason}")
 
 
+def _token_rejected(settings: Settings) -> ConfigError:
+    base = ("" if settings.api_base_url == TELEGRAM_API else
+            f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "
+            f"is added to, as in {TELEGRAM_API})")
+    return ConfigError(f"Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather{base}")
+
+
 def run(settings: Settings) -> int:
     """`backbot run`: long polling, or a webhook when BACKBOT_WEBHOOK_URL is set."""
     token = settings.require_token()
@@ -204,13 +213,9 @@ def run(settings: Settings) -> int:
             stops.install()
             app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
             if app.bot_data.get(TOKEN_REJECTED):
-                raise InvalidToken("rejected while polling")
+                raise _token_rejected(settings)
     except InvalidToken:
-        base = ("" if settings.api_base_url == TELEGRAM_API else
-                f", and TELEGRAM_API_BASE_URL={settings.api_base_url} (the address the token "
-                f"is added to, as in {TELEGRAM_API})")
-        raise ConfigError(f"Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
-                          f"{base}") from None
+        raise _token_rejected(settings) from None
     except sqlite3.Error as exc:  # reading the stored daily tips at start-up (damaged)
         raise _cannot_open(settings, exc) from None
     except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL

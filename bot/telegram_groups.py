@@ -99,8 +99,11 @@ TIP_RETRY_SECONDS = 60.0
 # still be behind by a clock adjustment.
 JOB_CLOCK_SLACK_SECONDS = 5
 # What Telegram has already acted on (a tip went out, the bot is gone) but the database
-# would not take (another program's write, a slow checkpoint) is stored this much later.
+# would not take, busy (another program's write, a slow checkpoint), is stored this much
+# later, then at twice the wait each time, up to this many more tries (some 30 minutes).
 STORE_AGAIN_SECONDS = 30.0
+STORE_TRIES = 6
+BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
@@ -309,8 +312,7 @@ class GroupFeatures:
             self._upgraded.pop(chat.id, None)  # added back, it introduces itself again
             # with an introduction still to go out, if removed that soon
             self._unschedule(context.application, chat.id, (INTRO_JOB,))
-            self._remove_schedule(context.application, chat.id)
-            log.info("left a %s; any daily tip there is removed", chat.type)
+            self._remove_schedule(context.application, chat.id, f"left a {chat.type}")
         elif _gone(change.old_chat_member) and chat.type in (ChatType.GROUP,
                                                              ChatType.SUPERGROUP):
             queue, intro = context.job_queue, f"{INTRO_JOB}:{chat.id}"
@@ -419,8 +421,11 @@ class GroupFeatures:
                 log.warning("muted in a chat, or its topic closed (%s); its daily tip stays, "
                             "to go out once the bot may post there again", type(exc).__name__)
                 day = self._day_of(chat_id, due)
-                self._store_soon(app, lambda: self.schedules.mark_day(self._id_now(chat_id),
-                                                                      day))
+
+                def mark_day() -> None:
+                    self.schedules.mark_day(self._id_now(chat_id), day)
+
+                self._store_soon(app, mark_day, "a daily tip skipped")
                 return
             # Telegram refused this text (too long, bad markup): a content bug to fix. The
             # schedule stays, and the rotation moves on so one bad card can't block it.
@@ -434,39 +439,50 @@ class GroupFeatures:
             log.warning("a daily tip may not have arrived (%s); it is not sent again",
                         type(exc).__name__)
         day = self._day_of(chat_id, due)
-        self._store_soon(app, lambda: self.schedules.mark_posted(
-            self._id_now(chat_id), tip_id, tip_ids, day=day, due=due))
 
-    def _store_soon(self, app: App, write: Callable[[], object]) -> None:
-        """A schedule write for what Telegram has already acted on: if the database is
-        busy, it is made again later rather than lost (the same tip posted again the next
-        day, a schedule kept for a chat the bot has left)."""
+        def mark_posted() -> None:
+            self.schedules.mark_posted(self._id_now(chat_id), tip_id, tip_ids, day=day,
+                                       due=due)
+
+        self._store_soon(app, mark_posted, "a daily tip posted")
+
+    def _store_soon(self, app: App, write: Callable[[], object], what: str, *,
+                    tries_left: int = STORE_TRIES, wait: float | None = None) -> None:
+        """A schedule write for what Telegram has already acted on (`what`, for the log):
+        if the database is busy, it is made again later rather than lost (the same tip
+        posted again the next day, a schedule kept for a chat the bot has left)."""
         try:
             write()
         except sqlite3.Error as exc:
-            if app.job_queue is None:
+            if exc.sqlite_errorcode & 0xFF not in BUSY_CODES or app.job_queue is None:
                 raise
-            log.warning("a daily tip's record is not stored yet (%s); trying again in %.0f s",
-                        exc, self.store_again_after)
+            if tries_left == 0:
+                log.error("%s: not stored, the database stayed busy (%s)", what, exc)
+                return
+            wait = self.store_again_after if wait is None else wait
+            log.warning("%s: not stored yet (%s); trying again in %.0f s", what, exc, wait)
 
             async def again(context: ContextTypes.DEFAULT_TYPE) -> None:
-                self._store_soon(app, write)
+                self._store_soon(app, write, what, tries_left=tries_left - 1, wait=2 * wait)
 
-            app.job_queue.run_once(again, when=self.store_again_after, name="dailytip-store",
+            app.job_queue.run_once(again, when=wait, name="dailytip-store",
                                    job_kwargs=LATE_JOB_KWARGS)
 
-    def _remove_schedule(self, app: App, chat_id: int) -> None:
-        """The bot may not post in the chat any more: its daily tip goes (unless an
-        admin sets one anew there before a busy database lets the removal through)."""
+    def _remove_schedule(self, app: App, chat_id: int, why: str) -> None:
+        """The bot may not post in the chat any more (`why`, for the log): its daily tip
+        goes (unless an admin sets one anew there before a busy database lets the
+        removal through)."""
         self._unschedule(app, chat_id)
         self._leaving.add(chat_id)
 
         def remove() -> None:
             if chat_id in self._leaving:
-                self.schedules.remove(chat_id)
+                removed = self.schedules.remove(chat_id)
                 self._leaving.discard(chat_id)
+                if removed:
+                    log.info("%s; its daily tip was removed", why)
 
-        self._store_soon(app, remove)
+        self._store_soon(app, remove, f"{why}, its daily tip's removal")
 
     def _day_of(self, chat_id: int, due: dt.datetime | None) -> str:
         """The day (ISO) a tip due then falls on by the chat's zone as stored now: an
@@ -637,9 +653,8 @@ class GroupFeatures:
 
     def _stop_posting(self, app: App, chat_id: int,
                       exc: TelegramError) -> None:
-        self._remove_schedule(app, chat_id)
-        log.warning("may not post in a chat (%s); any daily tip there is removed",
-                    type(exc).__name__)
+        log.warning("may not post in a chat (%s)", type(exc).__name__)
+        self._remove_schedule(app, chat_id, "may not post in a chat")
 
     def _checkin_button(self, context: ContextTypes.DEFAULT_TYPE,
                         chat_id: int) -> InlineKeyboardMarkup:

@@ -1,10 +1,13 @@
-"""Long polling that one update PTB cannot read does not stall.
+"""Long polling that neither one update PTB cannot read nor a revoked token leaves stuck.
 
 PTB reads a getUpdates batch whole; if one update in it fails to read (a field Telegram
 sends in a shape this PTB does not know), it logs, keeps the offset and asks for the same
 batch again, at once and for ever: no update after it is ever handled. Here such a batch
 is read update by update, and each unreadable one stands in as an empty update of its id,
 which no handler takes, so the offset moves past it and the rest are handled.
+
+A token Telegram stops taking while the bot polls ends PTB's polling for good but leaves
+the process running, deaf; here it is reported, so the bot can be stopped.
 """
 
 from __future__ import annotations
@@ -69,14 +72,14 @@ class SteadyBot(ExtBot[Any]):
                          get_updates_request=self._batches)
 
     def on_rejected(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever getUpdates finds the token rejected (401, or 404 as
+        PTB reads it), which then yields no updates instead of ending the polling."""
         self._when_rejected.append(callback)
 
     async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
         try:
             return await super().get_updates(*args, **kwargs)
         except InvalidToken:
-            # PTB's polling loop would give up for good on this, and leave the process
-            # running with no updates coming: the callbacks stop it instead.
             if not self._when_rejected:
                 raise
             for callback in self._when_rejected:

@@ -45,6 +45,7 @@ from bot.dailytip_times import (
 from bot.schedules import Schedule, ScheduleStore
 from bot.store import open_database
 from bot.telegram_errors import not_taken
+from bot.telegram_groups import STORE_TRIES
 from bot.zones import known_zone
 
 BOT = "backbot_test_bot"
@@ -1151,16 +1152,18 @@ def test_a_dailytip_the_database_refuses_says_so_and_sets_nothing(api: FakeBotAP
     run(scenario())
 
 
-def locked_once(store: ScheduleStore, method: str) -> list[int]:
-    """Make the store's `method` fail as a busy database does, once; the list counts the
-    calls."""
+def locked_once(store: ScheduleStore, method: str, times: int = 1) -> list[int]:
+    """Make the store's `method` fail as a busy database does, `times` times; the list
+    counts the calls."""
     calls: list[int] = []
     write = getattr(store, method)
 
     def maybe_locked(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        if len(calls) == 1:
-            raise sqlite3.OperationalError("database is locked")
+        if len(calls) <= times:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
         return write(*args, **kwargs)
 
     setattr(store, method, maybe_locked)
@@ -1212,18 +1215,66 @@ def test_a_daily_tip_set_anew_before_a_busy_removal_went_through_stays(
     removal could be made: the new setting is not removed."""
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
-            bot.groups.store_again_after = 1.0
+            bot.groups.store_again_after = 3600  # run below, when the test says
             api.set_member_status(GROUP, ADMIN, "administrator")
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             calls = locked_once(bot.groups.schedules, "remove")
             api.my_chat_member(GROUP, "supergroup", "member", "kicked", by_user_id=ADMIN)
-            await eventually(lambda: calls == [1], what="the removal tried")
+            await eventually(lambda: store_jobs(bot) != (), what="the removal put off")
             api.my_chat_member(GROUP, "supergroup", "left", "member", by_user_id=ADMIN)
             await bot.say(GROUP, "/dailytip 09:15 Europe/London", user_id=ADMIN)
-            await asyncio.sleep(1.5)  # past the removal's second try
+            [again] = store_jobs(bot)
+            await again.run(bot.app)
+            assert calls == [1]  # the second try found nothing to remove
             assert bot.rows() == [(GROUP, "09:15", "Europe/London")]
             assert len(bot.jobs(GROUP)) == 1
             assert bot.errors == []
+
+    run(scenario())
+
+
+def store_jobs(bot: Any) -> tuple[Any, ...]:
+    assert bot.app.job_queue is not None
+    return bot.app.job_queue.get_jobs_by_name("dailytip-store")  # type: ignore[no-any-return]
+
+
+def test_a_database_that_stays_busy_is_given_up_on_after_some_tries(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            bot.groups.store_again_after = 0.01  # then 0.02, 0.04, ...
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            calls = locked_once(bot.groups.schedules, "mark_posted", times=100)
+            with caplog.at_level(logging.WARNING, logger="bot.telegram_groups"):
+                await bot.run_daily(GROUP)
+                await eventually(lambda: any(r.levelno == logging.ERROR
+                                             for r in caplog.records), what="given up")
+            assert len(calls) == 1 + STORE_TRIES
+            assert store_jobs(bot) == ()
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_database_error_other_than_busy_is_not_tried_again(api: FakeBotAPI,
+                                                             tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(GROUP, ADMIN, "administrator")
+            await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
+            store = bot.groups.schedules
+
+            def read_only(*args: object, **kwargs: object) -> None:
+                error = sqlite3.OperationalError("attempt to write a readonly database")
+                error.sqlite_errorcode = sqlite3.SQLITE_READONLY
+                raise error
+
+            store.mark_posted = read_only  # type: ignore[method-assign]
+            await bot.run_daily(GROUP)
+            await eventually(lambda: bool(bot.errors), what="the failure logged")
+            assert [type(e) for e in bot.errors] == [sqlite3.OperationalError]
+            assert store_jobs(bot) == ()
 
     run(scenario())
 

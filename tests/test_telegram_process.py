@@ -265,6 +265,20 @@ def test_a_token_revoked_while_polling_stops_the_bot(tmp_path: Path) -> None:
         "backbot: Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather")
 
 
+def test_a_token_revoked_as_the_bot_is_stopped_still_stops_it_cleanly(tmp_path: Path) -> None:
+    """The rejection may first come in the last poll of PTB's own shutdown."""
+    with FakeBotAPI() as api, running(api, tmp_path, "revoked-stopping") as bot:
+        bot.send(CHAT, "/start")
+        api.token = "123456:revoked-in-botfather"
+        bot.proc.send_signal(signal.SIGTERM)
+        code = bot.proc.wait(timeout=30)
+        log = bot.stderr()
+    assert code == 2
+    assert "Traceback" not in log
+    assert "Task was destroyed" not in log
+    assert log.strip().splitlines()[-1].startswith("backbot: Telegram rejected")
+
+
 def test_backbot_run_with_telegram_unreachable_stops_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))

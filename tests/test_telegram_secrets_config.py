@@ -332,6 +332,9 @@ def test_bot_database_is_owner_only_and_holds_no_text(tmp_path: Path) -> None:
     # the token would be added to the port, or to the host's name
     ("TELEGRAM_API_BASE_URL", "http://127.0.0.1:9", "TELEGRAM_API_BASE_URL must end in /bot"),
     ("TELEGRAM_API_BASE_URL", "https://api.telegram.org/v1", "TELEGRAM_API_BASE_URL must end in"),
+    ("TELEGRAM_API_BASE_URL", "http://127.0.0.1/bot?x=1", "TELEGRAM_API_BASE_URL must end in"),
+    ("TELEGRAM_API_BASE_URL", "http://h/bot{token}/{x}", "TELEGRAM_API_BASE_URL must end in"),
+    ("TELEGRAM_API_BASE_URL", "http://h/bot{token}/{", "TELEGRAM_API_BASE_URL must end in"),
     ("BACKBOT_DB", "~no-such-user-here/b.sqlite3", "BACKBOT_DB starts with ~user for a"),
 ])
 def test_bad_webhook_settings_are_refused_at_start(name: str, raw: str, message: str) -> None:
