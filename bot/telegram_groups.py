@@ -454,7 +454,10 @@ class GroupFeatures:
         try:
             write()
         except sqlite3.Error as exc:
-            if exc.sqlite_errorcode & 0xFF not in BUSY_CODES or app.job_queue is None:
+            # (an error of Python's own sqlite3 module, a closed connection say, has no code)
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = isinstance(code, int) and (code & 0xFF) in BUSY_CODES
+            if not busy or app.job_queue is None:
                 raise
             if tries_left == 0:
                 log.error("%s: not stored, the database stayed busy (%s)", what, exc)
