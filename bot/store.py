@@ -8,7 +8,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,23 +50,8 @@ class NotOurDatabase(sqlite3.DatabaseError):
     """The database belongs to another program, or to a newer backbot than this one."""
 
 
-class DatabaseClaim:
-    """The database held for this process alone, until `close` (see `claim_database`)."""
-
-    def __init__(self, held: IO[bytes], lock: str, made: bool) -> None:
-        self._held, self._lock, self._made = held, lock, made
-
-    def close(self, *, refused: bool = False) -> None:
-        """Let go. `refused`: the file was no database to use, so a lock file this claim
-        made goes too, and nothing is left beside a file the bot would not touch."""
-        if refused and self._made:
-            with suppress(OSError):
-                os.unlink(self._lock)
-        self._held.close()
-
-
-def claim_database(path: Path | str) -> DatabaseClaim | None:
-    """Hold the database for this process alone while the claim stays open.
+def claim_database(path: Path | str) -> IO[bytes] | None:
+    """Hold the database for this process alone while the returned file stays open.
 
     Each bot keeps rows in memory after writing them, so two over one database would
     overwrite each other's answers. The lock is on a file of its own beside the database
@@ -77,13 +61,8 @@ def claim_database(path: Path | str) -> DatabaseClaim | None:
         return None
     path = Path(path).resolve()  # a link to the same file takes the same lock
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock = f"{path}.lock"
-    try:
-        fd, made = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600), True
-    except FileExistsError:
-        fd, made = os.open(lock, os.O_RDWR), False
     # open for as long as the process runs: no `with`
-    held = open(fd, "r+b")  # noqa: SIM115
+    held = open(os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600), "r+b")  # noqa: SIM115
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -92,7 +71,7 @@ def claim_database(path: Path | str) -> DatabaseClaim | None:
     except BaseException:
         held.close()
         raise
-    return DatabaseClaim(held, lock, made)
+    return held
 
 
 def open_database(path: Path | str) -> sqlite3.Connection:
@@ -165,14 +144,9 @@ def compact(path: Path | str) -> tuple[int, int]:
     if not path.is_file():
         raise FileNotFoundError("no database file there")
     claim = claim_database(path)
-    refused = False
     try:
         before = path.stat().st_size
-        try:
-            db = open_database(path)  # refuses another program's database, changing nothing
-        except (OSError, sqlite3.Error):
-            refused = True
-            raise
+        db = open_database(path)  # refuses another program's database, changing nothing
         try:
             db.execute("VACUUM")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -181,7 +155,7 @@ def compact(path: Path | str) -> tuple[int, int]:
         return before, path.stat().st_size
     finally:
         if claim is not None:
-            claim.close(refused=refused)
+            claim.close()
 
 
 def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:

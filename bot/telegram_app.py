@@ -188,7 +188,7 @@ def run(settings: Settings) -> int:
         db = open_database(settings.db_path)
     except (OSError, sqlite3.Error) as exc:
         if claim is not None:  # None: an in-memory database, nothing to hold
-            claim.close(refused=True)
+            claim.close()
         raise _cannot_open(settings, exc) from None
     stops = _StopSignals()
     try:  # from here on, whatever happens, the database and its lock are let go

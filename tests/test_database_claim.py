@@ -105,21 +105,8 @@ def test_a_file_that_is_not_a_database_is_refused_and_let_go(
     [db] = opened
     with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
         db.execute("SELECT 1")
-    assert not Path(f"{db_path}.lock").exists()  # nothing made beside it
     assert_free(db_path)
     assert db_path.read_bytes().startswith(b"my own notes")  # left as it was
-
-
-def test_a_lock_file_already_there_stays_when_the_database_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """It may be another backbot's, about to run on a database still to be made right."""
-    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
-    db_path = tmp_path / "notes.sqlite3"
-    db_path.write_bytes(b"my own notes, not a database\n" * 200)
-    Path(f"{db_path}.lock").touch()
-    with pytest.raises(ConfigError, match=r"file is not a database$"):
-        telegram_app.run(settings_for(db_path))
-    assert Path(f"{db_path}.lock").exists()
 
 
 def test_a_path_the_system_cannot_take_is_one_clear_error(
@@ -152,7 +139,6 @@ def test_a_database_not_ours_is_refused_and_left_as_it_was(
         assert [n for (n,) in db.execute("SELECT name FROM sqlite_master")] == [
             script.split()[2]]  # no table of ours added
     assert db_path.read_bytes()[60:64] == version
-    assert not Path(f"{db_path}.lock").exists()
     assert_free(db_path)
 
 
