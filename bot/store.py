@@ -28,6 +28,10 @@ CACHED_ROWS = 1024
 # set). A file laid out by a newer backbot is refused rather than half understood.
 SCHEMA_VERSION = 1
 OUR_TABLES = frozenset({"sessions", "daily_tips"})
+# The columns each of them has had from the first: a table of that name without them is
+# another program's.
+FIRST_COLUMNS = {"sessions": {"user_id", "snapshot", "updated_at"},
+                 "daily_tips": {"chat_id", "hhmm", "tz"}}
 # How long a write waits for another connection's lock. The bot's own checkpoint holds it
 # for moments; a longer wait would stall every chat, as writes run on the event loop.
 BUSY_TIMEOUT_MS = 1000
@@ -98,6 +102,11 @@ def open_database(path: Path | str) -> sqlite3.Connection:
         if found > SCHEMA_VERSION:
             raise NotOurDatabase(f"laid out by a newer backbot (layout {found}; this one "
                                  f"knows {SCHEMA_VERSION})")
+        for table, columns in FIRST_COLUMNS.items():
+            held = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if held and not columns <= held:
+                raise NotOurDatabase(f"not backbot's: its {table} table is laid out "
+                                     f"otherwise")
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL survives a killed process (not a power cut) and keeps a commit cheap
         db.execute("PRAGMA synchronous=NORMAL")

@@ -123,7 +123,9 @@ def test_a_path_the_system_cannot_take_is_one_clear_error(
     (f"CREATE TABLE sessions (user_id INTEGER); PRAGMA user_version={SCHEMA_VERSION + 1};",
      f"laid out by a newer backbot (layout {SCHEMA_VERSION + 1}; this one knows "
      f"{SCHEMA_VERSION})"),
-], ids=["another_program", "newer_backbot"])
+    ("CREATE TABLE sessions (id INTEGER, data BLOB);",
+     "not backbot's: its sessions table is laid out otherwise"),
+], ids=["another_program", "newer_backbot", "another_programs_sessions"])
 def test_a_database_not_ours_is_refused_and_left_as_it_was(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, reason: str) -> None:
     monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
