@@ -1257,23 +1257,32 @@ def test_a_database_that_stays_busy_is_given_up_on_after_some_tries(
     run(scenario())
 
 
-def test_a_database_error_other_than_busy_is_not_tried_again(api: FakeBotAPI,
-                                                             tmp_path: Path) -> None:
+def read_only() -> sqlite3.Error:
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    error.sqlite_errorcode = sqlite3.SQLITE_READONLY
+    return error
+
+
+@pytest.mark.parametrize("error", [
+    read_only,
+    # raised by Python's sqlite3 module itself: no SQLite code at all
+    lambda: sqlite3.ProgrammingError("Cannot operate on a closed database."),
+], ids=["read_only", "closed"])
+def test_a_database_error_other_than_busy_is_not_tried_again(
+        api: FakeBotAPI, tmp_path: Path, error: Callable[[], sqlite3.Error]) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             store = bot.groups.schedules
 
-            def read_only(*args: object, **kwargs: object) -> None:
-                error = sqlite3.OperationalError("attempt to write a readonly database")
-                error.sqlite_errorcode = sqlite3.SQLITE_READONLY
-                raise error
+            def failing(*args: object, **kwargs: object) -> None:
+                raise error()
 
-            store.mark_posted = read_only  # type: ignore[method-assign]
+            store.mark_posted = failing  # type: ignore[method-assign]
             await bot.run_daily(GROUP)
             await eventually(lambda: bool(bot.errors), what="the failure logged")
-            assert [type(e) for e in bot.errors] == [sqlite3.OperationalError]
+            assert [type(e) for e in bot.errors] == [type(error())]
             assert store_jobs(bot) == ()
 
     run(scenario())
