@@ -402,7 +402,7 @@ def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
         db.execute("CREATE TABLE sessions (id INTEGER)")
     for db_path, reason in ((not_sqlite / "x.sqlite3", f"File exists ({not_sqlite})"),
                             (not_sqlite, "file is not a database"),
-                            (other, "no such column: updated_at")):
+                            (other, "not backbot's: its sessions table is laid out otherwise")):
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
                "TELEGRAM_BOT_TOKEN": "111:not-a-real-token", "BACKBOT_DB": str(db_path),
                "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
@@ -413,6 +413,9 @@ def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
                                          f"BACKBOT_DB={db_path}: {reason}")
     with contextlib.closing(sqlite3.connect(other)) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("sessions",)]
+        # not switched to WAL, nor marked as the bot's
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("kind", ["not_utf8", "folder"])
