@@ -659,6 +659,9 @@ def test_red_flag_label_lowered_fails(data_copy, check) -> None:
     ("asking_diagnosis", "fracture", "asking_clearance", "question.fracture_clearance"),
     # an accident's "yes" is allowed only because the doctor-checked question follows it
     ("asking_trauma", "yes", "asking_fever", "question.trauma_checked"),
+    # so are a past cancer's and another sign's, with the doctor-examined questions
+    ("asking_cancer", "yes", "asking_other_signs", "question.cancer_checked"),
+    ("asking_other_signs", "yes", "asking_shooting_pain", "question.other_signs_checked"),
 ])
 def test_path_around_a_required_question_fails(data_copy, check, source: str, choice: str,
                                                dest: str, skipped: str) -> None:
@@ -1049,21 +1052,25 @@ def test_answer_no_rule_follows_up_is_extra(data_copy, check, after: str) -> Non
     assert "asks question.trauma with answer(s) 'yes' that are neither red flags" in problem
 
 
-@pytest.mark.parametrize("dest", ["stopped", "urgent_care", "asking_fever"])
+@pytest.mark.parametrize(("question", "dest"), [
+    ("trauma", "stopped"), ("trauma", "urgent_care"), ("trauma", "asking_fever"),
+    ("cancer", "asking_shooting_pain"), ("other_signs", "declined_doctor")])
 def test_followed_up_answer_must_lead_straight_to_its_question(data_copy, check,
-                                                               dest: str) -> None:
+                                                               question: str, dest: str) -> None:
     """An accident's "yes" that ends, or goes on, anywhere but the doctor-checked question
-    would skip the emergency advice, though it reaches no activity that way."""
-    edit(data_copy.dialog, lambda d: transition(d, "asking_trauma", "yes").update(dest=dest))
+    would skip the emergency advice, though it reaches no activity that way (and so for a
+    past cancer's, or another sign's, and the doctor-examined questions)."""
+    edit(data_copy.dialog, lambda d: transition(d, f"asking_{question}", "yes").update(
+        dest=dest))
     result = check()
     assert result.rc == 1
     problems = [p for p in finding_lines(result, "ii")[1:] if "followed up" in p]
     assert len(problems) == 1, finding_lines(result, "ii")
-    assert_names_state(problems[0], data_copy.dialog, "asking_trauma")
+    assert_names_state(problems[0], data_copy.dialog, f"asking_{question}")
     assert problems[0].endswith(
-        "answer 'yes' to question.trauma is followed up by question.trauma_checked (required "
-        f"by {data_copy.content}/safety.yaml), so it must lead straight to it, but goes to "
-        f"{dest}")
+        f"answer 'yes' to question.{question} is followed up by question.{question}_checked "
+        f"(required by {data_copy.content}/safety.yaml), so it must lead straight to it, but "
+        f"goes to {dest}")
 
 
 def test_renamed_after_answer_fails(data_copy, check) -> None:

@@ -194,9 +194,10 @@ def test_red_flag_facts_cite_nice_and_nhs(bundle: tuple[Dialog, Content],
         assert "nice_ng59" in followed, (edge.source, edge.choice, dest.name)
         assert followed & nhs, (edge.source, edge.choice, dest.name)
         checked += 1
-    # bladder, saddle, legs, chest, fever, cancer, other signs, one leg (yes and unsure
-    # each), an accident (unsure), and no doctor having checked it since (no and unsure)
-    assert checked == 8 * 2 + 1 + 2
+    # bladder, saddle, legs, chest, fever, one leg (yes and unsure each); an accident, a
+    # past cancer and the other signs (unsure each), and no doctor having checked each
+    # since (no and unsure)
+    assert checked == 6 * 2 + 3 * (1 + 2)
 
 
 # -- end states --
@@ -306,9 +307,15 @@ def test_safety_rules_require_every_red_flag_of_the_screening(
     checked = required["question.trauma_checked"]
     assert checked.answers == {"no": "emergency", "unsure": "urgent"}
     assert checked.after == ("question.trauma", "yes")
-    for question in ("fever", "cancer", "other_signs", "shooting_pain", "one_leg"):
+    for question in ("fever", "shooting_pain", "one_leg"):
         assert required[f"question.{question}"].answers == {"yes": "urgent",
                                                             "unsure": "urgent"}, question
+    # lasting ones: urgent unless a doctor has examined this back pain knowing about them
+    for question in ("cancer", "other_signs"):
+        assert required[f"question.{question}"].answers == {"unsure": "urgent"}, question
+        checked = required[f"question.{question}_checked"]
+        assert checked.answers == {"no": "urgent", "unsure": "urgent"}, question
+        assert checked.after == (f"question.{question}", "yes")
     fracture = required["question.fracture_clearance"]
     assert fracture.answers == {"no": "urgent", "unsure": "urgent"}
     assert fracture.after == ("question.diagnosis", "fracture")

@@ -546,12 +546,13 @@ def test_snapshots_are_small_json(engine: Engine) -> None:
         text = json.dumps(snapshot)
         assert json.loads(text) == snapshot
         sizes.append(len(text.encode("utf-8")))
-    # the most answers: a checked accident; the fracture branch has the longest state name;
-    # leaning "unsure" the longest answer
-    longest, _ = walk(engine, ["agree", *SCREENING_NO[:4], "yes", "yes", *SCREENING_NO[5:],
-                               "fracture", "yes", "next", "understood", "yes", "yes",
-                               "unsure", "yes"])
-    assert len(longest["answers"]) == 20
+    # the most answers: a checked accident, a past cancer and another sign each examined
+    # since; the fracture branch has the longest state name; leaning "unsure" the longest
+    # answer
+    longest, _ = walk(engine, ["agree", *SCREENING_NO[:4], "yes", "yes", "no", "yes", "yes",
+                               "yes", "yes", "no", "no", "fracture", "yes", "next",
+                               "understood", "yes", "yes", "unsure", "yes"])
+    assert len(longest["answers"]) == 22
     assert len(json.dumps(longest).encode()) == max(sizes)
     assert max(sizes) < 1024
     # a long-lived user: even a huge restart count fits

@@ -20,14 +20,22 @@ from bot.safety import check_dialog
 
 # Counted by hand: 1 stop; 2 red-flag ends of each of the four questions before the
 # accident one; the accident: 1 end for "not sure", and after "yes" 2 ends unless a doctor
-# has checked the back, so 2 ways on. Each way on: 2 ends of each of the five questions
-# after it, then 5 diagnoses (fracture: 2 "not cleared" ends and 1 on; others: 3 clearance
-# answers each, so 13 paths reach the doctor prompt), each with 1 decline + 16 preference
-# combinations: pool (2) x bike, then leaning forward only with a bike (3 + 1) x elliptical (2).
-WAYS_ON = 2
-TO_DOCTOR = WAYS_ON * 13
+# has checked the back, so 2 ways on. Each way on: 2 ends of the fever question; then the
+# cancer and the other-signs questions each end 3 ways ("not sure"; after "yes", no doctor
+# has examined it, or "not sure") and go on 2 ways; then 2 ends each of the shooting-pain
+# and one-leg questions, then 5 diagnoses (fracture: 2 "not cleared" ends and 1 on; others:
+# 3 clearance answers each, so 13 paths reach the doctor prompt), each with 1 decline + 16
+# preference combinations: pool (2) x bike, then leaning forward only with a bike (3 + 1)
+# x elliptical (2).
+ACCIDENT_WAYS = 2
+SIGN_WAYS = ACCIDENT_WAYS * 2 * 2  # ways on past the cancer and the other-signs questions
+TO_DOCTOR = SIGN_WAYS * 13
 PREFERENCES = 2 * (3 + 1) * 2
-EXPECTED_PATHS = 1 + 2 * 4 + 1 + 2 + WAYS_ON * (2 * 5 + 2 + 13 * (1 + PREFERENCES))
+# the red-flag ends after the accident questions, and the shooting-pain and one-leg ones
+URGENT_ENDS = ACCIDENT_WAYS * (2 + 3) + ACCIDENT_WAYS * 2 * 3 + SIGN_WAYS * 2
+LATER_ENDS = URGENT_ENDS + SIGN_WAYS * 2
+EXPECTED_PATHS = (1 + 2 * 4 + 1 + 2 + LATER_ENDS
+                  + SIGN_WAYS * (2 + 13 * (1 + PREFERENCES)))
 
 # the tests' own list of questions about signs that call for emergency care
 EMERGENCY_SIGN_STATES = {"asking_bladder", "asking_saddle", "asking_legs", "asking_chest",
@@ -129,7 +137,7 @@ def acks(engine: Engine) -> set[tuple[str, str]]:
 def red_flags(engine: Engine) -> dict[tuple[str, str], str]:
     flags = {(s.name, choice): level for s in engine.dialog.states.values()
              for choice, level in s.red_flags.items()}
-    assert len(flags) == 23
+    assert len(flags) == 25
     return flags
 
 
@@ -139,14 +147,14 @@ def test_path_count(transcripts: list[Transcript], capsys: pytest.CaptureFixture
     with capsys.disabled():  # reported in every run's output
         print(f"\nexhaustive: {len(transcripts)} complete paths "
               f"(backbot check (iii): {structure.paths})")
-    assert len(transcripts) == EXPECTED_PATHS == 478
+    assert len(transcripts) == EXPECTED_PATHS == 1850
     assert len(transcripts) == structure.paths
     assert len({str(t) for t in transcripts}) == len(transcripts)
     ends = Counter(t.final["state"] for t in transcripts)
     assert ends == {"suggesting_activities": TO_DOCTOR * PREFERENCES, "declined_doctor": TO_DOCTOR,
                     "emergency_care": 4 + 1, "unsure_of_emergency_sign": 4 + 2,
-                    "urgent_care": WAYS_ON * 8, "nerve_pain_first": WAYS_ON * 2,
-                    "fracture_first": WAYS_ON * 2, "stopped": 1}
+                    "urgent_care": URGENT_ENDS, "nerve_pain_first": SIGN_WAYS * 2,
+                    "fracture_first": SIGN_WAYS * 2, "stopped": 1}
 
 
 def test_no_activity_before_the_doctor_prompt_is_acknowledged(
@@ -205,9 +213,9 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
             advice = next(o.text for o in final.outputs if isinstance(o, Say) and o.key == key)
             assert "111 now" in advice and "appointment" not in advice, str(transcript)
     # yes/unsure to the four questions before the accident one, unsure to it, no/unsure to
-    # whether a doctor checked it; on each way on, yes/unsure to the five after it and
+    # whether a doctor checked it; then every urgent end, the shooting-pain ones and
     # no/unsure to fracture clearance
-    assert flagged == 4 * 2 + 1 + 2 + WAYS_ON * (5 * 2 + 2)
+    assert flagged == 4 * 2 + 1 + 2 + LATER_ENDS + SIGN_WAYS * 2
 
 
 def test_every_end_reminds_of_the_doctor(transcripts: list[Transcript], engine: Engine) -> None:
@@ -269,7 +277,7 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
     assert seen["activity.bike_stationary"] == total // 4
     # ease in: pinched/slipped (2 x 3 clearance answers) + fracture cleared (1) + none/unsure
     # with clearance no/unsure (2 x 2): 11 of the 13 ways to the doctor prompt, on each way on
-    assert seen["caution.ease_in"] == WAYS_ON * 11 * PREFERENCES
+    assert seen["caution.ease_in"] == SIGN_WAYS * 11 * PREFERENCES
 
 
 def tips_offered(engine: Engine, snapshot: Snapshot | None) -> list[Card] | None:
