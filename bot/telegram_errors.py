@@ -13,9 +13,9 @@ CHAT_GONE = ("chat not found", "bot was kicked", "group chat was deactivated",
 # can be undone without telling the bot, so the chat's daily tip stays, to go out again
 # once it may post.
 MUTED = ("not enough rights to send", "have no rights", "need administrator rights",
-         "chat_write_forbidden", "topic_closed")
-# A forum topic the daily tip was set in was deleted.
-THREAD_GONE = "message thread not found"
+         "have no write access", "chat_write_forbidden", "chat_restricted", "topic_closed")
+# A forum topic the daily tip was set in was deleted (Telegram words it these ways).
+THREAD_GONE = ("message thread not found", "topic_deleted", "topic_id_invalid")
 
 
 def chat_gone(exc: TelegramError) -> bool:
@@ -28,6 +28,11 @@ def muted(exc: TelegramError) -> bool:
     """Telegram says the bot may not post in that chat for now (an admin's restriction),
     whether as a Bad Request or, as some answer it, a Forbidden."""
     return isinstance(exc, BadRequest | Forbidden) and _saying(exc, MUTED)
+
+
+def thread_gone(exc: TelegramError) -> bool:
+    """Telegram says the forum topic a message was sent to is gone."""
+    return isinstance(exc, BadRequest) and _saying(exc, THREAD_GONE)
 
 
 def _saying(exc: TelegramError, phrases: tuple[str, ...]) -> bool:

@@ -60,7 +60,7 @@ from bot.dailytip_times import (
 from bot.deeplinks import checkin_url
 from bot.outputs import ShowTip, SourceList
 from bot.schedules import Schedule, ScheduleStore
-from bot.telegram_errors import THREAD_GONE, chat_gone, muted, not_taken
+from bot.telegram_errors import chat_gone, muted, not_taken, thread_gone
 from bot.telegram_render import HTML, NO_PREVIEW, TelegramRenderer, escape, parse_command
 from bot.telegram_types import GONE_STATUSES, PASSED_ON, App, Handler
 from bot.zones import known_zone, shown_zone
@@ -165,6 +165,9 @@ class GroupFeatures:
         self._moved_to: dict[int, tuple[int, float]] = {}  # old group id -> (new id, when)
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
+        # chat id -> the message id of the last /dailytip change applied there: admins'
+        # checks can end out of order, and an older command must not undo a newer one
+        self._last_change: dict[int, int] = {}
         self.now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def register(self, app: App) -> None:
@@ -279,7 +282,8 @@ class GroupFeatures:
             # set in a forum topic, the tips go to that topic
             thread = message.message_thread_id if message.is_topic_message else None
             try:
-                reply = escape(self._configure(context.application, chat.id, args, thread))
+                reply = escape(self._configure(context.application, chat.id, args, thread,
+                                               sent=message.message_id))
             except sqlite3.Error as exc:  # nothing stored, nothing scheduled: say so
                 reply, failed = self.render.message("error.try_again"), exc
         else:
@@ -408,7 +412,7 @@ class GroupFeatures:
                 await self._post_tip(context, exc.new_chat_id, migrated=True, due=due)
             return
         except (Forbidden, BadRequest) as exc:
-            if schedule.thread is not None and THREAD_GONE in exc.message.lower():
+            if schedule.thread is not None and thread_gone(exc):
                 # its topic was deleted: the chat itself has the tips from now on
                 self.schedules.leave_thread(chat_id, schedule.thread)
                 log.warning("a daily tip's forum topic is gone; it goes to the chat instead")
@@ -580,10 +584,11 @@ class GroupFeatures:
 
     # -- helpers --
 
-    def _configure(self, app: App, chat_id: int,
-                   args: list[str], thread: int | None = None) -> str:
-        """Apply an admin's /dailytip arguments; the answer to give them. With none, the
-        chat's current setting (an answer let go in a flood can be asked for again)."""
+    def _configure(self, app: App, chat_id: int, args: list[str], thread: int | None = None,
+                   *, sent: int) -> str:
+        """Apply an admin's /dailytip arguments (of the message with id `sent`); the answer
+        to give them. With none, the chat's current setting (an answer let go in a flood
+        can be asked for again)."""
         if not args:
             schedule = self.schedules.get(chat_id)
             if schedule is None:
@@ -596,8 +601,11 @@ class GroupFeatures:
             return self.content.message("dailytip.bad_zone").format(zone=shown_zone(exc.zone))
         if parsed is None:
             return self.content.message("dailytip.usage")
+        if sent < self._last_change.get(chat_id, 0):
+            return self.content.message("dailytip.superseded")
         if parsed == "off":
             self.schedules.turn_off(chat_id)
+            self._last_change[chat_id] = sent
             self._leaving.discard(chat_id)  # set anew since: not to be removed
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
@@ -605,6 +613,7 @@ class GroupFeatures:
         last_day = first_day_dealt_with(Schedule(chat_id, hhmm, zone),
                                         self.schedules.last_posted(chat_id), self.now())
         self.schedules.put(chat_id, hhmm, zone, thread, last_day=last_day)
+        self._last_change[chat_id] = sent
         self._leaving.discard(chat_id)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self._with_offset(self.content.message("dailytip.set").format(

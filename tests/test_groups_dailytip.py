@@ -184,6 +184,33 @@ def test_dailytip_when_telegram_cannot_tell_who_is_admin(api: FakeBotAPI,
     run(scenario())
 
 
+def test_an_older_dailytip_does_not_undo_a_newer_one(api: FakeBotAPI, tmp_path: Path) -> None:
+    """Two admins' commands: the first one's admin check is slow, so the second is applied
+    first. The first then changes nothing and says so; the second's setting stands."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            for admin in (ADMIN, OWNER):
+                api.set_member_status(GROUP, admin, "administrator")
+            api.before_call["getchatmember"] = lambda params: (
+                time.sleep(1.0) if int(params.get("user_id") or 0) == ADMIN else None)
+            api.send_text(GROUP, "/dailytip 08:00", user_id=ADMIN, chat_type="supergroup")
+            await asyncio.sleep(0.3)
+            api.send_text(GROUP, "/dailytip 21:00", user_id=OWNER, chat_type="supergroup")
+            newer, older = await bot.wait_sent(GROUP, 2)
+            assert plain(newer["text"]) == msg("dailytip.set").format(time="21:00", zone="UTC")
+            assert plain(older["text"]) == msg("dailytip.superseded")
+            assert bot.rows() == [(GROUP, "21:00", "UTC")]
+            assert_runs_at(bot, GROUP, "21:00", ZoneInfo("UTC"))
+            # and a later command still applies
+            api.before_call.clear()
+            reply = await bot.say(GROUP, "/dailytip off", user_id=ADMIN)
+            assert plain(reply["text"]) == msg("dailytip.off")
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            assert bot.errors == []
+
+    run(scenario())
+
+
 BAD_FORMS = [
     ("/dailytip 25:00", "usage"),
     ("/dailytip 8.30", "usage"),
@@ -753,7 +780,7 @@ def test_a_zone_set_while_a_tip_is_on_its_way_keeps_one_tip_a_day(
             bot.groups.now = lambda: sent_at.replace(tzinfo=dt.UTC)
             posting = asyncio.create_task(bot.job(GROUP).run(bot.app))
             await asyncio.sleep(0.2)
-            bot.groups._configure(bot.app, GROUP, second.split())
+            bot.groups._configure(bot.app, GROUP, second.split(), sent=10**6)  # a later one
             await posting
             api.method_delays.clear()
             assert len(api.sent_to(GROUP)) == base + 1
@@ -1350,6 +1377,8 @@ MUTED = [
     "Forbidden: CHAT_WRITE_FORBIDDEN",  # as some answer it: muted, not removed
     "Bad Request: need administrator rights in the channel chat",  # may not post there
     "Bad Request: TOPIC_CLOSED",  # in a forum, the topic it posts in was closed
+    "Bad Request: have no write access to the chat",
+    "Bad Request: CHAT_RESTRICTED",
 ]
 
 
@@ -1607,14 +1636,16 @@ def test_a_daily_tip_set_in_a_forum_topic_goes_to_that_topic(api: FakeBotAPI,
     run(after_a_restart_then_set_in_general())
 
 
+@pytest.mark.parametrize("description", ["Bad Request: message thread not found",
+                                         "Bad Request: TOPIC_DELETED",
+                                         "Bad Request: TOPIC_ID_INVALID"])
 def test_a_daily_tip_whose_topic_was_deleted_goes_to_the_chat(
-        api: FakeBotAPI, tmp_path: Path) -> None:
+        api: FakeBotAPI, tmp_path: Path, description: str) -> None:
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
             api.set_member_status(GROUP, ADMIN, "administrator")
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN, thread=TOPIC)
-            api.fail_next("sendMessage", chat_id=GROUP,
-                          description="Bad Request: message thread not found")
+            api.fail_next("sendMessage", chat_id=GROUP, description=description)
             await bot.run_daily(GROUP)
             refused, posted = bot.sends(GROUP)[-2:]
             assert not refused.ok and refused.params.get("message_thread_id") == TOPIC
