@@ -246,7 +246,9 @@ class SessionStore:
              previous: Stored, now: float | None = None) -> None:
         """Write a snapshot over the row `previous` was read from (durable on return)."""
         now = int(now or time.time())
-        if previous.updated_at is None or now - previous.updated_at >= TOUCH_EVERY_SECONDS:
+        # (a stamp ahead of now, from a clock since set back, is set right too)
+        if previous.updated_at is None or not 0 <= now - previous.updated_at < (
+                TOUCH_EVERY_SECONDS):
             self.put(user_id, snapshot, now, seen)
             return
         kept = list(seen[-SEEN_UPDATES:])
@@ -275,8 +277,13 @@ class SessionStore:
         return removed
 
     def purge(self, older_than_days: int, now: float | None = None) -> int:
-        cutoff = int((now or time.time()) - older_than_days * 86400)
+        now = int(now or time.time())
+        cutoff = now - older_than_days * 86400
         self._rows.clear()
+        # Last used "in the future" (stamped while the clock ran ahead): counted from now,
+        # or such a row would outlive the retention period by as far as the clock was out.
+        self.db.execute("UPDATE sessions SET updated_at = ? WHERE updated_at > ?",
+                        (now // TOUCH_EVERY_SECONDS * TOUCH_EVERY_SECONDS, now))
         removed = self.db.execute("DELETE FROM sessions WHERE updated_at < ?",
                                   (cutoff,)).rowcount
         self.erased |= removed > 0

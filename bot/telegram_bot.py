@@ -78,10 +78,10 @@ MEMBERSHIP_GROUP = 1
 SEND_AGAIN_SECONDS = 5.0
 SEND_AGAIN_BACKOFF = 4
 SEND_AGAIN_TRIES = 3
-# Telegram dates messages by its clock, a tap's arrival goes by ours (set back by how far
-# Telegram's clock was behind ours when it dated our last message): a check-in counts
-# from this long before its first answer arrived, so a small error in that cannot make
-# its own first question look older than it.
+# Telegram dates messages by its clock, a tap's arrival goes by our reckoning of it (from
+# its date of our last message, in whole seconds): a check-in counts from this long before
+# its first answer arrived, so a small error in that cannot make its own first question
+# look older than it.
 CLOCK_ALLOWANCE_SECONDS = 30
 # A "Yes, erase" button works this long after /forget asked: one tapped by chance while
 # scrolling back days later must not erase the check-in the person is in now.
@@ -122,10 +122,11 @@ class BackBot:
         self.locks = KeyedLocks()
         self.send_again_after = SEND_AGAIN_SECONDS
         self.clock_allowance = CLOCK_ALLOWANCE_SECONDS
-        # How far Telegram's clock is behind ours, as it dated the last message we sent
-        # (a server clock minutes fast would otherwise make every new question look old);
-        # None until this process has sent one.
-        self.telegram_behind: float | None = None
+        # Telegram's date of the last message we sent, and our monotonic clock then:
+        # Telegram's time now is reckoned from these, not from our wall clock, which may
+        # be minutes off Telegram's (every new question would look old) or be stepped
+        # (NTP, a resumed machine). None until this process has sent one.
+        self._telegram_dated: tuple[float, float] | None = None
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job[Any]] = {}
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
@@ -297,9 +298,8 @@ class BackBot:
             # check-in's button from the current one: it is answered as moved on.
             ref = ANSWERED_ALREADY
         # Telegram's clock as of now, once known: before, ours could be minutes off it
-        behind = self.telegram_behind
-        tapped_at = (None if behind is None
-                     else int(time.time() - behind) - self.clock_allowance)
+        now = self.telegram_now()
+        tapped_at = None if now is None else int(now) - self.clock_allowance
         await self.apply(user.id, chat_id,
                          Event.answer(choice, ref=ref, sent_at=sent_at, tapped_at=tapped_at),
                          query=query, update_id=update.update_id)
@@ -494,7 +494,7 @@ class BackBot:
                     query, self.content.message(settled) if settled else None)
                 return
             outcome = "forget.done" if confirmed else "forget.kept"
-            now = time.time() - (self.telegram_behind or 0.0)  # on Telegram's clock
+            now = self.telegram_now() or time.time()  # on Telegram's clock once known
             if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS, now):
                 outcome = "forget.expired"
             elif confirmed:
@@ -596,7 +596,15 @@ class BackBot:
                 if unsent is not None:
                     unsent[:] = replies[n:]
                 raise
-            self.telegram_behind = time.time() - sent.date.timestamp()
+            self._telegram_dated = (sent.date.timestamp(), time.monotonic())
+
+    def telegram_now(self) -> float | None:
+        """Telegram's clock now, as reckoned from its date of our last message (to within
+        its whole seconds); None until this process has sent one."""
+        if self._telegram_dated is None:
+            return None
+        dated, at = self._telegram_dated
+        return dated + (time.monotonic() - at)
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""

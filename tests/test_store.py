@@ -37,6 +37,22 @@ def test_purge_removes_only_sessions_idle_past_retention(tmp_path: Path) -> None
     assert store.purge(30, now=now + 2 * DAY) == 0
 
 
+def test_a_last_use_stamped_while_the_clock_ran_ahead_does_not_outlive_retention(
+        tmp_path: Path) -> None:
+    """The clock was a year fast when two sessions were stamped, then set right: the one
+    used since is stamped afresh, and the idle one is counted from the first purge after,
+    so neither outlives the retention period by the year."""
+    store = SessionStore(open_database(tmp_path / "s.sqlite3"))
+    now = 1_800_000_000
+    for user in (1, 2):
+        store.put(user, {"state": "a"}, now=now + 365 * DAY)
+    store.save(1, {"state": "b"}, [], store.load(1), now=now)
+    assert store.load(1).updated_at == now // TOUCH_EVERY_SECONDS * TOUCH_EVERY_SECONDS
+    assert store.purge(30, now=now) == 0  # neither idle yet
+    assert store.purge(30, now=now + 31 * DAY) == 2
+    assert store.get(1) is None and store.get(2) is None
+
+
 def test_seen_update_ids_are_kept_and_bounded(tmp_path: Path) -> None:
     store = SessionStore(open_database(tmp_path / "s.sqlite3"))
     ids = list(range(100, 100 + SEEN_UPDATES + 5))

@@ -217,6 +217,30 @@ def test_a_first_tap_after_a_restart_with_the_clock_off_begins_a_usable_check_in
     run_bounded(after(welcome))
 
 
+def test_a_wall_clock_stepped_after_the_last_reply_does_not_stall_the_check_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's wall clock jumps ten minutes forward (NTP, a resumed machine) between its
+    welcome and the tap that agrees: the check-in must not be dated ten minutes ahead, so
+    that every question after it looked older than it and was answered as moved on."""
+    real = time.time
+    step = {"ahead": 0.0}
+    monkeypatch.setattr(telegram_bot, "time", SimpleNamespace(
+        time=lambda: real() + step["ahead"], monotonic=time.monotonic))
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await h.send(CHAT, "/start")
+            step["ahead"] = 600.0
+            await h.choose(CHAT, "agree")
+            await h.choose(CHAT, "no")
+            await h.choose(CHAT, "no")
+            assert h.state(CHAT) == "asking_legs"
+            assert "We've already moved past that question." not in [
+                a.get("text") for a in h.query_answers()]
+
+    run_bounded(scenario())
+
+
 def test_a_failed_typing_action_still_sends_the_replies(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=LOGGER)
