@@ -252,8 +252,8 @@ class BackBot:
         if chat is None:
             return
         confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
-        async with self.locks.hold(chat.id), self.dropping_if_blocked(chat.id):
-            await self.send(chat.id, [confirm])
+        async with self.locks.hold(chat.id):
+            await self.send_or_later(chat.id, chat.id, [confirm])
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A tip that fits where this person is: none after a red flag, and none naming an
@@ -267,8 +267,7 @@ class BackBot:
             async with self.sorry_on_failure(chat.id):
                 self._erase_if_pending(user.id)
                 tip = self.engine.tip(self.store.get(user.id))
-            async with self.dropping_if_blocked(user.id):
-                await self.send(chat.id, [Reply(self.render.block(tip))])
+            await self.send_or_later(user.id, chat.id, [Reply(self.render.block(tip))])
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -509,9 +508,23 @@ class BackBot:
             text = self.render.message(outcome)
             async with self.dropping_if_blocked(user_id):
                 if not await self.edit(query, text):  # (only a tapped message is edited)
-                    await self.send(user_id, [Reply(text)])  # too old to edit, or gone
+                    await self.send_or_later(user_id, user_id, [Reply(text)])  # too old, gone
 
     # -- Bot API calls, with Telegram's expected failures handled --
+
+    async def send_or_later(self, user_id: int, chat_id: int, replies: list[Reply]) -> None:
+        """Send replies that no step of the dialog made (a tip, the /forget question and
+        its outcome): any Telegram did not take go again later, as a tap's replies do."""
+        unsent: list[Reply] = []
+        try:
+            await self.send(chat_id, replies, unsent)
+        except Forbidden:
+            self.drop_blocked(user_id)
+        except TelegramError as exc:
+            if unsent:
+                self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id),
+                                      at_least=flood_wait(exc))
+            raise  # logged by on_error
 
     @asynccontextmanager
     async def dropping_if_blocked(self, user_id: int) -> AsyncIterator[None]:

@@ -1,5 +1,5 @@
-"""Replies tried again (one finding the bot blocked, one joining newer replies), and the
-retention purge's own setting."""
+"""Replies tried again (one finding the bot blocked, one joining newer replies, the
+replies to /forget and /tip), and the retention purge's own setting."""
 
 from __future__ import annotations
 
@@ -99,5 +99,54 @@ def test_a_failed_retry_joining_newer_replies_keeps_their_tries(tmp_path: Path) 
             assert 50 < due_in <= 60, due_in  # the first pause, not the second (240 s)
             assert h.app.job_queue is not None
             assert len(h.app.job_queue.get_jobs_by_name("send-again")) == 1
+
+    run_bounded(scenario())
+
+
+@pytest.mark.parametrize("command", ["/forget", "/tip"])
+def test_a_command_reply_telegram_did_not_take_goes_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, command: str) -> None:
+    """The /forget question (or a tip) fails with a server error: it is sent again a
+    little later, as a tap's replies are, rather than lost to silence."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 0.2
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            h.api.fail_next("sendMessage", error_code=500, description="Internal Server Error")
+            before = len(h.api.sent_to(CHAT))
+            update_id = await h.send(CHAT, command)
+            failed = h.calls(CHAT, "sendMessage")[-1]
+            assert failed.error_code == 500
+            assert await until(lambda: len(h.api.sent_to(CHAT)) == before + 1)
+            assert h.api.sent_to(CHAT)[-1]["text"] == failed.params["text"]
+            assert backbot._sends_again == {}
+            assert failures(caplog) == [f"update {update_id} failed: NetworkError"]
+            if command == "/forget":  # and the question sent again works
+                confirm = h.current(CHAT)
+                await h.tap(CHAT, confirm["message_id"], "f|yes")
+                assert h.rows(CHAT) == 0
+
+    run_bounded(scenario())
+
+
+def test_the_erase_notice_telegram_did_not_take_goes_again(tmp_path: Path) -> None:
+    """The /forget question can no longer be edited (too old), and the notice that
+    replaces it fails: the erase stands, and the notice is sent again."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.app.bot_data["backbot"].send_again_after = 0.2
+            await h.send(CHAT, "/start")
+            await h.choose(CHAT, "agree")
+            await h.send(CHAT, "/forget")
+            confirm = h.current(CHAT)
+            h.api.fail_next("editMessageText", description="Bad Request: message to edit not found")
+            h.api.fail_next("sendMessage", error_code=500, description="Internal Server Error")
+            before = len(h.api.sent_to(CHAT))
+            await h.tap(CHAT, confirm["message_id"], "f|yes")
+            assert h.rows(CHAT) == 0
+            assert await until(lambda: len(h.api.sent_to(CHAT)) == before + 1)
+            assert h.api.sent_to(CHAT)[-1]["text"] == h.message_text("forget.done")
 
     run_bounded(scenario())
