@@ -126,7 +126,7 @@ def _compact(args: argparse.Namespace) -> int:
     import sqlite3
 
     from bot.config import ConfigError, load_settings
-    from bot.store import DatabaseInUse, compact
+    from bot.store import DatabaseInUse, compact, why_not
 
     settings = load_settings()
     where = f"BACKBOT_DB={settings.db_path}"
@@ -135,7 +135,7 @@ def _compact(args: argparse.Namespace) -> int:
     except DatabaseInUse:
         raise ConfigError(f"a backbot is running on {where}; stop it first") from None
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot compact {where}: {exc}") from None
+        raise ConfigError(f"cannot compact {where}: {why_not(exc)}") from None
     print(f"compacted {settings.db_path}: {before:,} bytes before, {after:,} after")
     return 0
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
-QUIET = ("httpx", "httpcore")
-TELLING = ("transitions", "apscheduler")
+# httpx's lines carry the token; the state machine's only trace the routes asked of it
+# at start-up (a thousand lines; at run time the engine looks routes up in a table).
+QUIET = ("httpx", "httpcore", "transitions")
+TELLING = ("apscheduler",)
 # At DEBUG these dump every Bot API call and every update in full: people's ids and names
 # beside their answers and whatever they type. No level of ours turns that on.
 DUMPING = ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext.Application")
@@ -50,11 +52,9 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request URL, which carries the token; its lines add nothing we need.
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
-    # The state machine logs each state a person enters, and the scheduler each job's
-    # name, at INFO: who is where in a health check-in. Only DEBUG, for a developer.
+    # The scheduler logs each job's name at INFO (a group's id): only DEBUG, for a developer.
     for name in TELLING:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
     for name in DUMPING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -54,6 +55,22 @@ class NotOurDatabase(sqlite3.DatabaseError):
     """The database belongs to another program, or to a newer backbot than this one."""
 
 
+def why_not(exc: OSError | sqlite3.Error) -> str:
+    """Why a database could not be opened, in one line: the system's words and the path."""
+    if not isinstance(exc, OSError):
+        return str(exc)
+    said = exc.strerror or str(exc)
+    return f"{said} ({exc.filename})" if exc.filename else said
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # (a file in the way says "File exists")
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                 str(directory)) from None
+
+
 def claim_database(path: Path | str) -> IO[bytes] | None:
     """Hold the database for this process alone while the returned file stays open.
 
@@ -64,7 +81,7 @@ def claim_database(path: Path | str) -> IO[bytes] | None:
     if str(path) == ":memory:":
         return None
     path = Path(path).resolve()  # a link to the same file takes the same lock
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_directory(path.parent)
     # open for as long as the process runs: no `with`
     held = open(os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600), "r+b")  # noqa: SIM115
     try:
@@ -84,7 +101,7 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     may not write is refused (sqlite3.Error) before anything in it is changed."""
     if str(path) != ":memory:":
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_directory(path.parent)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # autocommit: each statement is its own transaction, durable once it returns
@@ -151,7 +168,8 @@ def compact(path: Path | str) -> tuple[int, int]:
     until the tree is rebuilt. Returns the file's size before and after, in bytes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError("no database file there")
+        raise FileNotFoundError(errno.ENOENT, "not a file" if path.exists()
+                                else "no database file there")
     claim = claim_database(path)
     try:
         before = path.stat().st_size

@@ -27,7 +27,14 @@ from bot.engine import Engine
 from bot.loading import load_checked_engine
 from bot.logs import setup_logging
 from bot.schedules import ScheduleStore
-from bot.store import DatabaseInUse, SessionStore, checkpoint, claim_database, open_database
+from bot.store import (
+    DatabaseInUse,
+    SessionStore,
+    checkpoint,
+    claim_database,
+    open_database,
+    why_not,
+)
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures, GroupRateLimiter
 from bot.telegram_polling import SteadyBot
@@ -152,9 +159,8 @@ def _check_listen(settings: Settings) -> None:
 
 
 def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigError:
-    said = (exc.strerror or exc) if isinstance(exc, OSError) else exc
-    reason = f"{said} ({exc.filename})" if isinstance(exc, OSError) and exc.filename else said
-    return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: {reason}")
+    return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
+                       f"{why_not(exc)}")
 
 
 def _token_rejected(settings: Settings) -> ConfigError:

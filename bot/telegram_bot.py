@@ -24,7 +24,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     CallbackQueryHandler,
     ChatMemberHandler,
@@ -317,10 +317,17 @@ class BackBot:
         # Only the update id and error type: never the token, never anyone's answers.
         # SQLite's own messages name no values ("database is locked", "attempt to write a
         # readonly database") and say what to fix, so they go too.
-        update_id = update.update_id if isinstance(update, Update) else None
         error = context.error
         said = f" ({error})" if isinstance(error, sqlite3.Error) else ""
-        log.error("update %s failed: %s%s", update_id, type(error).__name__, said)
+        if isinstance(update, Update):
+            log.error("update %s failed: %s%s", update.update_id, type(error).__name__, said)
+        elif context.job is not None:  # (a job's name holds no user id)
+            log.error("job %s failed: %s%s", context.job.name, type(error).__name__, said)
+        elif isinstance(error, NetworkError) and not isinstance(error, BadRequest):
+            # No update, no job: fetching updates failed (Telegram or the network is down)
+            log.warning("fetching updates failed: %s; trying again", type(error).__name__)
+        else:  # a Conflict (another process polls with this token), say
+            log.error("fetching updates failed: %s", type(error).__name__)
         log.debug("details", exc_info=context.error)
 
     # -- the one path from event to replies --

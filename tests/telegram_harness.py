@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, TypeHandler
 
 from bot.config import Settings, load_settings
@@ -221,7 +222,12 @@ class BotHarness:
         if self.app.post_init is not None:  # the command menu, jobs (run_polling calls it)
             await self.app.post_init(self.app)
         assert self.app.updater is not None
-        await self.app.updater.start_polling(poll_interval=0, timeout=1)
+        app = self.app
+
+        def fetch_failed(exc: TelegramError) -> None:  # to the error handlers, as run_polling
+            app.create_task(app.process_error(error=exc, update=None))
+
+        await app.updater.start_polling(poll_interval=0, timeout=1, error_callback=fetch_failed)
         await self.app.start()
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from fake_bot_api import FakeBotAPI
-from telegram_harness import BotHarness, bot_session, failures, run_bounded
+from telegram_harness import BotHarness, bot_session, failures, run_bounded, until
 
 from bot import telegram_bot
 
@@ -239,6 +239,25 @@ def test_a_wall_clock_stepped_after_the_last_reply_does_not_stall_the_check_in(
                 a.get("text") for a in h.query_answers()]
 
     run_bounded(scenario())
+
+
+def test_a_failed_fetch_of_updates_is_logged_as_such_and_polling_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Telegram's server failing a getUpdates is no failed update: one warning that says
+    what failed, no error line, and the next update is handled."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            h.api.fail_next("getUpdates", error_code=502, description="Bad Gateway")
+            assert await until(lambda: any(not c.ok for c in h.api.calls_to("getUpdates")))
+            await h.send(CHAT, "/start")
+            assert h.sent_texts(CHAT)[-1] == h.message_text("welcome.question")
+
+    run_bounded(scenario())
+    assert failures(caplog) == []
+    assert "fetching updates failed: NetworkError; trying again" in caplog.messages
+    assert not [m for m in caplog.messages if "update None" in m]
 
 
 def test_a_failed_typing_action_still_sends_the_replies(
