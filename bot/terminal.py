@@ -95,7 +95,8 @@ def to_event(line: str, ask: Ask | None) -> Event:
 def match_label(typed: str, ask: Ask) -> str | None:
     """The choice whose label is what was typed, or else the only one whose words start
     with the typed words ("slipped" for "Slipped (herniated) disc"). A label's "no" or
-    "not" must be typed too: "sure" is not "Not sure", nor "thanks" "No thanks". Common
+    "not" must be typed too (one of them, for "No, not now"): "sure" is not "Not sure",
+    nor "thanks" "No thanks". Common
     ways of saying an answer's words count as them ("nope" as "no")."""
     typed_words = _said(_words(typed))
     if not typed_words:
@@ -111,8 +112,9 @@ def match_label(typed: str, ask: Ask) -> str | None:
 
 
 def _starts_words(typed: list[str], label: list[str]) -> bool:
+    negations = [n for n in label if n in NEGATIONS]
     return (all(any(w.startswith(t) for w in label) for t in typed)
-            and all(any(n.startswith(t) for t in typed) for n in label if n in NEGATIONS))
+            and (not negations or any(n.startswith(t) for n in negations for t in typed)))
 
 
 def _said(words: list[str]) -> list[str]:

@@ -376,6 +376,15 @@ def test_to_event_takes_no_letter_alone_for_the_doctor_prompts_answer() -> None:
         assert to_event(typed, ask) == Event.answer("ack", ref="1.2.3"), typed
 
 
+def test_to_event_takes_one_negation_of_a_label_with_two() -> None:
+    """"not now" is "No, not now"; "now" alone, without its no or not, is no answer."""
+    ask = Ask("q", "Q?", (Choice("ack", "Yes, I will"), Choice("decline", "No, not now")),
+              "1.2.3")
+    for typed in ("not now", "not", "no", "no not now"):
+        assert to_event(typed, ask) == Event.answer("decline", ref="1.2.3"), typed
+    assert to_event("now", ask) == Event("text")
+
+
 def test_to_event_takes_disk_for_disc() -> None:
     ask = Ask("q", "Q?", (Choice("pinched_nerve", "Pinched nerve"),
                           Choice("slipped_disk", "Slipped (herniated) disc")), "1.8.8")
