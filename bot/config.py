@@ -162,11 +162,11 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if webhook_url:
         # Telegram's own Bot API calls only https; a self-hosted one may call plain http
         official = urlparse(api_base_url).hostname == urlparse(TELEGRAM_API).hostname
-        allowed = ("https",) if official else ("https", "http")
-        if _scheme(webhook_url) == "http" and "http" not in allowed:
+        scheme = _scheme(webhook_url)
+        if scheme == "http" and official:
             raise ConfigError("BACKBOT_WEBHOOK_URL must start with https:// (Telegram calls "
                               "only https), such as https://bot.example.org/telegram")
-        if _scheme(webhook_url) not in allowed:
+        if scheme not in ("https", "http"):
             raise ConfigError("BACKBOT_WEBHOOK_URL must be a full address such as "
                               "https://bot.example.org/telegram")
         parts = urlparse(webhook_url)

@@ -224,9 +224,7 @@ class Engine:
     def _stale(self, snapshot: Snapshot, event: Event) -> bool:
         if event.ref is not None and event.ref != self.ref(snapshot):
             return True
-        # Sent before this check-in's first question was answered: an earlier check-in's.
-        return (event.sent_at is not None and bool(snapshot["answers"])
-                and event.sent_at < snapshot["run"])
+        return bool(snapshot["answers"]) and _earlier_check_in(snapshot, event)
 
     def facts(self, snapshot: Snapshot) -> dict[str, str]:
         """Answers by their state's `key` (later answers win), for card conditions."""
@@ -317,7 +315,7 @@ class Engine:
         succession, the second perhaps a correction): which answer counts, and how to
         change it, so a changed mind is not lost to "moved past that question"."""
         answers = snapshot["answers"]
-        if not answers or (event.sent_at is not None and event.sent_at < snapshot["run"]):
+        if not answers or _earlier_check_in(snapshot, event):
             return []
         state, chosen = answers[-1]
         spec = self._states[state]
@@ -500,3 +498,8 @@ def _ref_state_index(ref: str | None) -> int | None:
     well_formed = all(part.isascii() and part.isdigit() and len(part) < 6
                       for part in (answered, index))
     return int(index) if dot and well_formed else None
+
+
+def _earlier_check_in(snapshot: Snapshot, event: Event) -> bool:
+    """The tapped message was sent before this check-in's first answer: an earlier one's."""
+    return event.sent_at is not None and event.sent_at < snapshot["run"]

@@ -121,7 +121,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
 
 
 class _StopSignals:
-    """SIGINT and SIGTERM stop the bot as PTB's own handlers would (SystemExit inside the
+    """SIGINT, SIGTERM and SIGABRT stop the bot as PTB's own handlers would (SystemExit inside the
     event loop), and are remembered: a Bot API call PTB was making at start-up, which it
     then abandons, can fail on the way out, and that is no failure of ours."""
 

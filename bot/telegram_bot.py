@@ -248,12 +248,12 @@ class BackBot:
             self._re_asking.discard(user.id)
 
     async def on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat = update.effective_chat
-        if chat is None:
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None:
             return
         confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
-        async with self.locks.hold(chat.id):
-            await self.send_or_later(chat.id, chat.id, [confirm])
+        async with self.locks.hold(user.id):
+            await self.send_or_later(user.id, chat.id, [confirm])
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A tip that fits where this person is: none after a red flag, and none naming an

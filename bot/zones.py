@@ -41,7 +41,7 @@ def zone_data_present() -> bool:
 
 
 def shown_zone(name: str) -> str:
-    """A rejected zone name as an error may echo it: short enough for one line."""
+    """A zone name as a reply may echo it (a rejected one too): short enough for one line."""
     return name if len(name) <= SHOWN_LENGTH else name[:SHOWN_LENGTH] + "..."
 
 

@@ -53,20 +53,6 @@ def test_run_lets_go_of_the_lock_when_the_database_cannot_be_opened(
     assert_free(db_path)
 
 
-def test_a_file_where_the_database_folder_should_be_is_named(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """BACKBOT_DB under a file: the reason says a folder is wanted there (not the system's
-    "File exists"), naming the file in the way; nothing is made."""
-    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
-    in_the_way = tmp_path / "notes.txt"
-    in_the_way.write_text("mine")
-    with pytest.raises(ConfigError) as raised:
-        telegram_app.run(settings_for(in_the_way / "bot.sqlite3"))
-    assert str(raised.value).endswith(f": Not a directory ({in_the_way})")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    assert in_the_way.read_text() == "mine"
-
-
 def test_a_socket_or_device_is_no_database(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a regular file (as /dev/null is not): refused, and nothing made beside it."""

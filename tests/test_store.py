@@ -62,6 +62,12 @@ def test_seen_update_ids_are_kept_and_bounded(tmp_path: Path) -> None:
     assert snapshot == {"state": "a"}
     assert seen == ids[-SEEN_UPDATES:]
     assert store.load(8) == Stored()
+    # and so by the write made within the hour (which keeps the stamp), as stored
+    more = [*ids, *range(500, 510)]
+    store.save(7, {"state": "b"}, more, store.load(7), now=stored.updated_at)
+    assert store.load(7).seen == more[-SEEN_UPDATES:]
+    fresh = SessionStore(open_database(tmp_path / "s.sqlite3"))  # no cache
+    assert fresh.load(7).seen == more[-SEEN_UPDATES:]
 
 
 def test_a_database_from_before_update_ids_gains_the_column(

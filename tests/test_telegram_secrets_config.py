@@ -400,7 +400,7 @@ def test_an_unusable_database_path_is_one_line(tmp_path: Path) -> None:
     other = tmp_path / "other.sqlite3"
     with contextlib.closing(sqlite3.connect(other)) as db, db:
         db.execute("CREATE TABLE sessions (id INTEGER)")
-    for db_path, reason in ((not_sqlite / "x.sqlite3", f"File exists ({not_sqlite})"),
+    for db_path, reason in ((not_sqlite / "x.sqlite3", f"Not a directory ({not_sqlite})"),
                             (not_sqlite, "file is not a database"),
                             (other, "not backbot's: its sessions table is laid out otherwise")):
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
