@@ -104,6 +104,7 @@ class Engine:
         self._choices = {name: tuple(Choice(c.id, content.message(c.label)) for c in spec.choices)
                          for name, spec in self._states.items()}
         self._tips = content.cards_tagged(TIP_TAG)
+        self._followed_up = self._answers_followed_up()
 
     # -- public API --
 
@@ -345,11 +346,16 @@ class Engine:
             return None
         question = self._states[asked]
         dest = self._route("answer", asked, choice_id)
-        if choice_id not in question.red_flags or dest is None or dest == spec.name:
+        # An answer another question follows up (an accident's "yes", a fracture) counts
+        # as that question's most serious outcome: taken late, it is asked next.
+        followed = self._followed_up.get((asked, choice_id))
+        if (choice_id not in question.red_flags and followed is None) or dest is None or (
+                dest == spec.name):
             return None
-        ranked = _SEVERITY.get(self._states[dest].disposition or "", 0)
+        ranked = _SEVERITY.get(self._states[dest].disposition or followed or "", 0)
         here = _SEVERITY.get(spec.disposition or "", 0)
-        if ranked < here:
+        # (a follow-up, which may yet clear, does not take anyone from care as serious)
+        if ranked < here or (followed and ranked == here):
             return None
         answers = snapshot["answers"]
         at = next((i for i, (state, _) in enumerate(answers) if state == asked), None)
@@ -357,16 +363,31 @@ class Engine:
         assert choice is not None  # routed, so a choice of its question
         said: list[Output] = [Answered(self.content.message(question.ask or ""),
                                        self.content.message(choice.label)),
-                              self._say("session.late_red_flag")]
+                              self._say("session.late_follow_up" if followed
+                                        else "session.late_red_flag")]
         if at is not None and answers[at][1] != choice_id:
             new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, choice_id]]}
             return new, [*said, *self.render(new)]
-        if at is None and spec.final and ranked > here:  # the session stays where it is
+        if at is None and spec.final and ranked > here and not followed:  # stays where it is
             advice = self.render({**snapshot, "state": dest})[:-1]  # all but its question
             return snapshot, [*said, *advice, self.ask(snapshot)]
         # Answered so already; or not yet answered in a check-in that goes on (and every
         # path to an activity asks each required red flag's question).
         return None
+
+    def _answers_followed_up(self) -> dict[tuple[str, str], str]:
+        """(state, choice) -> the most serious level of the red-flag rule that follows that
+        answer up (content/safety.yaml's `after`), for every state asking its question."""
+        levels: dict[tuple[str, str], str] = {}
+        for flag in self.content.safety.red_flags:
+            if flag.after is None or not flag.answers:
+                continue
+            question, answer = flag.after
+            level = max(flag.answers.values(), key=lambda lv: _SEVERITY.get(lv, 0))
+            for name, spec in self._states.items():
+                if spec.ask == question and spec.choice(answer) is not None:
+                    levels[(name, answer)] = level
+        return levels
 
     @staticmethod
     def _finished(spec: StateSpec) -> str:

@@ -56,6 +56,14 @@ from bot.telegram_types import GONE_STATUSES, PASSED_ON, App, Handler
 
 log = logging.getLogger(__name__)
 
+try:  # a clock no setting of the time moves, that counts a suspended machine's sleep too
+    from time import CLOCK_BOOTTIME, clock_gettime
+
+    def _steady() -> float:
+        return clock_gettime(CLOCK_BOOTTIME)
+except ImportError:  # (not Linux: the monotonic clock)
+    from time import monotonic as _steady
+
 # Commands and the engine event each becomes; /forget (it erases data) and /tip (it
 # changes nothing stored) have handlers of their own.
 COMMAND_EVENTS = {
@@ -122,10 +130,10 @@ class BackBot:
         self.locks = KeyedLocks()
         self.send_again_after = SEND_AGAIN_SECONDS
         self.clock_allowance = CLOCK_ALLOWANCE_SECONDS
-        # Telegram's date of the last message we sent, and our monotonic clock then:
+        # Telegram's date of the last message we sent, and our steady clock then:
         # Telegram's time now is reckoned from these, not from our wall clock, which may
         # be minutes off Telegram's (every new question would look old) or be stepped
-        # (NTP, a resumed machine). None until this process has sent one.
+        # (NTP). None until this process has sent one.
         self._telegram_dated: tuple[float, float] | None = None
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job[Any]] = {}
@@ -321,8 +329,9 @@ class BackBot:
         said = f" ({error})" if isinstance(error, sqlite3.Error) else ""
         if isinstance(update, Update):
             log.error("update %s failed: %s%s", update.update_id, type(error).__name__, said)
-        elif context.job is not None:  # (a job's name holds no user id)
-            log.error("job %s failed: %s%s", context.job.name, type(error).__name__, said)
+        elif context.job is not None:  # by its kind: no chat's id at this level
+            log.error("job %s failed: %s%s", (context.job.name or "").split(":")[0],
+                      type(error).__name__, said)
         elif isinstance(error, NetworkError) and not isinstance(error, BadRequest):
             # No update, no job: fetching updates failed (Telegram or the network is down)
             log.warning("fetching updates failed: %s; trying again", type(error).__name__)
@@ -500,7 +509,9 @@ class BackBot:
                     query, self.content.message(settled) if settled else None)
                 return
             outcome = "forget.done" if confirmed else "forget.kept"
-            now = self.telegram_now() or time.time()  # on Telegram's clock once known
+            now = self.telegram_now()  # on Telegram's clock once known
+            if now is None:
+                now = time.time()
             if confirmed and not _asked_within(query, FORGET_CONFIRM_SECONDS, now):
                 outcome = "forget.expired"
             elif confirmed:
@@ -525,6 +536,8 @@ class BackBot:
         unsent: list[Reply] = []
         try:
             await self.send(chat_id, replies, unsent)
+            if self._sends_again:  # what waits to go again may be out of date now
+                self._drop_send_again_if_covered(user_id, replies)
         except Forbidden:
             self.drop_blocked(user_id)
         except TelegramError as exc:
@@ -616,7 +629,7 @@ class BackBot:
                 if unsent is not None:
                     unsent[:] = replies[n:]
                 raise
-            self._telegram_dated = (sent.date.timestamp(), time.monotonic())
+            self._telegram_dated = (sent.date.timestamp(), _steady())
 
     def telegram_now(self) -> float | None:
         """Telegram's clock now, as reckoned from its date of our last message (to within
@@ -624,7 +637,7 @@ class BackBot:
         if self._telegram_dated is None:
             return None
         dated, at = self._telegram_dated
-        return dated + (time.monotonic() - at)
+        return dated + (_steady() - at)
 
     async def answer_query(self, query: CallbackQuery, text: str | None = None) -> None:
         """Stops the button's spinner; if that fails, the reply still goes out."""

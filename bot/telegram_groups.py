@@ -281,9 +281,13 @@ class GroupFeatures:
         if admin:
             # set in a forum topic, the tips go to that topic
             thread = message.message_thread_id if message.is_topic_message else None
+            # a group upgraded while the admin check was under way: to the supergroup,
+            # whose messages are numbered afresh
+            target = self._id_now(chat.id)
+            sent = message.message_id if target == chat.id else None
             try:
-                reply = escape(self._configure(context.application, chat.id, args, thread,
-                                               sent=message.message_id))
+                reply = escape(self._configure(context.application, target, args, thread,
+                                               sent=sent))
             except sqlite3.Error as exc:  # nothing stored, nothing scheduled: say so
                 reply, failed = self.render.message("error.try_again"), exc
         else:
@@ -585,8 +589,9 @@ class GroupFeatures:
     # -- helpers --
 
     def _configure(self, app: App, chat_id: int, args: list[str], thread: int | None = None,
-                   *, sent: int) -> str:
-        """Apply an admin's /dailytip arguments (of the message with id `sent`); the answer
+                   *, sent: int | None) -> str:
+        """Apply an admin's /dailytip arguments (of the message with id `sent`; None: sent
+        in the group a supergroup replaced, so applied only if none was since); the answer
         to give them. With none, the chat's current setting (an answer let go in a flood
         can be asked for again)."""
         if not args:
@@ -601,11 +606,12 @@ class GroupFeatures:
             return self.content.message("dailytip.bad_zone").format(zone=shown_zone(exc.zone))
         if parsed is None:
             return self.content.message("dailytip.usage")
-        if sent < self._last_change.get(chat_id, 0):
+        last = self._last_change.get(chat_id)
+        if last is not None and (sent is None or sent < last):
             return self.content.message("dailytip.superseded")
         if parsed == "off":
             self.schedules.turn_off(chat_id)
-            self._last_change[chat_id] = sent
+            self._remember_change(chat_id, sent)
             self._leaving.discard(chat_id)  # set anew since: not to be removed
             self._unschedule(app, chat_id)
             return self.content.message("dailytip.off")
@@ -613,11 +619,15 @@ class GroupFeatures:
         last_day = first_day_dealt_with(Schedule(chat_id, hhmm, zone),
                                         self.schedules.last_posted(chat_id), self.now())
         self.schedules.put(chat_id, hhmm, zone, thread, last_day=last_day)
-        self._last_change[chat_id] = sent
+        self._remember_change(chat_id, sent)
         self._leaving.discard(chat_id)
         self._schedule_job(app, chat_id, hhmm, zone)
         return self._with_offset(self.content.message("dailytip.set").format(
             time=hhmm, zone=zone), zone)
+
+    def _remember_change(self, chat_id: int, sent: int | None) -> None:
+        if sent is not None:
+            self._last_change[chat_id] = sent
 
     def _with_offset(self, text: str, zone: str) -> str:
         offset = reversed_offset(zone)

@@ -96,8 +96,8 @@ def match_label(typed: str, ask: Ask) -> str | None:
     """The choice whose label is what was typed, or else the only one whose words start
     with the typed words ("slipped" for "Slipped (herniated) disc"). A label's "no" or
     "not" must be typed too (one of them, for "No, not now"): "sure" is not "Not sure",
-    nor "thanks" "No thanks". Common
-    ways of saying an answer's words count as them ("nope" as "no")."""
+    nor "thanks" "No thanks". Common ways of saying an answer's words count as them
+    ("nope" as "no")."""
     typed_words = _said(_words(typed))
     if not typed_words:
         return None

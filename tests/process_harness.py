@@ -300,8 +300,9 @@ def pick_choice(state: StateInfo, offered: list[str], rng: random.Random,
                 decline_rate: float = 0.05) -> str:
     """A seeded choice among `offered` biased to the safe answers.
 
-    A red flag about 8% of the time at each of the seven screening questions, plus a few
-    stops and declines, leaves about half of the users at the suggestions.
+    A red flag about 8% of the time at each question that offers one beside safe answers
+    (else an even pick among the safe ones: a follow-up's "Yes" half the time), plus a
+    few stops and declines, leaves about a third of the users at the suggestions.
     """
     usable = [c for c in offered if c not in state.shows_only] or offered
     red = [c for c in usable if c in state.red_flags]

@@ -629,23 +629,23 @@ def test_another_choice_on_the_question_answered_last_says_which_answer_counts(
     the second is stale, and says which answer stands and how to change it (a red-flag
     second tap is taken instead: below)."""
     began = 1_800_000_000
-    at_trauma = walk_dated(engine, ["agree", "no", "no", "no", "no"], began)
-    assert at_trauma["state"] == "asking_trauma"
-    trauma = engine.ref(at_trauma)
-    at_fever, _ = engine.step(at_trauma, Event.answer("no", trauma, sent_at=began))
-    same, outputs = engine.step(at_fever, Event.answer("yes", trauma, sent_at=began))
-    assert same == at_fever
+    at_pool = walk_dated(engine, [*TO_DOCTOR, "understood"], began)
+    assert at_pool["state"] == "asking_pool"
+    pool = engine.ref(at_pool)
+    at_bike, _ = engine.step(at_pool, Event.answer("no", pool, sent_at=began))
+    same, outputs = engine.step(at_bike, Event.answer("yes", pool, sent_at=began))
+    assert same == at_bike
     assert say_keys(outputs) == ["session.stale", "session.answered_as"]
     no = engine.content.message("choice.no")
     assert f"“{no}”" in outputs[1].text and "/back" in outputs[1].text  # type: ignore[attr-defined]
-    assert last_ask(outputs).ref == engine.ref(at_fever)
+    assert last_ask(outputs).ref == engine.ref(at_bike)
     # the same choice again (a double tap), a note button, an earlier check-in's message,
     # or a question before the last: only "moved past"
-    for event in (Event.answer("no", trauma, sent_at=began),
-                  Event.answer("yes", trauma, sent_at=began - 5),
-                  Event.answer("no", engine.ref(at_trauma), sent_at=began - 5),
+    for event in (Event.answer("no", pool, sent_at=began),
+                  Event.answer("yes", pool, sent_at=began - 5),
+                  Event.answer("no", engine.ref(at_pool), sent_at=began - 5),
                   Event.answer("yes", "0.0", sent_at=began)):
-        assert say_keys(engine.step(at_fever, event)[1]) == ["session.stale"], event
+        assert say_keys(engine.step(at_bike, event)[1]) == ["session.stale"], event
     # at an emergency end /back does not work: the note says only what counts
     at_bladder = walk_dated(engine, ["agree"], began)
     bladder = engine.ref(at_bladder)
@@ -663,6 +663,55 @@ def walk_dated(engine: Engine, answers: list[str], sent_at: int) -> Snapshot:
         snapshot, _ = engine.step(snapshot, Event.answer(choice, engine.ref(snapshot),
                                                          sent_at=sent_at))
     return snapshot
+
+
+def walk_with_refs(engine: Engine, answers: list[str],
+                   sent_at: int) -> tuple[Snapshot, dict[str, str]]:
+    """Answers on messages dated `sent_at`; the ref each question's message carried."""
+    snapshot, _ = engine.step(None, Event("start"))
+    refs: dict[str, str] = {}
+    for choice in answers:
+        refs[snapshot["state"]] = engine.ref(snapshot)
+        snapshot, _ = engine.step(snapshot, Event.answer(choice, engine.ref(snapshot),
+                                                         sent_at=sent_at))
+    return snapshot, refs
+
+
+@pytest.mark.parametrize(("question", "answer", "follow_up"), [
+    ("asking_trauma", "yes", "asking_trauma_checked"),
+    ("asking_cancer", "yes", "asking_cancer_checked"),
+    ("asking_other_signs", "yes", "asking_other_signs_checked"),
+    ("asking_diagnosis", "fracture", "asking_fracture_clearance"),
+])
+def test_a_followed_up_answer_tapped_late_asks_its_follow_up(
+        engine: Engine, question: str, answer: str, follow_up: str) -> None:
+    """"No" to a past cancer (say), then "Yes" on that question's message once the check-in
+    has reached the suggestions: the follow-up question is asked next, as if the person
+    went back, so no path to an activity skips it."""
+    began = 1_800_000_000
+    at_end, refs = walk_with_refs(engine, TO_SUGGESTIONS, began)
+    assert at_end["state"] == "suggesting_activities"
+    new, outputs = engine.step(at_end, Event.answer(answer, refs[question], sent_at=began))
+    assert new["state"] == follow_up
+    assert new["answers"][-1] == [question, answer]
+    assert say_keys(outputs)[0] == "session.late_follow_up"
+    assert last_ask(outputs).ref == engine.ref(new)
+
+
+def test_a_late_follow_up_answer_does_not_take_anyone_from_care(engine: Engine) -> None:
+    """At an urgent end (one weak leg), "Yes" tapped late on the cancer question, whose
+    follow-up may clear: the person stays with the urgent advice. The accident's, whose
+    follow-up can be an emergency, is asked."""
+    began = 1_800_000_000
+    at_end, refs = walk_with_refs(engine, ["agree", *["no"] * 9, "yes"], began)
+    assert at_end["state"] == "urgent_care"
+    same, outputs = engine.step(at_end, Event.answer("yes", refs["asking_cancer"],
+                                                     sent_at=began))
+    assert same == at_end and "session.late_follow_up" not in say_keys(outputs)
+    new, outputs = engine.step(at_end, Event.answer("yes", refs["asking_trauma"],
+                                                    sent_at=began))
+    assert new["state"] == "asking_trauma_checked"
+    assert say_keys(outputs)[0] == "session.late_follow_up"
 
 
 @pytest.mark.parametrize("later", [0, 3, 9, len(TO_SUGGESTIONS) - 1])

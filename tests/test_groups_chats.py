@@ -7,6 +7,7 @@ The real Application (build_application) polls FakeBotAPI on 127.0.0.1; see grou
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -367,6 +368,29 @@ def test_commands_answered_as_the_group_is_upgraded_get_their_answer_there(
             assert [(c.ok, "reply_parameters" in c.params) for c in bot.sends(BASIC_GROUP)
                     ] == [(False, True)] * 4
             assert ["reply_parameters" in c.params for c in bot.sends(SUPERGROUP)] == [False] * 4
+            assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_dailytip_whose_admin_check_ends_after_the_upgrade_is_set_in_the_supergroup(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """The group is upgraded while Telegram is still asked whether the sender is an admin:
+    the setting goes to the supergroup, not to the group that is gone."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            api.before_call["getchatmember"] = lambda params: time.sleep(1.0)
+            api.send_text(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
+                          chat_type="group")
+            await asyncio.sleep(0.3)
+            api.push_update(migrate_to(BASIC_GROUP, SUPERGROUP))
+            [reply] = await bot.wait_sent(BASIC_GROUP, 1)
+            assert plain(reply["text"]) == msg("dailytip.set").format(
+                time="07:15", zone="Asia/Tokyo")
+            assert bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")]
+            assert_runs_at(bot, SUPERGROUP, "07:15", ZoneInfo("Asia/Tokyo"))
+            assert bot.jobs(BASIC_GROUP) == ()
             assert bot.errors == []
 
     run(scenario())
