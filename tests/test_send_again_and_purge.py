@@ -10,13 +10,22 @@ import time
 from pathlib import Path
 
 import pytest
-from telegram_harness import bot_session, failures, run_bounded, until
+from telegram_harness import BotHarness, bot_session, failures, run_bounded, until
 
 from bot import telegram_bot
 from bot.telegram_render import Reply
 
 CHAT = 4004
 DAY = 86400
+
+
+async def agreed_with_quick_tries(h: BotHarness) -> telegram_bot.BackBot:
+    """A check-in begun (consent given), with failed replies tried again after 0.2 s."""
+    backbot: telegram_bot.BackBot = h.app.bot_data["backbot"]
+    backbot.send_again_after = 0.2
+    await h.send(CHAT, "/start")
+    await h.choose(CHAT, "agree")
+    return backbot
 
 
 def test_a_block_found_by_the_second_try_erases_the_session(
@@ -28,10 +37,7 @@ def test_a_block_found_by_the_second_try_erases_the_session(
 
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            backbot = h.app.bot_data["backbot"]
-            backbot.send_again_after = 0.2
-            await h.send(CHAT, "/start")
-            await h.choose(CHAT, "agree")
+            backbot = await agreed_with_quick_tries(h)
             h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
             message = h.current(CHAT)
             update_id = await h.tap(CHAT, message["message_id"], h.data_for(message, "no"))
@@ -110,10 +116,7 @@ def test_a_command_reply_telegram_did_not_take_goes_again(
     little later, as a tap's replies are, rather than lost to silence."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            backbot = h.app.bot_data["backbot"]
-            backbot.send_again_after = 0.2
-            await h.send(CHAT, "/start")
-            await h.choose(CHAT, "agree")
+            backbot = await agreed_with_quick_tries(h)
             h.api.fail_next("sendMessage", error_code=500, description="Internal Server Error")
             before = len(h.api.sent_to(CHAT))
             update_id = await h.send(CHAT, command)
@@ -136,9 +139,7 @@ def test_the_erase_notice_telegram_did_not_take_goes_again(tmp_path: Path) -> No
     replaces it fails: the erase stands, and the notice is sent again."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            h.app.bot_data["backbot"].send_again_after = 0.2
-            await h.send(CHAT, "/start")
-            await h.choose(CHAT, "agree")
+            await agreed_with_quick_tries(h)
             await h.send(CHAT, "/forget")
             confirm = h.current(CHAT)
             h.api.fail_next("editMessageText", description="Bad Request: message to edit not found")
