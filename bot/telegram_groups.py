@@ -165,6 +165,7 @@ class GroupFeatures:
         self._moved_to: dict[int, tuple[int, float]] = {}  # old group id -> (new id, when)
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
+        self._tips_under_way: set[int] = set()  # chats (ids as posted to) with a tip going out
         # chat id -> the message id of the last /dailytip change applied there: admins'
         # checks can end out of order, and an older command must not undo a newer one
         self._last_change: dict[int, int] = {}
@@ -355,7 +356,9 @@ class GroupFeatures:
     async def post_daily_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
         if job is not None and job.chat_id is not None and not self._posted_today(job.chat_id):
-            await self._post_tip(context, job.chat_id)
+            with self._one_tip_at_a_time(job.chat_id) as ours:
+                if ours:
+                    await self._post_tip(context, job.chat_id)
 
     async def post_zone_gone(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A daily tip whose time zone this system no longer knows cannot run: the chat is
@@ -531,7 +534,26 @@ class GroupFeatures:
             return
         schedule = self.schedules.get(job.chat_id)
         if schedule is not None and missed(schedule, self.now()):
-            await self._post_tip(context, job.chat_id)
+            with self._one_tip_at_a_time(job.chat_id) as ours:
+                if ours:
+                    await self._post_tip(context, job.chat_id)
+
+    @contextmanager
+    def _one_tip_at_a_time(self, chat_id: int) -> Iterator[bool]:
+        """Whether this job may post the chat's tip: not while another is under way there.
+        A group upgraded meanwhile is one chat under both ids: the upgrade's catch-up for
+        the supergroup must not repeat the group's tip still on its way (nor the one its
+        `ChatMigrated` answer sends on to the supergroup)."""
+        here = self._id_now(chat_id)
+        if any(self._id_now(other) == here for other in self._tips_under_way):
+            log.info("a daily tip is already on its way to this chat; not posted twice")
+            yield False
+            return
+        self._tips_under_way.add(chat_id)
+        try:
+            yield True
+        finally:
+            self._tips_under_way.discard(chat_id)
 
     def migrate(self, app: App, old_chat_id: int,
                 new_chat_id: int) -> Schedule | None:
@@ -697,15 +719,21 @@ class GroupFeatures:
         key = (chat.id, user.id)
         check = self._checking.get(key)
         if check is None:
-            check = asyncio.create_task(self._ask_if_admin(context.bot, chat.id, user.id))
+            check = asyncio.create_task(self._ask_if_admin(context, chat.id, user.id))
             self._checking[key] = check
             check.add_done_callback(lambda _: self._checking.pop(key, None))
         return await asyncio.shield(check)
 
-    @staticmethod
-    async def _ask_if_admin(bot: Bot, chat_id: int, user_id: int) -> bool | None:
+    async def _ask_if_admin(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int,
+                            user_id: int) -> bool | None:
+        """Asked of the chat as it is now: a group upgraded to a supergroup is asked about
+        there (its members and admins moved with it)."""
         try:
-            member = await bot.get_chat_member(chat_id, user_id)
+            try:
+                member = await context.bot.get_chat_member(self._id_now(chat_id), user_id)
+            except ChatMigrated as exc:
+                self.migrate(context.application, chat_id, exc.new_chat_id)
+                member = await context.bot.get_chat_member(exc.new_chat_id, user_id)
         except TelegramError as exc:
             log.info("admin check failed: %s", type(exc).__name__)
             return None

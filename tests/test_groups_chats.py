@@ -44,6 +44,7 @@ SUPERGROUP = -100_777_000_003  # ...this supergroup
 # Each chat's daily tip falls at its own second of the minute: this group's at second 2,
 # the supergroup it becomes at second 50, later in the same minute.
 EARLY_GROUP, LATE_SUPERGROUP = -777_058, -100_777_000_030
+PROMPT_SUPERGROUP = -100_777_000_020  # a supergroup whose tips fall at second 0
 CHANNEL = -100_888_000_001  # linked to GROUP as its discussion group
 ADMIN, OWNER, MEMBER = 990_101, 990_102, 990_103
 TELEGRAM = 777_000  # the sender of automatic forwards
@@ -192,6 +193,58 @@ def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
                 await bot.run_daily(LATE_SUPERGROUP)
                 [tomorrow] = api.sent_to(LATE_SUPERGROUP)
                 assert card_in(tomorrow["text"]) not in (None, card_in(today["text"]))
+                assert bot.errors == [] and api.errors == []
+
+    run(scenario())
+
+
+def test_the_upgrades_catch_up_does_not_repeat_the_tip_sent_on_to_the_supergroup(
+        tmp_path: Path) -> None:
+    """Telegram answers today's tip with "upgraded": the bot sends it on to the supergroup
+    at once, and the catch-up the upgrade queued there (due at once, at second 0) finds it
+    under way and posts nothing."""
+    request = MigratingRequest()
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                await owner_sets_daily_tip(bot, EARLY_GROUP)
+                request.migrations[EARLY_GROUP] = PROMPT_SUPERGROUP
+                api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
+                api.before_call["sendmessage"] = lambda params: time.sleep(0.3)
+                await bot.run_daily(EARLY_GROUP)
+                await asyncio.sleep(1.0)  # the catch-up has run by now
+                [today] = api.sent_to(PROMPT_SUPERGROUP)
+                assert card_in(today["text"]) is not None
+                assert bot.errors == [] and api.errors == []
+
+    run(scenario())
+
+
+def test_the_upgrades_catch_up_does_not_repeat_a_tip_still_on_its_way_to_the_group(
+        tmp_path: Path) -> None:
+    """The group is upgraded while its tip is on the way: the supergroup's members have
+    it (they are the group's), so the catch-up posts nothing there."""
+    request = UpgradedWhileSending()
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                await owner_sets_daily_tip(bot, EARLY_GROUP)
+
+                async def upgrade() -> None:
+                    api.push_update(migrate_to(EARLY_GROUP, PROMPT_SUPERGROUP))
+                    await eventually(
+                        lambda: bot.rows() == [(PROMPT_SUPERGROUP, "08:30", "Europe/London")],
+                        what="the schedule moved")
+                    await asyncio.sleep(0.5)  # the catch-up's time, at second 0, comes
+
+                request.during = upgrade
+                await bot.run_daily(EARLY_GROUP)
+                await asyncio.sleep(0.5)
+                [today] = api.sent_to(EARLY_GROUP)[1:]  # after the "set" reply
+                assert card_in(today["text"]) is not None
+                assert api.sent_to(PROMPT_SUPERGROUP) == []
                 assert bot.errors == [] and api.errors == []
 
     run(scenario())
@@ -346,7 +399,8 @@ def test_commands_answered_as_the_group_is_upgraded_get_their_answer_there(
 
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-            api.set_member_status(BASIC_GROUP, OWNER, "creator")
+            # (the bot knows of the upgrade by the /dailytip, so asks in the supergroup)
+            api.set_member_status(SUPERGROUP, OWNER, "creator")
             for n, command in enumerate(["/tip", "/start", "/sources",
                                          "/dailytip 07:15 Asia/Tokyo"], start=1):
                 api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
@@ -392,6 +446,30 @@ def test_a_dailytip_whose_admin_check_ends_after_the_upgrade_is_set_in_the_super
             assert_runs_at(bot, SUPERGROUP, "07:15", ZoneInfo("Asia/Tokyo"))
             assert bot.jobs(BASIC_GROUP) == ()
             assert bot.errors == []
+
+    run(scenario())
+
+
+def test_a_dailytip_whose_admin_check_is_answered_upgraded_asks_the_supergroup(
+        tmp_path: Path) -> None:
+    """Telegram answers the admin check on the old group's id with "upgraded": the bot
+    asks again in the supergroup and sets the tip there."""
+    request = MigratingRequest()
+    request.migrations[BASIC_GROUP] = SUPERGROUP
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                api.set_member_status(SUPERGROUP, OWNER, "creator")
+                api.fail_next("getChatMember", chat_id=BASIC_GROUP, description=UPGRADED)
+                api.fail_next("sendMessage", chat_id=BASIC_GROUP, description=UPGRADED)
+                api.send_text(BASIC_GROUP, "/dailytip 07:15 Asia/Tokyo", user_id=OWNER,
+                              chat_type="group")
+                [reply] = await bot.wait_sent(SUPERGROUP, 1)
+                assert plain(reply["text"]) == msg("dailytip.set").format(
+                    time="07:15", zone="Asia/Tokyo")
+                assert bot.rows() == [(SUPERGROUP, "07:15", "Asia/Tokyo")]
+                assert bot.errors == []
 
     run(scenario())
 
