@@ -13,10 +13,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from telegram_harness import FakeBotAPI
 from test_telegram_process import bot_env
 
 SECRET = "webhook-secret-123"
+WRONG = "wrong-secret-456"
 
 
 def free_port() -> int:
@@ -25,11 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post(url: str, update: dict, secret: str | None) -> int:
-    headers = {"Content-Type": "application/json"}
+def post(url: str, update: dict | bytes, secret: str | None,
+         content_type: str = "application/json") -> int:
+    headers = {"Content-Type": content_type}
     if secret is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    request = urllib.request.Request(url, json.dumps(update).encode(), headers)
+    body = update if isinstance(update, bytes) else json.dumps(update).encode()
+    request = urllib.request.Request(url, body, headers)
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
     try:
         with direct.open(request, timeout=5) as response:
@@ -46,14 +50,15 @@ def start_update(update_id: int, chat_id: int) -> dict:
         "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
 
 
-def test_webhook_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_webhook_mode(tmp_path: Path, level: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram-hook"
     with FakeBotAPI() as api:
         env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url,
                       BACKBOT_DB=str(tmp_path / "bot.sqlite3"), BACKBOT_WEBHOOK_URL=url,
                       BACKBOT_WEBHOOK_LISTEN="127.0.0.1", BACKBOT_WEBHOOK_PORT=str(port),
-                      BACKBOT_WEBHOOK_SECRET=SECRET)
+                      BACKBOT_WEBHOOK_SECRET=SECRET, BACKBOT_LOG_LEVEL=level)
         with open(tmp_path / "stderr.log", "w") as log:
             proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
                                     stdout=subprocess.DEVNULL, stderr=log)
@@ -73,8 +78,13 @@ def test_webhook_mode(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline, "webhook server never came up"
                     time.sleep(0.1)
             assert refused == 403
-            assert post(url, start_update(2, 78), secret="wrong") == 403
-            assert post(url, start_update(3, 79), secret=SECRET) == 200
+            assert post(url, start_update(2, 78), secret=WRONG) == 403
+            assert post(url, start_update(5, 81), secret=WRONG) == 403  # said once a minute
+            assert post(url, start_update(6, 82), SECRET, content_type="text/plain") == 403
+            assert post(url, b"not json", secret=SECRET) == 500
+            update = start_update(3, 79)
+            update["message"]["from"]["first_name"] = "Ana-Private-Name"
+            assert post(url, update, secret=SECRET) == 200
             assert api.wait_for(lambda calls: any(
                 c.method == "sendMessage" and c.params.get("chat_id") == 79 for c in calls), 10)
             assert not any(c.params.get("chat_id") in (77, 78) for c in api.calls_to("sendMessage"))
@@ -90,8 +100,16 @@ def test_webhook_mode(tmp_path: Path) -> None:
     stderr = (tmp_path / "stderr.log").read_text()
     assert api.token not in stderr
     assert SECRET not in stderr
-    assert "Traceback" not in stderr
+    assert ("Traceback" in stderr) == (level == "DEBUG")  # tracebacks for developers only
     assert "Received data was" in stderr and "my-private-words" not in stderr
+    # at any level: no update's data, no refused request's secret; each refusal one WARNING
+    assert "Ana-Private-Name" not in stderr and WRONG not in stderr
+    warnings = [line.split("WARNING telegram.ext.Updater: ")[1]
+                for line in stderr.splitlines() if "WARNING telegram.ext.Updater" in line]
+    assert warnings == ["refused 1 webhook request(s): it carried no secret token",
+                        "refused 1 webhook request(s): it carried the wrong secret token",
+                        "refused 1 webhook request(s): it was not sent as JSON (Content-Type)",
+                        "refused 1 webhook request(s): its body is not JSON"]
 
 
 def run_until_it_stops(tmp_path: Path, api: FakeBotAPI, port: int,
