@@ -54,6 +54,7 @@ CODE_MESSAGES = frozenset({
     "group.start_button",
     "help.text", "privacy.note", "session.finished",
     "session.answered_as", "session.answered_as_final", "session.late_follow_up",
+    "session.late_follow_up_at_end",
     "session.late_red_flag",
     "session.finished_may_go_back", "session.outdated", "session.restarted",
     "session.red_flag_recalled",

@@ -361,10 +361,19 @@ class Engine:
         at = next((i for i, (state, _) in enumerate(answers) if state == asked), None)
         choice = question.choice(choice_id)
         assert choice is not None  # routed, so a choice of its question
-        said: list[Output] = [Answered(self.content.message(question.ask or ""),
-                                       self.content.message(choice.label)),
-                              self._say("session.late_follow_up" if followed
-                                        else "session.late_red_flag")]
+        answered = Answered(self.content.message(question.ask or ""),
+                            self.content.message(choice.label))
+        if followed and spec.final and spec.disposition in NO_WAY_BACK:
+            # Already sent to care: going back to ask the follow-up would drop the red flag
+            # answered since. It stays, with the follow-up's most serious advice.
+            worst = self._end_after(dest, followed)
+            if worst is None:
+                return None
+            advice = self.render({**snapshot, "state": worst})[:-1]  # all but its question
+            return snapshot, [answered, self._say("session.late_follow_up_at_end"), *advice,
+                              self.ask(snapshot)]
+        said: list[Output] = [answered, self._say("session.late_follow_up" if followed
+                                                  else "session.late_red_flag")]
         if at is not None and answers[at][1] != choice_id:
             new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, choice_id]]}
             return new, [*said, *self.render(new)]
@@ -373,6 +382,15 @@ class Engine:
             return snapshot, [*said, *advice, self.ask(snapshot)]
         # Answered so already; or not yet answered in a check-in that goes on (and every
         # path to an activity asks each required red flag's question).
+        return None
+
+    def _end_after(self, question: str, level: str) -> str | None:
+        """The end of that disposition one answer to this question leads to."""
+        for choice in self._states[question].choices:
+            dest = self._route("answer", question, choice.id)
+            end = self._states.get(dest) if dest is not None else None
+            if end is not None and end.final and end.disposition == level:
+                return end.name
         return None
 
     def _answers_followed_up(self) -> dict[tuple[str, str], str]:

@@ -700,18 +700,21 @@ def test_a_followed_up_answer_tapped_late_asks_its_follow_up(
 
 def test_a_late_follow_up_answer_does_not_take_anyone_from_care(engine: Engine) -> None:
     """At an urgent end (one weak leg), "Yes" tapped late on the cancer question, whose
-    follow-up may clear: the person stays with the urgent advice. The accident's, whose
-    follow-up can be an emergency, is asked."""
+    follow-up may clear: the person stays with the urgent advice. On the accident's, whose
+    follow-up can be an emergency, they stay too (asking it would drop the weak leg, and a
+    "Yes, examined" would open the way to activities), now also shown the emergency advice
+    for an accident no doctor has examined."""
     began = 1_800_000_000
     at_end, refs = walk_with_refs(engine, ["agree", *["no"] * 9, "yes"], began)
     assert at_end["state"] == "urgent_care"
     same, outputs = engine.step(at_end, Event.answer("yes", refs["asking_cancer"],
                                                      sent_at=began))
     assert same == at_end and "session.late_follow_up" not in say_keys(outputs)
-    new, outputs = engine.step(at_end, Event.answer("yes", refs["asking_trauma"],
-                                                    sent_at=began))
-    assert new["state"] == "asking_trauma_checked"
-    assert say_keys(outputs)[0] == "session.late_follow_up"
+    same, outputs = engine.step(at_end, Event.answer("yes", refs["asking_trauma"],
+                                                     sent_at=began))
+    assert same == at_end
+    assert say_keys(outputs)[:2] == ["session.late_follow_up_at_end", "disposition.emergency"]
+    assert last_ask(outputs).ref == engine.ref(at_end) and last_ask(outputs).final
 
 
 @pytest.mark.parametrize("later", [0, 3, 9, len(TO_SUGGESTIONS) - 1])

@@ -218,6 +218,32 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
     assert flagged == 4 * 2 + 1 + 2 + LATER_ENDS + SIGN_WAYS * 2
 
 
+def test_no_late_answer_leads_out_of_a_red_flag_end(
+        transcripts: list[Transcript], engine: Engine, find_activity) -> None:
+    """From every end that sent someone to medical care, every answer tapped on an older
+    copy of any question of that check-in (a second thought, a button found later): the
+    person is still sent to care, at least as seriously, and shown no activity."""
+    rank = {"urgent": 1, "emergency": 2}
+    tried = 0
+    for transcript in transcripts:
+        end = engine.state_spec(transcript.final)
+        if end.disposition not in rank:
+            continue
+        asked = [(step.answer[0], transcript.steps[i].outputs[-1])
+                 for i, step in enumerate(transcript.steps[1:]) if step.answer is not None]
+        for state, ask in asked:
+            assert isinstance(ask, Ask)
+            for choice in ask.choices:
+                new, outputs = engine.step(transcript.final, Event.answer(choice.id, ask.ref))
+                after = engine.state_spec(new)
+                assert after.final and rank.get(after.disposition or "", 0) >= rank[
+                    end.disposition], (str(transcript), state, choice.id, new["state"])
+                found = activity_words_in([Step(None, tuple(outputs))], find_activity)
+                assert found == [], (str(transcript), state, choice.id)
+                tried += 1
+    assert tried > 2_000
+
+
 def test_every_end_reminds_of_the_doctor(transcripts: list[Transcript], engine: Engine) -> None:
     reminder = Say("reminder.doctor", engine.content.message("reminder.doctor"))
     for transcript in transcripts:
