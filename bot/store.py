@@ -185,6 +185,47 @@ def compact(path: Path | str) -> tuple[int, int]:
             claim.close()
 
 
+def file_identity(path: Path | str) -> tuple[int, int] | None:
+    """The database file's device and inode (None in memory, or if there is none): what
+    `moved_away` compares."""
+    try:
+        found = os.stat(path) if str(path) != ":memory:" else None
+    except FileNotFoundError:
+        found = None
+    return None if found is None else (found.st_dev, found.st_ino)
+
+
+def moved_away(path: Path | str, identity: tuple[int, int] | None) -> str | None:
+    """None while the file at `path` is still the one opened (`identity`); else what
+    became of it ("deleted", "replaced by another file"): the bot's writes would go to a
+    file no one will open again."""
+    if identity is None:
+        return None
+    try:
+        now = file_identity(path)
+    except OSError:
+        return None  # out of reach for now (a folder's permissions): the checkpoint says so
+    if now == identity:
+        return None
+    return "deleted" if now is None else "replaced by another file"
+
+
+def write_back(db: sqlite3.Connection, path: Path | str) -> str:
+    """Once nothing writes to `db` any more, whose file `moved_away` from `path`: its log
+    is emptied into that file (a log left by the path's name would be read into whatever
+    file is there next), and if there is none at `path`, every row is written there,
+    owner-only. What was done, for the log."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if os.path.lexists(path):
+            return "the file now there was left as it is"
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        db.execute("VACUUM INTO ?", (str(path),))
+    except (OSError, sqlite3.Error) as exc:
+        return f"its rows could not be written back ({why_not(exc)})"
+    return "every row it held was written back to it"
+
+
 def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:
     """Copy the WAL into the database file, on a connection of its own (call it from a
     worker thread: it may fsync). PASSIVE never blocks the bot's writes.
@@ -195,7 +236,9 @@ def checkpoint(path: Path | str, *, empty_log: bool = False) -> bool:
     (a write kept the log busy): then try again later."""
     if str(path) == ":memory:":
         return True
-    db = sqlite3.connect(path, isolation_level=None)
+    # read-write, never creating: a file deleted meanwhile is `moved_away`'s to deal with
+    db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True,
+                         isolation_level=None)
     try:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         if not empty_log:

@@ -32,8 +32,11 @@ from bot.store import (
     SessionStore,
     checkpoint,
     claim_database,
+    file_identity,
+    moved_away,
     open_database,
     why_not,
+    write_back,
 )
 from bot.telegram_bot import BackBot
 from bot.telegram_groups import GroupFeatures, GroupRateLimiter
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
 CHECKPOINT_EVERY_SECONDS = 5
 TOKEN_REJECTED = "token_rejected"
+DATABASE_MOVED = "database_moved"
 
 
 def telegram_limits() -> AIORateLimiter:
@@ -65,6 +69,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be",
                             category=PTBDeprecationWarning)
     backbot = BackBot(engine, store)
+    identity = file_identity(settings.db_path)
     groups = GroupFeatures(engine.content, ScheduleStore(store.db), settings.timezone)
 
     async def post_init(app: App) -> None:
@@ -84,6 +89,15 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                      settings.retention_days)
 
     async def checkpoint_wal(context: Ctx.DEFAULT_TYPE) -> None:
+        moved = moved_away(settings.db_path, identity)
+        if moved is not None:
+            # Deleted or replaced by hand: nothing written from now on would be read again
+            # (`run` writes it back once the bot has stopped).
+            log.critical("the database BACKBOT_DB=%s was %s while the bot ran; stopping",
+                         settings.db_path, moved)
+            context.application.bot_data[DATABASE_MOVED] = True
+            context.application.stop_running()
+            return
         empty_log, store.erased = store.erased, False  # an erase meanwhile sets it again
         done = False
         try:
@@ -197,9 +211,11 @@ def run(settings: Settings) -> int:
             claim.close()
         raise _cannot_open(settings, exc) from None
     stops = _StopSignals()
+    moved: dict[str, Any] = {}  # the app's bot_data, once built
     try:  # from here on, whatever happens, the database and its lock are let go
         try:
             app = build_application(settings, engine, SessionStore(db))
+            moved = app.bot_data
         except sqlite3.Error as exc:  # its tables: e.g. another program's of the same name
             raise _cannot_open(settings, exc) from None
         log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
@@ -239,8 +255,12 @@ def run(settings: Settings) -> int:
                           f"(BACKBOT_WEBHOOK_LISTEN, BACKBOT_WEBHOOK_PORT): "
                           f"{exc.strerror or exc}") from None
     finally:
+        if moved.get(DATABASE_MOVED):
+            log.critical("the database BACKBOT_DB=%s: %s", settings.db_path,
+                         write_back(db, settings.db_path))
         db.close()
         if claim is not None:
             claim.close()
     log.info("backbot stopped")
-    return 0
+    # (a database deleted or replaced: 1, as a restart may mend it)
+    return 1 if moved.get(DATABASE_MOVED) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from bot.store import (
     checkpoint,
     claim_database,
     compact,
+    file_identity,
+    moved_away,
     open_database,
+    write_back,
 )
 
 DAY = 86_400
@@ -206,3 +210,63 @@ def test_after_an_erase_the_checkpoint_empties_the_log_without_a_later_write(
     store.erased = False
     assert store.delete(8) == 0 and store.purge(30) == 0
     assert not store.erased  # nothing was erased: no emptying due
+
+
+def test_a_database_deleted_while_open_is_written_back_whole(tmp_path: Path) -> None:
+    """Deleted by hand while the bot runs (its log beside it too, or not): once the bot
+    has stopped, its rows, the latest writes included, are written back from the open
+    connection, owner-only."""
+    for deleted in (("s.sqlite3",), ("s.sqlite3", "s.sqlite3-wal", "s.sqlite3-shm")):
+        path = tmp_path / "s.sqlite3"
+        db = open_database(path)
+        store = SessionStore(db)
+        identity = file_identity(path)
+        store.put(1, {"state": "a"})
+        assert moved_away(path, identity) is None
+        for name in deleted:
+            (tmp_path / name).unlink()
+        store.put(2, {"state": "b"})  # acknowledged after the deletion
+        assert moved_away(path, identity) == "deleted"
+        assert "written back" in write_back(db, path)
+        db.close()
+        assert path.stat().st_mode & 0o777 == 0o600
+        back_db = open_database(path)
+        back = SessionStore(back_db)
+        assert back.get(1) == {"state": "a"} and back.get(2) == {"state": "b"}
+        assert back_db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        back_db.close()
+        for name in ("s.sqlite3", "s.sqlite3-wal", "s.sqlite3-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+
+
+def test_a_database_replaced_while_open_is_left_as_it_is(tmp_path: Path) -> None:
+    """Another file put in its place (a backup, say) is left as it is, and the log the
+    bot leaves by the same name holds nothing to be read into it."""
+    path = tmp_path / "s.sqlite3"
+    db = open_database(path)
+    store = SessionStore(db)
+    identity = file_identity(path)
+    store.put(1, {"state": "a"})
+    other = tmp_path / "other.sqlite3"
+    other_db = open_database(other)
+    SessionStore(other_db).put(9, {"state": "z"})
+    other_db.close()  # its log copied in
+    other.replace(path)
+    store.put(3, {"state": "c"})
+    assert moved_away(path, identity) == "replaced by another file"
+    assert "left as it is" in write_back(db, path)
+    db.close()
+    kept_db = open_database(path)
+    kept = SessionStore(kept_db)
+    assert kept.get(9) == {"state": "z"} and kept.get(1) is None and kept.get(3) is None
+    assert kept_db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    kept_db.close()
+
+
+def test_the_checkpoint_makes_no_file_where_there_is_none(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    SessionStore(open_database(path))
+    path.unlink()
+    with pytest.raises(sqlite3.OperationalError):
+        checkpoint(path)
+    assert not path.exists()

@@ -325,3 +325,27 @@ def test_a_second_backbot_run_on_the_same_database_refuses_to_start(tmp_path: Pa
         first.choose(CHAT, "no")  # the first bot still answers, with its answers kept
         after = stored(first.db_path, CHAT)
         assert after is not None and after["answers"][-1] == ["asking_bladder", "no"]
+
+
+def test_a_database_deleted_while_running_is_written_back_and_the_bot_stops(
+        tmp_path: Path) -> None:
+    """Deleted by hand while the bot runs: its next checkpoint notices, the bot stops
+    (status 1: a restart mends it) and writes every row back, so a restart resumes."""
+    with FakeBotAPI() as api:
+        with running(api, tmp_path, "first") as first:
+            first.send(CHAT, "/start")
+            first.choose(CHAT, "agree", "no")
+            saddle = first.current(CHAT)
+            first.db_path.unlink()
+            first.choose(CHAT, "no")  # acknowledged after the deletion
+            code = first.proc.wait(timeout=15)
+            log = first.stderr()
+        assert code == 1, log
+        assert "was deleted while the bot ran; stopping" in log
+        assert "every row it held was written back to it" in log
+        assert first.db_path.stat().st_mode & 0o777 == 0o600
+        after = stored(first.db_path, CHAT)
+        assert after is not None and after["state"] == "asking_legs"
+        with running(api, tmp_path, "second") as second:
+            second.tap(CHAT, saddle, "yes")  # an older copy: a red flag, still taken
+            assert stored(second.db_path, CHAT)["state"] == "emergency_care"
