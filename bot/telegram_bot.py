@@ -6,6 +6,7 @@ content/, the sessions in the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -86,6 +87,9 @@ MEMBERSHIP_GROUP = 1
 SEND_AGAIN_SECONDS = 5.0
 SEND_AGAIN_BACKOFF = 4
 SEND_AGAIN_TRIES = 3
+# A bot stopping (SIGTERM, say) gives replies still waiting to go again this long to go
+# now, once: the stopped job queue would drop them, and their person wait for nothing.
+SEND_ON_STOP_SECONDS = 5.0
 # Telegram dates messages by its clock, a tap's arrival goes by our reckoning of it (from
 # its date of our last message, in whole seconds): a check-in counts from this long before
 # its first answer arrived, so a small error in that cannot make its own first question
@@ -478,9 +482,27 @@ class BackBot:
     async def _send_again(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert context.job is not None
         waiting = _waiting(context.job)
+        if self._sends_again.get(waiting.user_id) is context.job:
+            del self._sends_again[waiting.user_id]
+        await self._send_waiting(waiting)
+
+    async def send_waiting_now(self, within: float = SEND_ON_STOP_SECONDS) -> None:
+        """Once the bot has stopped taking updates: replies still waiting to go again go
+        now, once, for at most `within` seconds in all."""
+        waiting = [_waiting(job) for job in self._sends_again.values()]
+        for user_id in list(self._sends_again):
+            self._cancel_send_again(user_id)
+        if not waiting:
+            return
+        sends = [asyncio.create_task(self._send_waiting(w, last=True)) for w in waiting]
+        _, late = await asyncio.wait(sends, timeout=within)
+        for send in late:
+            send.cancel()
+        if late:
+            log.warning("stopping: replies for %d chats not sent again in time", len(late))
+
+    async def _send_waiting(self, waiting: _Waiting, *, last: bool = False) -> None:
         user_id = waiting.user_id
-        if self._sends_again.get(user_id) is context.job:
-            del self._sends_again[user_id]
         async with self.locks.hold(user_id):
             if self.store.get(user_id) != waiting.snapshot:
                 return  # they answered or restarted meanwhile: those replies are old
@@ -490,7 +512,7 @@ class BackBot:
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
-                if waiting.tries_left > 1:
+                if waiting.tries_left > 1 and not last:
                     log.info("replies not sent again (%s); trying later", type(exc).__name__)
                     self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
                                           waiting.tries_left - 1, older=True,

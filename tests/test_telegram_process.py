@@ -349,3 +349,24 @@ def test_a_database_deleted_while_running_is_written_back_and_the_bot_stops(
         with running(api, tmp_path, "second") as second:
             second.tap(CHAT, saddle, "yes")  # an older copy: a red flag, still taken
             assert stored(second.db_path, CHAT)["state"] == "emergency_care"
+
+
+def test_replies_waiting_to_go_again_go_before_the_bot_stops(tmp_path: Path) -> None:
+    """A reply Telegram did not take waits 5 s to go again; the bot stopped meanwhile
+    sends it on the way out, so no one is left after an answer with no next question."""
+    with FakeBotAPI() as api, running(api, tmp_path, "stopping") as bot:
+        bot.send(CHAT, "/start")
+        bot.choose(CHAT, "agree")
+        bladder = bot.current(CHAT)
+        api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+        data = next(d for d in callback_data(bladder) if d.endswith("|no"))
+        api.tap(CHAT, bladder["message_id"], data)
+        assert api.wait_for(lambda calls: any(
+            c.method == "sendMessage" and not c.ok for c in calls), STEP)
+        asked = bot.asks(CHAT)
+        bot.proc.send_signal(signal.SIGTERM)
+        assert bot.proc.wait(timeout=15) == 0
+        assert bot.asks(CHAT) == asked + 1
+        stored_now = stored(bot.db_path, CHAT)
+        assert stored_now is not None and stored_now["state"] == "asking_saddle"
+        assert "saddle" in bot.current(CHAT)["text"]
