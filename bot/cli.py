@@ -101,19 +101,24 @@ def _check(args: argparse.Namespace) -> int:
     from bot.safety import check_dialog
 
     dialog, content = load_bundle(args.dialog, args.content)
-    edges = len(dialog.answer_edges())
-    print(f"{dialog.path}: {len(dialog.states)} states, {edges} answer transitions, "
-          f"{len(content.cards)} cards, {len(content.sources)} sources")
     findings = check_dialog(dialog, content)
-    for finding in findings:
-        status = "ok  " if finding.ok else "FAIL"
-        print(f"{status} ({finding.name}) {finding.title}: "
-              f"{finding.states} {finding.unit}, {finding.paths} paths checked")
-        for problem in finding.problems:
-            print(f"     {problem}")
     failed = [f for f in findings if not f.ok]
     # (fewer than four findings: a cycle in the graph stopped the proofs, and is one)
-    return 1 if failed or len(findings) < 4 else 0
+    status = 1 if failed or len(findings) < 4 else 0
+    edges = len(dialog.answer_edges())
+    try:  # a reader that stops early (`| head`) must not turn a failure into success
+        print(f"{dialog.path}: {len(dialog.states)} states, {edges} answer transitions, "
+              f"{len(content.cards)} cards, {len(content.sources)} sources")
+        for finding in findings:
+            mark = "ok  " if finding.ok else "FAIL"
+            print(f"{mark} ({finding.name}) {finding.title}: "
+                  f"{finding.states} {finding.unit}, {finding.paths} paths checked")
+            for problem in finding.problems:
+                print(f"     {problem}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _output_gone()
+    return status
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -150,10 +150,14 @@ class _StopSignals:
             loop.add_signal_handler(sig, self._stop)
 
     def _stop(self) -> None:
-        if not self.received:
-            self.received = True
-            for handler in logging.getLogger().handlers:
-                handler.addFilter(_abandoned_calls_expected)
+        if self.received:
+            # Already stopping: a second SystemExit would cut that short (PTB's shutdown,
+            # the replies sent on the way out), which ends within seconds; SIGKILL loses
+            # nothing stored either.
+            return
+        self.received = True
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_abandoned_calls_expected)
         raise SystemExit
 
 

@@ -496,6 +496,21 @@ def test_chat_and_run_refuse_a_dialog_that_fails_the_safety_check(tmp_path: Path
     assert not (tmp_path / "db.sqlite3").exists()
 
 
+def test_check_fails_even_when_its_reader_stops_early(tmp_path: Path, data_copy) -> None:
+    """`backbot check | head -1` on an unsafe dialog: the pipe closes before the findings
+    are printed, and the check still fails (a hook may go by its status alone)."""
+    text = data_copy.dialog.read_text(encoding="utf-8")
+    data_copy.dialog.write_text(text.replace(*UNSAFE_EDIT), encoding="utf-8")
+    for dialog, expected in ((data_copy.dialog, 1), (None, 0)):
+        args = ["check", *(["--dialog", str(dialog)] if dialog else [])]
+        with subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()  # the reader is gone before anything is printed
+            assert proc.wait(timeout=60) == expected
+            assert proc.stderr.read() == b""
+
+
 def test_chat_without_an_input_says_so(tmp_path: Path) -> None:
     """Started with its input closed (`backbot chat <&-`): one line, no traceback."""
     result = subprocess.run([sys.executable, "-m", "bot", "chat"], stdin=subprocess.DEVNULL,

@@ -370,3 +370,14 @@ def test_replies_waiting_to_go_again_go_before_the_bot_stops(tmp_path: Path) -> 
         stored_now = stored(bot.db_path, CHAT)
         assert stored_now is not None and stored_now["state"] == "asking_saddle"
         assert "saddle" in bot.current(CHAT)["text"]
+
+
+def test_a_second_stop_signal_lets_the_first_stop_finish(tmp_path: Path) -> None:
+    with FakeBotAPI() as api, running(api, tmp_path, "twice") as bot:
+        bot.send(CHAT, "/start")
+        bot.proc.send_signal(signal.SIGINT)
+        bot.proc.send_signal(signal.SIGTERM)
+        assert bot.proc.wait(timeout=15) == 0
+        log = bot.stderr()
+    assert log.rstrip().endswith("backbot stopped"), log[-2000:]
+    assert "never awaited" not in log and "Traceback" not in log
