@@ -299,7 +299,7 @@ class SessionStore:
         seen = [int(part) for part in row[1].split(",") if part.lstrip("-").isdigit()]
         try:
             value = json.loads(row[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested too deep for the parser)
             value = {}  # unreadable: the engine restarts it with a clear message
         return Stored(value if isinstance(value, dict) else {}, seen, row[2])
 

@@ -177,9 +177,9 @@ def _check_listen(settings: Settings) -> None:
         sock.close()
 
 
-def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error) -> ConfigError:
-    return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
-                       f"{why_not(exc)}")
+def _cannot_open(settings: Settings, exc: OSError | sqlite3.Error | str) -> ConfigError:
+    why = exc if isinstance(exc, str) else why_not(exc)
+    return ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: {why}")
 
 
 def _token_rejected(settings: Settings) -> ConfigError:
@@ -200,8 +200,7 @@ def run(settings: Settings) -> int:
     try:
         if str(where) != ":memory:" and where.exists() and not where.is_file():
             # a folder or a device: refused before its lock file is made beside it
-            raise ConfigError(f"cannot open the database BACKBOT_DB={settings.db_path}: "
-                              f"not a file")
+            raise _cannot_open(settings, "not a file")
         claim = claim_database(settings.db_path)
     except DatabaseInUse:
         raise ConfigError(f"another backbot is already running on BACKBOT_DB="

@@ -67,7 +67,9 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # the path is in the message already
+        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise DataError(path, f"cannot read: {exc}") from None
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass

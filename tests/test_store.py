@@ -270,3 +270,15 @@ def test_the_checkpoint_makes_no_file_where_there_is_none(tmp_path: Path) -> Non
     with pytest.raises(sqlite3.OperationalError):
         checkpoint(path)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[" * 100_000 + "]" * 100_000, "[1, 2]"])
+def test_a_row_that_is_not_a_snapshot_reads_as_an_empty_one(tmp_path: Path,
+                                                            text: str) -> None:
+    """Damaged by hand or by another program: read as empty (the engine then starts the
+    person afresh, saying so), never an error on each of their updates."""
+    db = open_database(tmp_path / "s.sqlite3")
+    store = SessionStore(db)
+    db.execute("INSERT INTO sessions (user_id, snapshot, updated_at) VALUES (1, ?, 0)",
+               (text,))
+    assert store.get(1) == {}
