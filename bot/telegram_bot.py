@@ -74,7 +74,7 @@ COMMAND_EVENTS = {
 }
 MENU = ("start", "help", "back", "restart", "tip", "sources", "privacy", "forget")
 # What works in groups (and what group members see in their menu there).
-GROUP_MENU = ("start", "check", "tip", "sources", "dailytip")
+GROUP_MENU = ("start", "check", "tip", "sources", "help", "dailytip")
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE  # edits are ignored
 PRIVATE_COMMAND = PRIVATE & ~PASSED_ON  # a forwarded command is answered as text
 # The private-chat membership handler runs in a handler group of its own, so it and the

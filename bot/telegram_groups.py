@@ -178,6 +178,7 @@ class GroupFeatures:
         app.add_handler(CommandHandler("tip", bounded(self.on_tip), filters=GROUPS))
         app.add_handler(CommandHandler("sources", bounded(self.on_group_sources),
                                        filters=GROUPS))
+        app.add_handler(CommandHandler("help", bounded(self.on_group_help), filters=GROUPS))
         app.add_handler(CommandHandler("dailytip", self.on_dailytip, filters=GROUPS))
         app.add_handler(MessageHandler(
             filters.UpdateType.CHANNEL_POST & ~PASSED_ON
@@ -245,6 +246,13 @@ class GroupFeatures:
         if message is None:
             return
         await self._reply(context, message, self.render.message("group.start"), button=True)
+
+    async def on_group_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """What the bot does here: its introduction, with the check-in button."""
+        message = update.effective_message
+        if message is None:
+            return
+        await self._reply(context, message, self.render.message("group.intro"), button=True)
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message

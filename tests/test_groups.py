@@ -301,3 +301,18 @@ def test_group_sources_lists_every_source_with_a_link(api: FakeBotAPI, tmp_path:
             assert bot.errors == []
 
     run(scenario())
+
+
+def test_group_help_introduces_the_bot_with_the_check_in_button(api: FakeBotAPI,
+                                                                tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            reply = await bot.say(SUPERGROUP, "/help", user_id=USER)
+            await bot.settle()
+            assert len(bot.sends(SUPERGROUP)) == 1
+            assert plain(reply["text"]) == msg("group.intro")
+            [[button]] = reply["reply_markup"]["inline_keyboard"]
+            assert button["url"].startswith(f"https://t.me/{BOT}?start=g_100")
+            assert bot.rows() == [] and bot.errors == []
+
+    run(scenario())

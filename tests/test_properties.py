@@ -15,7 +15,7 @@ private chat; free text, a sticker or photo, an unknown command, /help /sources 
 an edited message; a double tap (the same update twice, in turn or concurrently); /back,
 /restart, /start (with or without a deep link from the group); /forget then "yes" or "no";
 someone's latest update delivered again (same update id);
-in the group /start, /check, /tip, /sources, /dailytip (admin or not), private-only
+in the group /start, /check, /tip, /sources, /help, /dailytip (admin or not), private-only
 commands and chatter, the bot being added or removed; restart the bot (a new Application
 on the same SQLite file); and a Telegram error injected into the next rule's first
 matching call: 403 Forbidden (send or edit), 400 "message is not modified" (edit), 400
@@ -916,14 +916,14 @@ class TelegramMachine(RuleBasedStateMachine):
     def group_sender(self, who: int) -> int:
         return STRANGER if who == 2 else self.user(who)
 
-    @rule(who=WHO, name=st.sampled_from(["start", "check", "tip", "sources"]),
+    @rule(who=WHO, name=st.sampled_from(["start", "check", "tip", "sources", "help"]),
           mention=st.booleans())
     def group_command(self, who: int, name: str, mention: bool) -> None:
         [calls] = self.feed(self.command(GROUP, self.group_sender(who), name, mention=mention))
         assert all(c.chat_id == GROUP for c in calls), "a group command wrote to a private chat"
         assert [c.method for c in calls][:1] == ["sendMessage"], calls
 
-    @rule(who=WHO, name=st.sampled_from(["back", "restart", "forget", "help", "privacy"]),
+    @rule(who=WHO, name=st.sampled_from(["back", "restart", "forget", "privacy"]),
           text=st.one_of(st.none(), TEXT))
     def group_chatter(self, who: int, name: str, text: str | None) -> None:
         """Private-only commands and plain text in the group: ignored, nothing stored."""

@@ -216,7 +216,7 @@ def test_commands_menu_help_privacy_sources(tmp_path: Path) -> None:
             assert all(menu.values())
             # in groups, only what works there (no /back or /forget of a private check-in)
             group_menu = {c["command"] for c in calls["all_group_chats"]}
-            assert group_menu == {"start", "check", "tip", "sources", "dailytip"}
+            assert group_menu == {"start", "check", "tip", "sources", "help", "dailytip"}
             # The hourly retention purge is scheduled.
             assert h.app.job_queue is not None
             assert h.app.job_queue.get_jobs_by_name("purge-sessions")
