@@ -103,7 +103,8 @@ def test_group_start_and_check_hand_off_to_a_private_deep_link(api: FakeBotAPI,
 def test_group_chatter_gets_no_reply_and_forged_buttons_do_nothing(api: FakeBotAPI,
                                                                   tmp_path: Path) -> None:
     chatter = ["hello everyone", "my back hurts", "yes", "1", "Yes, let's start",
-               "/start@some_other_bot", "/help", "/restart", "/forget", "/back"]
+               "/start@some_other_bot", "/help@some_other_bot", "/privacy", "/restart",
+               "/forget", "/back"]
 
     async def scenario() -> None:
         async with running_bot(api, tmp_path / "db.sqlite3") as bot:
