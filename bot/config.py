@@ -91,7 +91,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     optional quotes stripped."""
     values: dict[str, str] = {}
     try:  # utf-8-sig: an editor may have put a byte-order mark first
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # lines end at "\n" (and "\r\n") only: not at the other breaks splitlines knows
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         return values
     except UnicodeDecodeError:
@@ -107,6 +108,9 @@ def read_env_file(path: Path) -> dict[str, str]:
             raise DataError(path, "expected KEY=VALUE", line=number)
         value = value.strip()
         end = value.find(value[0], 1) if value[:1] in ("'", '"') else -1
+        if value[:1] in ("'", '"') and end < 0:
+            raise DataError(path, f"{key.strip()}: the quote its value opens is not closed",
+                            line=number)
         rest = value[end + 1:].strip() if end > 0 else None
         if rest is not None and (not rest or rest.startswith("#")):
             value = value[1:end]  # quoted, perhaps with a comment after it

@@ -22,7 +22,7 @@ from telegram_harness import (
 )
 
 import bot.zones as zone_data
-from bot.config import TELEGRAM_API, ConfigError, load_settings
+from bot.config import TELEGRAM_API, ConfigError, load_settings, read_env_file
 from bot.errors import DataError
 from bot.logs import DUMPING, QUIET, TELLING, setup_logging
 from bot.store import SessionStore, open_database
@@ -267,6 +267,27 @@ def test_bad_env_file_line_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
     assert "2" in str(raised.value)
+
+
+@pytest.mark.parametrize("line", ['TELEGRAM_BOT_TOKEN="1:ab', "BACKBOT_TZ='Europe/Paris"])
+def test_an_env_file_quote_left_open_names_the_setting_and_line(tmp_path: Path,
+                                                                line: str) -> None:
+    """Not taken with its quote as part of the value (a token Telegram would reject, for
+    no reason anyone could see)."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"OK=1\r\n{line}\r\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+    key = line.partition("=")[0]
+    assert str(raised.value) == f"{dotenv}:2: {key}: the quote its value opens is not closed"
+
+
+def test_a_line_break_other_than_newline_stays_in_its_value(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("BACKBOT_TZ=Europe/Paris\u2028BACKBOT_LOG_LEVEL=DEBUG\n",
+                      encoding="utf-8")
+    env = read_env_file(dotenv)
+    assert env == {"BACKBOT_TZ": "Europe/Paris\u2028BACKBOT_LOG_LEVEL=DEBUG"}
 
 
 def test_explicit_empty_environment_is_respected(tmp_path: Path,
