@@ -105,6 +105,11 @@ class Engine:
                          for name, spec in self._states.items()}
         self._tips = content.cards_tagged(TIP_TAG)
         self._followed_up = self._answers_followed_up()
+        # question -> the (question, choice) answers that lead to it
+        self._asked_after: dict[str, list[tuple[str, str]]] = {}
+        for (trigger, source, choice), dest in self._routes.items():
+            if trigger == "answer" and choice is not None:
+                self._asked_after.setdefault(dest, []).append((source, choice))
 
     # -- public API --
 
@@ -337,8 +342,9 @@ class Engine:
         answered otherwise in this check-in it is taken, as if the person went back to it,
         unless where they are now is more serious (ends rank by disposition, emergency
         first; of two of the same rank, the earlier question's is where the check-in would
-        have ended). At an end that question was not on the way to, its advice is shown if
-        more serious than where they are."""
+        have ended). A question that follows an answer given otherwise here (left on screen
+        by /back) is taken with the answer that leads to it. At an end that question was
+        not on the way to at all, its advice is shown if more serious than where they are."""
         index = _ref_state_index(event.ref)
         asked = self._by_index.get(index) if index is not None else None
         choice_id = event.choice
@@ -377,11 +383,29 @@ class Engine:
         if at is not None and answers[at][1] != choice_id:
             new = {**snapshot, "state": dest, "answers": [*answers[:at], [asked, choice_id]]}
             return new, [*said, *self.render(new)]
+        if at is None and (branch := self._branch_to(asked, answers)) is not None:
+            # A follow-up left on screen by /back, its question since answered otherwise
+            # (no accident after all, say): taken with the answer it follows up, as if the
+            # person went back to that question.
+            at, earlier = branch
+            new = {**snapshot, "state": dest,
+                   "answers": [*answers[:at], list(earlier), [asked, choice_id]]}
+            return new, [*said, *self.render(new)]
         if at is None and spec.final and ranked > here and not followed:  # stays where it is
             advice = self.render({**snapshot, "state": dest})[:-1]  # all but its question
             return snapshot, [*said, *advice, self.ask(snapshot)]
         # Answered so already; or not yet answered in a check-in that goes on (and every
         # path to an activity asks each required red flag's question).
+        return None
+
+    def _branch_to(self, question: str,
+                   answers: list[list[str]]) -> tuple[int, tuple[str, str]] | None:
+        """Where in `answers` a question leading to `question` was answered otherwise, and
+        the answer that leads there."""
+        for at, (state, chosen) in enumerate(answers):
+            for source, choice in self._asked_after.get(question, ()):
+                if source == state and choice != chosen:
+                    return at, (source, choice)
         return None
 
     def _end_after(self, question: str, level: str) -> str | None:

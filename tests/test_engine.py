@@ -765,13 +765,12 @@ def test_a_late_red_flag_at_an_end_of_the_same_rank_goes_where_it_leads(
                                      "disposition.unsure_of_emergency_sign"]
 
 
-def test_a_late_red_flag_on_a_question_the_end_did_not_ask_shows_its_advice(
+def test_a_late_red_flag_on_a_question_the_end_did_not_ask_is_taken_with_its_way_there(
         engine: Engine) -> None:
     """"Not sure" taken late on the bladder question ends the check-in there, leaving an
     older copy of the saddle question live: "Yes" on it is an emergency sign, more serious
-    than where the person is, so its advice is shown (the session, whose answers no longer
-    reach that question, stays). One of the same rank there, or mid-way through a
-    check-in that will ask it, changes nothing."""
+    than where the person is, so it is taken with the "No" that led to it. One of the
+    same rank there, or mid-way through a check-in that will ask it, changes nothing."""
     began = 1_800_000_000
     bladder = engine.ref(walk_dated(engine, ["agree"], began))
     saddle = engine.ref(walk_dated(engine, ["agree", "no"], began))
@@ -779,12 +778,14 @@ def test_a_late_red_flag_on_a_question_the_end_did_not_ask_shows_its_advice(
     at_fever = walk_dated(engine, ["agree", *["no"] * 5], began)
     at_end, _ = engine.step(at_fever, Event.answer("unsure", bladder, sent_at=began))
     assert at_end["state"] == "unsure_of_emergency_sign"
-    same, outputs = engine.step(at_end, Event.answer("yes", saddle, sent_at=began))
-    assert same == at_end
+    # the saddle question follows a "No" to the bladder one: taken with that "No"
+    new, outputs = engine.step(at_end, Event.answer("yes", saddle, sent_at=began))
+    assert new["state"] == "emergency_care"
+    assert new["answers"][-2:] == [["asking_bladder", "no"], ["asking_saddle", "yes"]]
     assert isinstance(outputs[0], Answered)
     assert say_keys(outputs)[:2] == ["session.late_red_flag", "disposition.emergency"]
     assert "reminder.doctor" in say_keys(outputs)
-    assert last_ask(outputs) == engine.ask(at_end)  # the end's own buttons, still current
+    assert last_ask(outputs) == engine.ask(new)
     # the same rank as where they are (urgent): only "moved past"
     same, outputs = engine.step(at_end, Event.answer("yes", fever, sent_at=began))
     assert same == at_end and say_keys(outputs)[0] == "session.stale"
@@ -797,6 +798,30 @@ def test_a_late_red_flag_on_a_question_the_end_did_not_ask_shows_its_advice(
     assert same == back and say_keys(outputs)[0] == "session.stale"
 
 
+@pytest.mark.parametrize("then", [["no"] * 5, TO_SUGGESTIONS[6:]])
+def test_a_follow_up_left_on_screen_by_back_is_taken_with_the_answer_it_follows(
+        engine: Engine, then: list[str]) -> None:
+    """"Yes" to the accident question, then /back and "No" instead: the follow-up about
+    a doctor's examination stays on screen. "No" tapped on it later, mid-way or at the
+    suggestions, is an emergency sign: taken with the "Yes" it follows, as if the person
+    had gone back to the accident question, and nothing about activity is offered."""
+    began = 1_800_000_000
+    to_trauma = ["agree", "no", "no", "no", "no"]
+    at_follow_up = walk_dated(engine, [*to_trauma, "yes"], began)
+    assert at_follow_up["state"] == "asking_trauma_checked"
+    follow_up = engine.ref(at_follow_up)
+    back, _ = engine.step(at_follow_up, Event("back"))
+    later = back
+    for choice in ["no", *then]:
+        later, _ = engine.step(later, Event.answer(choice, engine.ref(later), sent_at=began))
+    assert later["state"] in {"asking_diagnosis", "suggesting_activities"}
+    new, outputs = engine.step(later, Event.answer("no", follow_up, sent_at=began))
+    assert new["state"] == "emergency_care"
+    assert new["answers"] == [*at_follow_up["answers"], ["asking_trauma_checked", "no"]]
+    assert say_keys(outputs)[:2] == ["session.late_red_flag", "disposition.emergency"]
+    assert engine.tip_allowance(new) == "none"
+
+
 def test_a_late_answer_that_is_no_red_flag_changes_nothing(engine: Engine) -> None:
     """Only a red flag overrides an answer given: "No" on an older copy of a question
     answered "Yes", a question not asked in this check-in, or a forged ref are stale."""
@@ -807,7 +832,7 @@ def test_a_late_answer_that_is_no_red_flag_changes_nothing(engine: Engine) -> No
     trauma_checked = f"6.{engine.dialog.states['asking_trauma_checked'].index}"
     for snapshot, event in (
             (at_emergency, Event.answer("no", engine.ref(at_bladder), sent_at=began)),
-            (at_fever, Event.answer("no", trauma_checked, sent_at=began)),  # not asked
+            (at_fever, Event.answer("yes", trauma_checked, sent_at=began)),  # not asked
             (at_fever, Event.answer("yes", "x.1", sent_at=began)),
             (at_fever, Event.answer("yes", "1.", sent_at=began)),
             (at_fever, Event.answer("yes", "1.\u0661", sent_at=began)),  # a digit, not ASCII
