@@ -786,6 +786,12 @@ def test_a_late_red_flag_on_a_question_the_end_did_not_ask_is_taken_with_its_way
     assert say_keys(outputs)[:2] == ["session.late_red_flag", "disposition.emergency"]
     assert "reminder.doctor" in say_keys(outputs)
     assert last_ask(outputs) == engine.ask(new)
+    # the legs question, two steps past any answer given: its advice, and they stay
+    legs = engine.ref(walk_dated(engine, ["agree", "no", "no"], began))
+    same, outputs = engine.step(at_end, Event.answer("yes", legs, sent_at=began))
+    assert same == at_end
+    assert say_keys(outputs)[:2] == ["session.late_red_flag", "disposition.emergency"]
+    assert last_ask(outputs) == engine.ask(at_end)  # the end's own buttons, still current
     # the same rank as where they are (urgent): only "moved past"
     same, outputs = engine.step(at_end, Event.answer("yes", fever, sent_at=began))
     assert same == at_end and say_keys(outputs)[0] == "session.stale"
