@@ -444,7 +444,7 @@ def memory(sizes: list[int], workdir: Path) -> dict[str, Any]:
 
 def fill_sessions(db_path: Path, count: int) -> None:
     store = SessionStore(open_database(db_path))
-    snapshot = json.dumps({"v": 1, "dialog": "screening", "state": "asking_saddle",
+    snapshot = json.dumps({"v": 1, "dialog": load_engine().revision, "state": "asking_saddle",
                            "answers": [["welcome", "agree"], ["asking_bladder", "no"]],
                            "run": 0}, separators=(",", ":"))
     now = int(time.time())

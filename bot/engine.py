@@ -9,6 +9,8 @@ transitions Machine per dialog serves every snapshot.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,11 +112,13 @@ class Engine:
         for (trigger, source, choice), dest in self._routes.items():
             if trigger == "answer" and choice is not None:
                 self._asked_after.setdefault(dest, []).append((source, choice))
+        # what a stored session's "dialog" names: see _revision
+        self.revision = self._revision()
 
     # -- public API --
 
     def new_snapshot(self, run: int = 0) -> Snapshot:
-        return {"v": SNAPSHOT_VERSION, "dialog": self.dialog.name, "state": self.dialog.initial,
+        return {"v": SNAPSHOT_VERSION, "dialog": self.revision, "state": self.dialog.initial,
                 "answers": [], "run": run}
 
     def step(self, snapshot: Snapshot | None, event: Event) -> tuple[Snapshot, list[Output]]:
@@ -408,6 +412,29 @@ class Engine:
                     return at, (source, choice)
         return None
 
+    def _revision(self) -> str:
+        """The dialog's name and a fingerprint of what its answers mean: its routes, each
+        question's wording, choices and red flags, the safety rules' red flags, and what
+        the doctor prompt shows. A session stored under another is started again, saying
+        so: an answer given to other words must not stand for new ones (a sign added to a
+        question, say). Reworded cards and end messages change nothing."""
+        message = self.content.message
+        meaning: list[object] = [
+            sorted((trigger, state, choice or "", dest)
+                   for (trigger, state, choice), dest in self._routes.items()),
+            [(flag.question, sorted(flag.answers.items()), flag.clear, flag.after, flag.others)
+             for flag in self.content.safety.red_flags]]
+        for name, spec in sorted(self._states.items()):
+            if spec.ask is None:
+                continue
+            shown = [self.content.cards[item.ref].body if item.kind == "card"
+                     else message(item.ref) for item in spec.show] if spec.acknowledge else []
+            meaning.append([name, message(spec.ask), [(c.id, message(c.label))
+                                                      for c in spec.choices],
+                            sorted(spec.red_flags.items()), spec.acknowledge or "", shown])
+        text = json.dumps(meaning, ensure_ascii=False, separators=(",", ":"))
+        return f"{self.dialog.name}@{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
     def _end_after(self, question: str, level: str) -> str | None:
         """The end of that disposition one answer to this question leads to."""
         for choice in self._states[question].choices:
@@ -531,7 +558,7 @@ class Engine:
                 or type(snapshot["v"]) is not int or snapshot["v"] != SNAPSHOT_VERSION):
             return "session.outdated"  # no older versions exist yet to migrate from
         answers, run = snapshot.get("answers"), snapshot.get("run")
-        if (snapshot.get("dialog") != self.dialog.name or not isinstance(answers, list)
+        if (snapshot.get("dialog") != self.revision or not isinstance(answers, list)
                 or not isinstance(run, int) or isinstance(run, bool)):
             return "session.outdated"
         state: str | None = self.dialog.initial

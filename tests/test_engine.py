@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on how pytest sets up sys.path
 SCREENING_NO = list(conftest.RED_FLAGS_NO)
 TO_DOCTOR = list(conftest.TO_DOCTOR_PROMPT)
 TO_SUGGESTIONS = list(conftest.TO_SUGGESTIONS)
+SCREENING = load_engine().revision  # what a session stored now names as its dialog
 
 
 def start(engine: Engine) -> tuple[Snapshot, list[Output]]:
@@ -71,7 +75,7 @@ def all_snapshots(engine: Engine) -> Iterator[Snapshot]:
 
 def test_start_shows_welcome(engine: Engine) -> None:
     snapshot, outputs = start(engine)
-    assert snapshot == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+    assert snapshot == {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome",
                         "answers": [], "run": 0}
     assert say_keys(outputs) == ["welcome.intro"]
     ask = last_ask(outputs)
@@ -468,7 +472,7 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
     before = copy.deepcopy(snapshot)
     new, outputs = engine.step(snapshot, Event("restart"))
     assert snapshot == before
-    assert new == {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+    assert new == {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome",
                    "answers": [], "run": 5}
     assert say_keys(outputs) == ["session.restarted", "welcome.intro"]
     assert last_ask(outputs).ref == "0.0"  # the consent question: the same in every run
@@ -478,35 +482,40 @@ def test_restart_mid_dialog_increments_run(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("stored", [
-    {"v": 0, "dialog": "screening", "state": "asking_saddle",
+    {"v": 0, "dialog": SCREENING, "state": "asking_saddle",
      "answers": [["welcome", "agree"], ["asking_bladder", "no"]], "run": 2},
-    {"dialog": "screening", "state": "welcome", "answers": [], "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_hips", "answers": [],
+    {"dialog": SCREENING, "state": "welcome", "answers": [], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "asking_hips", "answers": [],
      "run": 2},
     {"v": SNAPSHOT_VERSION, "dialog": "other", "state": "welcome", "answers": [], "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_saddle",
+    # stored before a question was reworded (or its routes changed): the answers may mean
+    # something else now
+    {"v": SNAPSHOT_VERSION, "dialog": "screening@00000000", "state": "asking_saddle",
+     "answers": [["welcome", "agree"], ["asking_bladder", "no"]], "run": 2},
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "asking_saddle",
      "answers": [["welcome", "agree"], ["asking_bladder", "perhaps"]], "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_saddle",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "asking_saddle",
      "answers": [["welcome", "agree"], ["asking_gone", "no"]], "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": "no",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome", "answers": "no",
      "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome",
      "answers": [["welcome"]], "run": 2},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": [],
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome", "answers": [],
      "run": "2"},
     # a dict unpacks into its keys: {"welcome": 1, "agree": 2} would read as welcome/agree
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_bladder",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "asking_bladder",
      "answers": [{"welcome": 1, "agree": 2}], "run": 2},
     # True == 1 in Python, but it is no version number
-    {"v": True, "dialog": "screening", "state": "welcome", "answers": [], "run": 2},
+    {"v": True, "dialog": SCREENING, "state": "welcome", "answers": [], "run": 2},
     # a key no version writes would be carried into every later snapshot
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome", "answers": [],
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome", "answers": [],
      "run": 2, "admin": True},
     # real states and choices, but the bladder question skipped: an edited row must not
     # get past a red-flag question
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "asking_legs",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "asking_legs",
      "answers": [["welcome", "agree"], ["asking_saddle", "no"]], "run": 2},
-], ids=["old_version", "no_version", "unknown_state", "other_dialog", "unknown_choice",
+], ids=["old_version", "no_version", "unknown_state", "other_dialog", "other_revision",
+        "unknown_choice",
         "unknown_answer_state", "answers_not_list", "short_pair", "run_not_int",
         "pair_as_dict", "version_true", "unknown_key", "question_skipped"])
 @pytest.mark.parametrize("event", [Event("start"), Event.answer("no"), Event("back")],
@@ -522,8 +531,8 @@ def test_outdated_snapshot_restarts(engine: Engine, stored: Snapshot, event: Eve
 
 
 @pytest.mark.parametrize("stored", [
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": [], "answers": [], "run": 0},
-    {"v": SNAPSHOT_VERSION, "dialog": "screening", "state": "welcome",
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": [], "answers": [], "run": 0},
+    {"v": SNAPSHOT_VERSION, "dialog": SCREENING, "state": "welcome",
      "answers": [[["welcome"], "agree"]], "run": 0},
     ["not", "a", "snapshot"],
 ], ids=["list_state", "list_answer_state", "list_snapshot"])
@@ -930,3 +939,40 @@ def test_machines_are_built_only_from_transitions_whose_outcome_can_be_remembere
         (config[part][0] if part else config).update(callback)
         with pytest.raises(ValueError, match=r"supported \(no callbacks\)"):
             bot.dialog.build_machine(dataclasses.replace(dialog, machine_config=config))
+
+
+def test_a_session_stored_before_a_question_changed_starts_again(data_copy) -> None:
+    """A sign added to a red-flag question: a session that answered the old wording "No"
+    and got past it (to the pool question, doctor prompt acknowledged) starts again,
+    saying so, rather than go on to activities with the new sign never asked. Reworded
+    cards, and the same data loaded again, keep sessions as they are."""
+    before = load_engine(data_copy.dialog, data_copy.content)
+    stored = walk(before, TO_SUGGESTIONS[:-4])[0]
+    assert stored["state"] == "asking_pool"
+    messages = data_copy.content / "messages.yaml"
+    text = messages.read_text(encoding="utf-8")
+    messages.write_text(text.replace(
+        "    • it gets worse when you cough, sneeze or poo\n",
+        "    • it gets worse when you cough, sneeze or poo\n    • a new sign\n", 1),
+        encoding="utf-8")
+    after = load_engine(data_copy.dialog, data_copy.content)
+    assert after.revision != before.revision
+    assert after.revision.startswith("screening@")
+    new, outputs = after.step(stored, Event("start"))
+    assert new == {**after.new_snapshot(), "run": stored["run"] + 1}
+    assert say_keys(outputs)[0] == "session.outdated"
+    advice = data_copy.content / "advice.yaml"
+    advice.write_text(advice.read_text(encoding="utf-8").replace(
+        "another way to raise your pulse", "one more way to raise your pulse", 1),
+        encoding="utf-8")
+    assert load_engine(data_copy.dialog, data_copy.content).revision == after.revision
+
+
+def test_the_revision_is_the_same_in_every_process() -> None:
+    """Not hash-seeded: a restart must not take every stored session for outdated."""
+    code = "from bot.loading import load_engine; print(load_engine().revision)"
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ,
+                                            "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2", "3")}
+    assert seen == {SCREENING}

@@ -1413,7 +1413,7 @@ def test_forget_leaves_no_copy_in_the_files_even_if_nothing_is_written_after(
         tmp_path: Path, failing_once: bool) -> None:
     """Older copies of an erased row stay in the write-ahead log until it is cut back; the
     bot may go quiet after a /forget, so its next checkpoint cuts it back itself."""
-    session_bytes = b'"dialog":"screening"'  # in every stored session, in no other table
+    session_bytes = b'"dialog":"screening@'  # in every stored session, in no other table
 
     def on_disk() -> bytes:
         return b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite3*"))
