@@ -233,11 +233,8 @@ class GroupFeatures:
             # in between for tomorrow's; this way it goes out late, within the grace.
             self._schedule_job(app, schedule.chat_id, schedule.hhmm, schedule.tz,
                                replacing=False, first=next_due(schedule, now))
-            if app.job_queue is not None and missed(schedule, now):
-                app.job_queue.run_once(self.post_daily_tip, when=spread_second(schedule.chat_id),
-                                       chat_id=schedule.chat_id,
-                                       name=f"{LATE_JOB}:{schedule.chat_id}",
-                                       job_kwargs=LATE_JOB_KWARGS)
+            if missed(schedule, now):
+                self._post_late(app, schedule.chat_id, spread_second(schedule.chat_id))
 
     # -- handlers --
 
@@ -530,8 +527,7 @@ class GroupFeatures:
             log.warning("a daily tip was not taken (%s); the next goes out tomorrow",
                         type(exc).__name__)
             return
-        app.job_queue.run_once(self.post_missed_tip, when=self.retry_after, chat_id=chat_id,
-                               name=f"{LATE_JOB}:{chat_id}", job_kwargs=LATE_JOB_KWARGS)
+        self._post_late(app, chat_id, self.retry_after)
         log.warning("a daily tip was not taken (%s); trying again in %.0f s",
                     type(exc).__name__, self.retry_after)
 
@@ -578,13 +574,18 @@ class GroupFeatures:
         if moved is not None:
             self._schedule_job(app, moved.chat_id, moved.hhmm, moved.tz)
             log.info("a group became a supergroup; its daily tip moved with it")
-            if app.job_queue is not None and missed(moved, self.now()):
+            if missed(moved, self.now()):
                 # today's was due and has not gone out (the bot was down, or Telegram did
                 # not take it): it goes to the supergroup, late rather than not at all
-                app.job_queue.run_once(self.post_missed_tip, when=spread_second(new_chat_id),
-                                       chat_id=new_chat_id, name=f"{LATE_JOB}:{new_chat_id}",
-                                       job_kwargs=LATE_JOB_KWARGS)
+                self._post_late(app, new_chat_id, spread_second(new_chat_id))
         return moved
+
+    def _post_late(self, app: App, chat_id: int, after: float) -> None:
+        """Today's tip, `after` seconds from now, if it is still due and not out by then
+        (one such job per chat: its name is the chat's)."""
+        if app.job_queue is not None:
+            app.job_queue.run_once(self.post_missed_tip, when=after, chat_id=chat_id,
+                                   name=f"{LATE_JOB}:{chat_id}", job_kwargs=LATE_JOB_KWARGS)
 
     def _schedule_job(self, app: App, chat_id: int, hhmm: str,
                       zone: str, *, replacing: bool = True,
