@@ -404,12 +404,15 @@ class Engine:
 
     def _branch_to(self, question: str,
                    answers: list[list[str]]) -> tuple[int, tuple[str, str]] | None:
-        """Where in `answers` a question leading to `question` was answered otherwise, and
-        the answer that leads there."""
+        """Where in `answers` the one answer leading to `question` was given otherwise,
+        and that answer (None if more than one answer leads there: which, is unknown)."""
+        leading = self._asked_after.get(question, [])
+        if len(leading) != 1:
+            return None
+        [(source, choice)] = leading
         for at, (state, chosen) in enumerate(answers):
-            for source, choice in self._asked_after.get(question, ()):
-                if source == state and choice != chosen:
-                    return at, (source, choice)
+            if state == source and chosen != choice:
+                return at, (source, choice)
         return None
 
     def _revision(self) -> str:

@@ -215,11 +215,11 @@ def run(settings: Settings) -> int:
             claim.close()
         raise _cannot_open(settings, exc) from None
     stops = _StopSignals()
-    moved: dict[str, Any] = {}  # the app's bot_data, once built
+    bot_data: dict[str, Any] = {}  # the app's, once built
     try:  # from here on, whatever happens, the database and its lock are let go
         try:
             app = build_application(settings, engine, SessionStore(db))
-            moved = app.bot_data
+            bot_data = app.bot_data
         except sqlite3.Error as exc:  # its tables: e.g. another program's of the same name
             raise _cannot_open(settings, exc) from None
         log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")
@@ -259,7 +259,7 @@ def run(settings: Settings) -> int:
                           f"(BACKBOT_WEBHOOK_LISTEN, BACKBOT_WEBHOOK_PORT): "
                           f"{exc.strerror or exc}") from None
     finally:
-        if moved.get(DATABASE_MOVED):
+        if bot_data.get(DATABASE_MOVED):
             log.critical("the database BACKBOT_DB=%s: %s", settings.db_path,
                          write_back(db, settings.db_path))
         db.close()
@@ -267,4 +267,4 @@ def run(settings: Settings) -> int:
             claim.close()
     log.info("backbot stopped")
     # (a database deleted or replaced: 1, as a restart may mend it)
-    return 1 if moved.get(DATABASE_MOVED) else 0
+    return 1 if bot_data.get(DATABASE_MOVED) else 0

@@ -361,9 +361,7 @@ class GroupFeatures:
     async def post_daily_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
         if job is not None and job.chat_id is not None and not self._posted_today(job.chat_id):
-            with self._one_tip_at_a_time(job.chat_id) as ours:
-                if ours:
-                    await self._post_tip(context, job.chat_id)
+            await self._post_tip_alone(context, job.chat_id)
 
     async def post_zone_gone(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A daily tip whose time zone this system no longer knows cannot run: the chat is
@@ -538,24 +536,20 @@ class GroupFeatures:
             return
         schedule = self.schedules.get(job.chat_id)
         if schedule is not None and missed(schedule, self.now()):
-            with self._one_tip_at_a_time(job.chat_id) as ours:
-                if ours:
-                    await self._post_tip(context, job.chat_id)
+            await self._post_tip_alone(context, job.chat_id)
 
-    @contextmanager
-    def _one_tip_at_a_time(self, chat_id: int) -> Iterator[bool]:
-        """Whether this job may post the chat's tip: not while another is under way there.
-        A group upgraded meanwhile is one chat under both ids: the upgrade's catch-up for
-        the supergroup must not repeat the group's tip still on its way (nor the one its
-        `ChatMigrated` answer sends on to the supergroup)."""
+    async def _post_tip_alone(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
+        """Today's tip, unless one is under way there already. A group upgraded meanwhile is
+        one chat under both ids: the upgrade's catch-up for the supergroup must not repeat
+        the group's tip still on its way (nor the one its `ChatMigrated` answer sends on
+        to the supergroup)."""
         here = self._id_now(chat_id)
         if any(self._id_now(other) == here for other in self._tips_under_way):
             log.info("a daily tip is already on its way to this chat; not posted twice")
-            yield False
             return
         self._tips_under_way.add(chat_id)
         try:
-            yield True
+            await self._post_tip(context, chat_id)
         finally:
             self._tips_under_way.discard(chat_id)
 
