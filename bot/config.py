@@ -151,6 +151,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         raise ConfigError(f"BACKBOT_TZ {shown_zone(given_zone)!r} is not a known time zone "
                           "(try UTC or Europe/London)")
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if any(c.isspace() or not c.isprintable() for c in token):
+        # it goes into every request's address, where it would fail as a network error
+        raise ConfigError("TELEGRAM_BOT_TOKEN holds a space or a control character; copy "
+                          "it again from @BotFather")
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     if secret and not WEBHOOK_SECRET.match(secret):
         raise ConfigError("BACKBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")

@@ -248,6 +248,13 @@ def run(settings: Settings) -> int:
         if stops.received:  # a start-up call abandoned on the way out: stopped as asked
             log.info("backbot stopped while starting")
             return 0
+        if settings.api_base_url != TELEGRAM_API and (
+                exc.message == "Invalid server response" or "Parsing the server response"
+                in exc.message):  # (PTB's words for an answer that is not JSON)
+            # a web server that is no Bot API server: no restart mends that
+            raise ConfigError(f"TELEGRAM_API_BASE_URL={settings.api_base_url} does not "
+                              f"answer as a Bot API server does (not in JSON); check the "
+                              f"address") from None
         # Telegram's own description says what to fix (the log filter keeps the token out)
         log.error("backbot stopped: %s: %s", type(exc).__name__, exc.message)
         return 1

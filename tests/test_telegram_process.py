@@ -4,6 +4,7 @@ resume, SIGTERM, and what it prints without (or with a rejected) token."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from telegram_harness import TO_SUGGESTIONS, FakeBotAPI, callback_data
 
 import bot
@@ -303,6 +305,51 @@ def test_backbot_run_with_telegram_unreachable_stops_with_one_line(tmp_path: Pat
     assert "unreachable-secret" not in result.stderr
     assert "Traceback" not in result.stderr
     assert "backbot stopped: NetworkError: " in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("status", [200, 403])
+def test_a_bot_api_address_that_is_some_other_web_server_is_a_setting_to_fix(
+        tmp_path: Path, status: int) -> None:
+    """TELEGRAM_API_BASE_URL pointing at an ordinary web page (an answer that is not JSON):
+    status 2, as no restart mends it (a service manager would otherwise restart it for
+    ever), in one line naming the setting."""
+    class WebPage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), WebPage) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}/bot"
+        env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN="123:web-page-secret",
+                      TELEGRAM_API_BASE_URL=base, BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=30, check=False)
+        server.shutdown()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"backbot: TELEGRAM_API_BASE_URL={base} does not answer as a Bot API server does "
+        f"(not in JSON); check the address")
+    assert "web-page-secret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_token_with_a_space_or_control_character_is_a_setting_to_fix(
+        tmp_path: Path) -> None:
+    env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN="123:abc\tdef-secret",
+                  TELEGRAM_API_BASE_URL="http://127.0.0.1:9/bot",
+                  BACKBOT_DB=str(tmp_path / "bot.sqlite3"))
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("backbot: TELEGRAM_BOT_TOKEN holds a space or a control "
+                                     "character; copy it again from @BotFather")
 
 
 def test_a_second_backbot_run_on_the_same_database_refuses_to_start(tmp_path: Path) -> None:
