@@ -162,7 +162,8 @@ class GroupFeatures:
         self.store_again_after = STORE_AGAIN_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
         self._leaving: set[int] = set()  # chats left whose schedule is still to be removed
-        self._moved_to: dict[int, tuple[int, float]] = {}  # old group id -> (new id, when)
+        # old group id -> (new id, when, whether its daily tip was carried there)
+        self._moved_to: dict[int, tuple[int, float, bool]] = {}
         self._waiting: dict[int, int] = {}  # chat id -> its replies under way
         self._checking: dict[tuple[int, int], asyncio.Task[bool | None]] = {}
         self._tips_under_way: set[int] = set()  # chats (ids as posted to) with a tip going out
@@ -417,8 +418,12 @@ class GroupFeatures:
                                            reply_markup=self._checkin_button(context, chat_id),
                                            link_preview_options=NO_PREVIEW)
         except ChatMigrated as exc:
-            # Today's tip goes to the supergroup, once (a second migration would be a loop).
-            if self.migrate(app, chat_id, exc.new_chat_id) is not None and not migrated:
+            # Today's tip goes to the supergroup, once (a second migration would be a loop),
+            # if the group's schedule went there: now, or by the upgrade's service message
+            # while this was on its way (whose catch-up left it to this post). A schedule
+            # an admin had set there already has its own.
+            self.migrate(app, chat_id, exc.new_chat_id)
+            if not migrated and self._moved_to[chat_id][2]:
                 await self._post_tip(context, exc.new_chat_id, migrated=True, due=due)
             return
         except (Forbidden, BadRequest) as exc:
@@ -562,8 +567,13 @@ class GroupFeatures:
         self._upgraded[new_chat_id] = now
         self._moved_to = {chat: moved for chat, moved in self._moved_to.items()
                           if now - moved[1] < UPGRADE_MEMORY_SECONDS}
-        self._moved_to[old_chat_id] = (new_chat_id, now)
+        before = self._moved_to.get(old_chat_id)
+        self._moved_to[old_chat_id] = (new_chat_id, now, False)
         moved = self.schedules.move(old_chat_id, new_chat_id)
+        # (told twice, by the upgrade's service message and a post answered "upgraded")
+        carried = moved is not None or (before is not None and before[0] == new_chat_id
+                                        and before[2])
+        self._moved_to[old_chat_id] = (new_chat_id, now, carried)
         self._unschedule(app, old_chat_id)  # its catch-up or retry too: done again below
         if moved is not None:
             self._schedule_job(app, moved.chat_id, moved.hhmm, moved.tz)

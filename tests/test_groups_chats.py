@@ -250,6 +250,37 @@ def test_the_upgrades_catch_up_does_not_repeat_a_tip_still_on_its_way_to_the_gro
     run(scenario())
 
 
+def test_a_tip_answered_upgraded_after_the_upgrade_was_handled_goes_to_the_supergroup(
+        tmp_path: Path) -> None:
+    """The upgrade's service message moves the schedule while the group's tip is on its
+    way, and the supergroup's catch-up leaves the tip to that post; the post is then
+    answered "upgraded": it goes on to the supergroup, so the day's tip is not lost."""
+    request = UpgradedWhileSending()
+    request.migrations[EARLY_GROUP] = PROMPT_SUPERGROUP
+
+    async def scenario() -> None:
+        with fake_api() as api:
+            async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
+                await owner_sets_daily_tip(bot, EARLY_GROUP)
+
+                async def upgrade() -> None:
+                    api.push_update(migrate_to(EARLY_GROUP, PROMPT_SUPERGROUP))
+                    await eventually(
+                        lambda: bot.rows() == [(PROMPT_SUPERGROUP, "08:30", "Europe/London")],
+                        what="the schedule moved")
+                    await asyncio.sleep(0.5)  # the catch-up's time, at second 0, comes
+
+                request.during = upgrade
+                api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
+                await bot.run_daily(EARLY_GROUP)
+                await asyncio.sleep(1.0)
+                [today] = api.sent_to(PROMPT_SUPERGROUP)
+                assert card_in(today["text"]) is not None
+                assert bot.errors == []
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("arrivals", [("to", "from"), ("from", "to"), ("from",), ("to",)])
 def test_migration_messages_move_the_daily_tip_silently(
         api: FakeBotAPI, tmp_path: Path, arrivals: tuple[str, ...]) -> None:
