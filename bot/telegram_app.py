@@ -48,6 +48,7 @@ PURGE_EVERY_SECONDS = 3600
 CHECKPOINT_EVERY_SECONDS = 5
 TOKEN_REJECTED = "token_rejected"
 DATABASE_MOVED = "database_moved"
+STOPPING = "stopping"  # set once the bot stops itself: a stop signal then changes nothing
 
 
 def telegram_limits() -> AIORateLimiter:
@@ -89,14 +90,17 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
                      settings.retention_days)
 
     async def checkpoint_wal(context: Ctx.DEFAULT_TYPE) -> None:
+        app = context.application
+        if app.bot_data.get(DATABASE_MOVED):
+            return  # stopping already
         moved = moved_away(settings.db_path, identity)
         if moved is not None:
             # Deleted or replaced by hand: nothing written from now on would be read again
             # (`run` writes it back once the bot has stopped).
             log.critical("the database BACKBOT_DB=%s was %s while the bot ran; stopping",
                          settings.db_path, moved)
-            context.application.bot_data[DATABASE_MOVED] = True
-            context.application.stop_running()
+            app.bot_data[DATABASE_MOVED] = True
+            stop_running(app)
             return
         empty_log, store.erased = store.erased, False  # an erase meanwhile sets it again
         done = False
@@ -120,10 +124,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
 
     def token_rejected() -> None:  # while polling: revoked in @BotFather, say
         app.bot_data[TOKEN_REJECTED] = True
-        # Only while polling runs: PTB's own shutdown ends with one more poll, and stopping
-        # the loop in the middle of that shutdown would cut it short.
-        if app.updater is not None and app.updater.running:
-            app.stop_running()
+        stop_running(app)
 
     bot.on_rejected(token_rejected)
     backbot.attach(app)
@@ -135,6 +136,15 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
     return app
 
 
+def stop_running(app: App) -> None:
+    """The bot stops itself, once, and only while it polls or serves the webhook: PTB's
+    own shutdown ends with one more poll, and stopping the loop in the middle of that
+    shutdown would cut it short (the replies sent on the way out too)."""
+    if app.updater is not None and app.updater.running and not app.bot_data.get(STOPPING):
+        app.bot_data[STOPPING] = True
+        app.stop_running()
+
+
 class _StopSignals:
     """SIGINT, SIGTERM and SIGABRT stop the bot as PTB's own handlers would (SystemExit inside the
     event loop), and are remembered: a Bot API call PTB was making at start-up, which it
@@ -142,6 +152,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received = False
+        self.bot_data: dict[str, Any] = {}  # the app's, once built
 
     def install(self) -> None:
         loop = asyncio.new_event_loop()  # the loop PTB's run_* picks up and closes
@@ -150,7 +161,7 @@ class _StopSignals:
             loop.add_signal_handler(sig, self._stop)
 
     def _stop(self) -> None:
-        if self.received:
+        if self.received or self.bot_data.get(STOPPING):
             # Already stopping: a second SystemExit would cut that short (PTB's shutdown,
             # the replies sent on the way out), which ends within seconds; SIGKILL loses
             # nothing stored either.
@@ -219,7 +230,7 @@ def run(settings: Settings) -> int:
     try:  # from here on, whatever happens, the database and its lock are let go
         try:
             app = build_application(settings, engine, SessionStore(db))
-            bot_data = app.bot_data
+            bot_data = stops.bot_data = app.bot_data
         except sqlite3.Error as exc:  # its tables: e.g. another program's of the same name
             raise _cannot_open(settings, exc) from None
         log.info("backbot starting (%s)", "webhook" if settings.webhook_url else "long polling")

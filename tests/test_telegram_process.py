@@ -428,3 +428,70 @@ def test_a_second_stop_signal_lets_the_first_stop_finish(tmp_path: Path) -> None
         log = bot.stderr()
     assert log.rstrip().endswith("backbot stopped"), log[-2000:]
     assert "never awaited" not in log and "Traceback" not in log
+
+
+def slow_last_poll(params: dict[str, Any], seconds: float) -> None:
+    """PTB's shutdown ends with one poll that waits for nothing (timeout 0): Telegram
+    slow to answer it."""
+    if float(params.get("timeout") or 0) == 0 and params.get("offset") is not None:
+        time.sleep(seconds)
+
+
+def test_a_stop_signal_while_the_bot_stops_itself_lets_that_stop_finish(
+        tmp_path: Path) -> None:
+    """The database deleted: the bot stops itself; systemd's SIGTERM comes while PTB's own
+    shutdown is under way (a slow last poll). The stop finishes as it began: status 1,
+    the rows written back, the stop logged."""
+    with FakeBotAPI() as api, running(api, tmp_path, "first") as first:
+        first.send(CHAT, "/start")
+        first.choose(CHAT, "agree")
+        api.before_call["getupdates"] = lambda params: slow_last_poll(params, 3.0)
+        first.db_path.unlink()
+        deadline = time.monotonic() + 15
+        while "while the bot ran; stopping" not in first.stderr():
+            assert time.monotonic() < deadline, first.stderr()[-2000:]
+            time.sleep(0.05)
+        time.sleep(0.5)
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(timeout=20) == 1
+        log = first.stderr()
+    assert log.rstrip().endswith("backbot stopped")
+    assert log.count("while the bot ran; stopping") == 1
+    assert "every row it held was written back to it" in log
+    assert stored(first.db_path, CHAT)["state"] == "asking_bladder"
+
+
+def test_a_self_stop_outlasting_a_checkpoint_interval_still_finishes(tmp_path: Path) -> None:
+    """Checkpoints come round while PTB's shutdown is under way: they stop nothing twice,
+    so the shutdown runs to its end (the replies waiting to go again sent on the way)."""
+    from telegram import Update
+
+    from bot.config import load_settings
+    from bot.loading import load_engine
+    from bot.store import SessionStore, open_database
+    from bot.telegram_app import DATABASE_MOVED, build_application
+
+    db_path = tmp_path / "bot.sqlite3"
+    with FakeBotAPI() as api:
+        api.before_call["getupdates"] = lambda params: slow_last_poll(params, 1.0)
+        settings = load_settings(environ={"TELEGRAM_BOT_TOKEN": api.token,
+                                          "TELEGRAM_API_BASE_URL": api.base_url,
+                                          "BACKBOT_DB": str(db_path)}, env_file=None)
+        db = open_database(db_path)
+        app = build_application(settings, load_engine(), SessionStore(db),
+                                checkpoint_every=0.3)
+        stopped: list[bool] = []
+        post_stop = app.post_stop
+        assert post_stop is not None
+
+        async def noting_post_stop(application: Any) -> None:
+            stopped.append(True)
+            await post_stop(application)
+
+        app.post_stop = noting_post_stop
+        threading.Timer(1.0, db_path.unlink).start()
+        try:
+            app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
+        finally:
+            db.close()
+        assert app.bot_data.get(DATABASE_MOVED) and stopped == [True]
