@@ -373,6 +373,8 @@ class Engine:
         assert choice is not None  # routed, so a choice of its question
         answered = Answered(self.content.message(question.ask or ""),
                             self.content.message(choice.label))
+        if at is not None and answers[at][1] == choice_id:
+            return None  # answered so already
         if followed and spec.final and spec.disposition in NO_WAY_BACK:
             # Already sent to care: going back to ask the follow-up would drop the red flag
             # answered since. It stays, with the follow-up's most serious advice.
@@ -398,8 +400,8 @@ class Engine:
         if at is None and spec.final and ranked > here and not followed:  # stays where it is
             advice = self.render({**snapshot, "state": dest})[:-1]  # all but its question
             return snapshot, [*said, *advice, self.ask(snapshot)]
-        # Answered so already; or not yet answered in a check-in that goes on (and every
-        # path to an activity asks each required red flag's question).
+        # Not yet answered in a check-in that goes on (and every path to an activity asks
+        # each required red flag's question).
         return None
 
     def _branch_to(self, question: str,

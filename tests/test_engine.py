@@ -724,6 +724,14 @@ def test_a_late_follow_up_answer_does_not_take_anyone_from_care(engine: Engine) 
     assert same == at_end
     assert say_keys(outputs)[:2] == ["session.late_follow_up_at_end", "disposition.emergency"]
     assert last_ask(outputs).ref == engine.ref(at_end) and last_ask(outputs).final
+    # the accident's "Yes" given already (a doctor has examined it): the same tap again is
+    # only moved past, with no advice meant for an accident nobody examined
+    examined, refs = walk_with_refs(engine, ["agree", "no", "no", "no", "no", "yes", "yes",
+                                             "yes"], began)
+    assert examined["state"] == "urgent_care"
+    same, outputs = engine.step(examined, Event.answer("yes", refs["asking_trauma"],
+                                                       sent_at=began))
+    assert same == examined and say_keys(outputs)[0] == "session.stale"
 
 
 @pytest.mark.parametrize("later", [0, 3, 9, len(TO_SUGGESTIONS) - 1])
