@@ -418,19 +418,22 @@ class Engine:
         return None
 
     def _revision(self) -> str:
-        """The dialog's name and a fingerprint of what its answers mean: its routes, each
-        question's wording, choices and red flags, the safety rules' red flags, and what
-        the doctor prompt shows. A session stored under another is started again, saying
-        so: an answer given to other words must not stand for new ones (a sign added to a
-        question, say). Reworded cards and end messages change nothing."""
+        """The dialog's name and a fingerprint of what its answers mean: its routes, the
+        numbers its buttons carry for its states, each question's wording, choices and red
+        flags, the safety rules' red flags, and what the doctor prompt shows (its cards
+        too). A session stored under another is started again, saying so: an answer given
+        to other words must not stand for new ones (a sign added to a question, say), nor
+        a button on screen answer another question. The welcome's words (they name the
+        retention setting), other cards and the end messages change nothing."""
         message = self.content.message
         meaning: list[object] = [
             sorted((trigger, state, choice or "", dest)
                    for (trigger, state, choice), dest in self._routes.items()),
+            sorted((name, spec.index) for name, spec in self._states.items()),
             [(flag.question, sorted(flag.answers.items()), flag.clear, flag.after, flag.others)
              for flag in self.content.safety.red_flags]]
         for name, spec in sorted(self._states.items()):
-            if spec.ask is None:
+            if spec.ask is None or name == self.dialog.initial:
                 continue
             shown = [self.content.cards[item.ref].body if item.kind == "card"
                      else message(item.ref) for item in spec.show] if spec.acknowledge else []

@@ -976,6 +976,28 @@ def test_a_session_stored_before_a_question_changed_starts_again(data_copy) -> N
     assert load_engine(data_copy.dialog, data_copy.content).revision == after.revision
 
 
+def test_the_revision_follows_the_state_numbers_buttons_carry_but_not_the_retention(
+        data_copy) -> None:
+    """A button names its question by the state's place in the dialog's list: states
+    moved in the list (same routes, same words) would make buttons on screen answer other
+    questions, so sessions start again. The retention setting, which the welcome names,
+    changes no answer's meaning."""
+    shipped = load_engine(data_copy.dialog, data_copy.content)
+    assert load_engine(data_copy.dialog, data_copy.content,
+                       retention_days=90).revision == shipped.revision
+    text = data_copy.dialog.read_text(encoding="utf-8")
+    fever = ("  - name: asking_fever\n    key: fever\n    ask: question.fever\n"
+             "    choices: yes_no_unsure\n    red_flags: {\"yes\": urgent, unsure: urgent}\n")
+    assert text.count(fever) == 1
+    text = text.replace(fever, "")
+    anchor = "  - name: asking_trauma_checked\n"
+    data_copy.dialog.write_text(text.replace(anchor, fever + anchor, 1), encoding="utf-8")
+    moved = load_engine(data_copy.dialog, data_copy.content)
+    assert moved.dialog.states["asking_fever"].index != shipped.dialog.states[
+        "asking_fever"].index
+    assert moved.revision != shipped.revision
+
+
 def test_the_revision_is_the_same_in_every_process() -> None:
     """Not hash-seeded: a restart must not take every stored session for outdated."""
     code = "from bot.loading import load_engine; print(load_engine().revision)"
