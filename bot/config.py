@@ -91,7 +91,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     optional quotes stripped."""
     values: dict[str, str] = {}
     try:  # utf-8-sig: an editor may have put a byte-order mark first
-        # lines end at "\n" (and "\r\n") only: not at the other breaks splitlines knows
+        # lines end at "\n", "\r\n" or "\r" (read_text's newlines) only, not at the other
+        # breaks splitlines knows
         lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         return values

@@ -60,8 +60,9 @@ class RedactingFormatter(logging.Formatter):
 
 class WebhookRefusals(logging.Filter):
     """On PTB's webhook logger (set to DEBUG so its refusals reach this): drops the
-    updates' data, turns each refusal into a WARNING (at most one per reason a minute, with
-    how many there were), and lets its other lines through at the configured level."""
+    updates' data, turns each refusal into a WARNING (at most one line per reason a
+    minute, counting the refusals since the line before), and lets its other lines
+    through at the configured level."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
@@ -76,6 +77,8 @@ class WebhookRefusals(logging.Filter):
         reason = self._refusal(record, message)
         if reason is None:
             return record.levelno >= self._level
+        if self._level > logging.WARNING:  # (ERROR or CRITICAL: not wanted)
+            return False
         self._unsaid[reason] = self._unsaid.get(reason, 0) + 1
         now = time.monotonic()
         if now - self._last.get(reason, -REFUSALS_EVERY_SECONDS) < REFUSALS_EVERY_SECONDS:

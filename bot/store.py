@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -215,14 +216,24 @@ def write_back(db: sqlite3.Connection, path: Path | str) -> str:
     is emptied into that file (a log left by the path's name would be read into whatever
     file is there next), and if there is none at `path`, every row is written there,
     owner-only. What was done, for the log."""
+    path = Path(path)
+    # written whole beside it first: a write that fails half-way leaves nothing at `path`
+    # for the next start to take for the database
+    whole = path.with_name(f".{path.name}.written-back")
     try:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if os.path.lexists(path):
             return "the file now there was left as it is"
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        db.execute("VACUUM INTO ?", (str(path),))
+        with contextlib.suppress(FileNotFoundError):
+            whole.unlink()
+        os.close(os.open(whole, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        db.execute("VACUUM INTO ?", (str(whole),))
+        os.link(whole, path)  # fails, changing nothing, if a file appeared there meanwhile
     except (OSError, sqlite3.Error) as exc:
         return f"its rows could not be written back ({why_not(exc)})"
+    finally:
+        with contextlib.suppress(OSError):
+            whole.unlink()
     return "every row it held was written back to it"
 
 

@@ -586,8 +586,9 @@ class GroupFeatures:
 
     def _post_late(self, app: App, chat_id: int, after: float) -> None:
         """Today's tip, `after` seconds from now, if it is still due and not out by then
-        (one such job per chat: its name is the chat's)."""
+        (in place of any such job of the chat's already waiting)."""
         if app.job_queue is not None:
+            self._unschedule(app, chat_id, (LATE_JOB,))
             app.job_queue.run_once(self.post_missed_tip, when=after, chat_id=chat_id,
                                    name=f"{LATE_JOB}:{chat_id}", job_kwargs=LATE_JOB_KWARGS)
 

@@ -282,3 +282,24 @@ def test_a_row_that_is_not_a_snapshot_reads_as_an_empty_one(tmp_path: Path,
     db.execute("INSERT INTO sessions (user_id, snapshot, updated_at) VALUES (1, ?, 0)",
                (text,))
     assert store.get(1) == {}
+
+
+def test_a_write_back_that_fails_half_way_leaves_nothing_at_the_path(tmp_path: Path) -> None:
+    """A half-written copy must not be there for the next start to open as the database."""
+    path = tmp_path / "s.sqlite3"
+    db = open_database(path)
+    SessionStore(db).put(1, {"state": "a"})
+    path.unlink()
+
+    class FailingCopy:
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.startswith("VACUUM INTO"):
+                (tmp_path / ".s.sqlite3.written-back").write_bytes(b"half")
+                raise sqlite3.OperationalError("database or disk is full")
+            return db.execute(sql, *args)
+
+    said = write_back(FailingCopy(), path)  # type: ignore[arg-type]
+    assert said.startswith("its rows could not be written back")
+    assert sorted(p.name for p in tmp_path.iterdir() if "s.sqlite3" in p.name
+                  and not p.name.endswith(("-wal", "-shm"))) == []
+    db.close()

@@ -396,15 +396,15 @@ def test_env_file_comments_after_values_and_a_byte_order_mark(tmp_path: Path) ->
     """As python-dotenv reads them: an unquoted value ends at " #", a quoted one keeps it,
     and a comment may follow the closing quote."""
     dotenv = tmp_path / ".env"
-    dotenv.write_text("\ufeffBACKBOT_DB=/data/b.sqlite3  # the volume\n"
+    dotenv.write_text("\ufeffTELEGRAM_BOT_TOKEN=1:abcd  # from @BotFather\n"
                       "BACKBOT_RETENTION_DAYS=7 # a week\n"
-                      "TELEGRAM_BOT_TOKEN='1:ab #cd'\n"
+                      "BACKBOT_DB='/data/b #2.sqlite3'\n"
                       'BACKBOT_LOG_LEVEL="DEBUG"  # while testing\n'
                       "BACKBOT_TZ='Europe/Paris'#no space\n", encoding="utf-8")
     settings = load_settings(environ={}, env_file=dotenv)
-    assert settings.db_path == Path("/data/b.sqlite3")
+    assert settings.db_path == Path("/data/b #2.sqlite3")
     assert settings.retention_days == 7
-    assert settings.require_token() == "1:ab #cd"
+    assert settings.require_token() == "1:abcd"
     assert settings.log_level == "DEBUG"
     assert settings.timezone == "Europe/Paris"
 

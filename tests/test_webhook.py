@@ -152,3 +152,29 @@ def test_webhook_refused_by_telegram_says_why(tmp_path: Path) -> None:
     assert ("backbot stopped: BadRequest: Bad webhook: webhook can be set up only on ports 80, "
             "88, 443 or 8443") in result.stderr, result.stderr
     assert api.token not in result.stderr + result.stdout
+
+
+def test_webhook_refusals_follow_the_log_level_and_count_what_was_not_said() -> None:
+    """Refusals are warnings: not shown at ERROR; at WARNING the first at once, then one
+    line a minute per reason, counting those since the line before."""
+    import logging
+
+    from bot.logs import REFUSALS_EVERY_SECONDS, WebhookRefusals
+
+    def refusal() -> logging.LogRecord:
+        return logging.LogRecord("telegram.ext.Updater", logging.DEBUG, __file__, 1,
+                                 "Request had the wrong secret token: %s", ("guess",), None)
+
+    assert not WebhookRefusals(logging.ERROR).filter(refusal())
+    shown = WebhookRefusals(logging.WARNING)
+    first = refusal()
+    assert shown.filter(first) and first.levelno == logging.WARNING
+    assert first.getMessage() == "refused 1 webhook request(s): it carried the wrong secret token"
+    assert not any(shown.filter(refusal()) for _ in range(4))  # within the minute
+    shown._last = {reason: when - REFUSALS_EVERY_SECONDS for reason, when in shown._last.items()}
+    later = refusal()
+    assert shown.filter(later)
+    assert later.getMessage() == "refused 5 webhook request(s): it carried the wrong secret token"
+    data = logging.LogRecord("telegram.ext.Updater", logging.DEBUG, __file__, 1,
+                             "Webhook received data: %s", ('{"text": "private"}',), None)
+    assert not WebhookRefusals(logging.DEBUG).filter(data)
