@@ -168,6 +168,19 @@ class UpgradedWhileSending(MigratingRequest):
         return answer
 
 
+def upgrade_on_the_way(bot: Running, request: UpgradedWhileSending, supergroup: int,
+                       pause: float = 0.0) -> None:
+    """While the group's next post is on its way: its upgrade to `supergroup` arrives and
+    moves the schedule, then `pause` seconds pass (a catch-up's time may come)."""
+    async def upgrade() -> None:
+        bot.api.push_update(migrate_to(EARLY_GROUP, supergroup))
+        await eventually(lambda: bot.rows() == [(supergroup, "08:30", "Europe/London")],
+                         what="the schedule moved")
+        await asyncio.sleep(pause)
+
+    request.during = upgrade
+
+
 def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
         tmp_path: Path) -> None:
     request = UpgradedWhileSending()
@@ -176,14 +189,7 @@ def test_a_tip_that_went_out_as_its_group_was_upgraded_counts_in_the_supergroup(
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
                 await owner_sets_daily_tip(bot, EARLY_GROUP)
-
-                async def upgrade() -> None:
-                    api.push_update(migrate_to(EARLY_GROUP, LATE_SUPERGROUP))
-                    await eventually(
-                        lambda: bot.rows() == [(LATE_SUPERGROUP, "08:30", "Europe/London")],
-                        what="the schedule moved")
-
-                request.during = upgrade
+                upgrade_on_the_way(bot, request, LATE_SUPERGROUP)
                 await bot.run_daily(EARLY_GROUP)
                 assert request.during is None
                 [today] = api.sent_to(EARLY_GROUP)[1:]  # after the "set" reply
@@ -231,15 +237,8 @@ def test_the_upgrades_catch_up_does_not_repeat_a_tip_still_on_its_way_to_the_gro
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
                 await owner_sets_daily_tip(bot, EARLY_GROUP)
-
-                async def upgrade() -> None:
-                    api.push_update(migrate_to(EARLY_GROUP, PROMPT_SUPERGROUP))
-                    await eventually(
-                        lambda: bot.rows() == [(PROMPT_SUPERGROUP, "08:30", "Europe/London")],
-                        what="the schedule moved")
-                    await asyncio.sleep(0.5)  # the catch-up's time, at second 0, comes
-
-                request.during = upgrade
+                # meanwhile the catch-up's time, at second 0, comes
+                upgrade_on_the_way(bot, request, PROMPT_SUPERGROUP, pause=0.5)
                 await bot.run_daily(EARLY_GROUP)
                 await asyncio.sleep(0.5)
                 [today] = api.sent_to(EARLY_GROUP)[1:]  # after the "set" reply
@@ -262,15 +261,8 @@ def test_a_tip_answered_upgraded_after_the_upgrade_was_handled_goes_to_the_super
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
                 await owner_sets_daily_tip(bot, EARLY_GROUP)
-
-                async def upgrade() -> None:
-                    api.push_update(migrate_to(EARLY_GROUP, PROMPT_SUPERGROUP))
-                    await eventually(
-                        lambda: bot.rows() == [(PROMPT_SUPERGROUP, "08:30", "Europe/London")],
-                        what="the schedule moved")
-                    await asyncio.sleep(0.5)  # the catch-up's time, at second 0, comes
-
-                request.during = upgrade
+                # meanwhile the catch-up's time, at second 0, comes
+                upgrade_on_the_way(bot, request, PROMPT_SUPERGROUP, pause=0.5)
                 api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
                 await bot.run_daily(EARLY_GROUP)
                 await asyncio.sleep(1.0)
