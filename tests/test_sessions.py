@@ -34,3 +34,17 @@ def test_a_session_is_kept_only_with_consent(engine: Engine, tmp_path: Path) -> 
     assert not keep(engine, store, USER, store.load(USER), restarted, 3)
     assert store.get(USER) is None
     assert SessionStore(open_database(tmp_path / "s.sqlite3")).load(USER) == Stored()
+
+
+def test_declining_consent_at_the_welcome_keeps_nothing(engine: Engine, tmp_path: Path) -> None:
+    """"No thanks" is an answer too, but not consent: it ends the check-in and nothing of
+    it is stored (an answer on record must never count as agreeing)."""
+    store = SessionStore(open_database(tmp_path / "s.sqlite3"))
+    welcome, _ = engine.step(None, Event("start"))
+    declined, _ = engine.step(welcome, Event.answer("stop", engine.ref(welcome)))
+    assert declined["state"] == "stopped" and engine.is_finished(declined)
+    assert declined["answers"] == [["welcome", "stop"]]  # answered, yet no consent
+    assert not engine.has_consent(declined)
+    assert not keep(engine, store, USER, store.load(USER), declined, 1)
+    assert store.get(USER) is None
+    assert store.load(USER) == Stored()
