@@ -242,6 +242,28 @@ def test_answers_looping_back(data_copy, check) -> None:
     assert "explaining_why -> asking_bladder" in block[1]
 
 
+def test_a_question_with_only_an_info_choice_has_no_way_out(data_copy, check) -> None:
+    """A question whose one button only shows a note and asks again would hold the person
+    there for good: (iii) names it."""
+    def change(d: Data) -> None:
+        welcome = state(d, "welcome")
+        welcome["choices"].append({"id": "later", "label": "choice.unsure"})
+        d["states"].insert(1, {"name": "pausing", "ask": "welcome.question", "choices": [
+            {"id": "privacy", "label": "choice.privacy", "shows": "privacy.note"}]})
+        d["transitions"].insert(0, {"trigger": "answer", "source": "welcome",
+                                    "dest": "pausing", "conditions": "chose_later"})
+
+    edit(data_copy.dialog, change)
+    result = check()
+    assert result.rc == 1
+    block = finding_lines(result, "iii")
+    at = next(n for n, text in enumerate(data_copy.dialog.read_text().splitlines(), 1)
+              if text.endswith("name: pausing"))
+    # the one problem, word for word: only this check sees a question nobody can leave
+    assert block[1:] == [f"{data_copy.dialog} (state pausing, line {at}): not an end state, "
+                         "but has no way out"], block
+
+
 # every end state of the shipped dialog, whatever its disposition
 END_STATES = tuple(s["name"] for s in load(paths.dialogs_dir() / DIALOG_FILE)["states"]
                    if s.get("final"))
