@@ -373,6 +373,17 @@ def test_dangling_transition_dest(data_copy, check) -> None:
     assert "dest: nowhere" in line(data_copy.dialog, lineno)
 
 
+def test_a_second_transition_for_one_answer_fails(data_copy, check) -> None:
+    """Two ways on from one answer: which one the person takes would depend on the order
+    of the transitions, so the loader refuses it before any check runs."""
+    edit(data_copy.dialog, lambda d: d["transitions"].append({
+        "trigger": "answer", "source": "asking_bladder", "dest": "asking_saddle",
+        "conditions": "chose_yes"}))
+    lineno, name, what = data_error(check(), data_copy.dialog)
+    assert (name, what) == ("asking_bladder", "choice 'yes' has several transitions")
+    assert lineno is not None and "name: asking_bladder" in line(data_copy.dialog, lineno)
+
+
 def test_unknown_card_in_show(data_copy, check) -> None:
     edit(data_copy.dialog, lambda d: state(d, "explaining_why")["show"].append(
         {"card": "why.nope"}))
