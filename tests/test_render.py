@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from telegram_harness import assert_telegram_html
 from test_engine import all_snapshots
 
@@ -124,3 +126,23 @@ def test_the_answered_question_is_escaped(engine: Engine) -> None:
     label = engine.content.message("answered.label")
     assert text == f"a &lt; b &amp; c\n\n{label} <b>&lt;x&gt;</b>"
     assert_telegram_html(text)
+
+
+def test_every_card_cites_each_of_its_sources_with_link_title_and_section(
+        engine: Engine) -> None:
+    """Under a card, every citation is shown: a link to its source's address with the
+    source's title, then the section cited, all escaped (never only the first source)."""
+    render = TelegramRenderer(engine.content)
+    several = 0
+    for card in engine.content.cards.values():
+        cites = render.card(card).rsplit("\n", 1)[-1]
+        assert cites.startswith("<i>") and cites.endswith("</i>"), card.id
+        for cite in card.citations:
+            link = (f'<a href="{html.escape(cite.source.url)}">'
+                    f"{html.escape(cite.source.title, quote=False)}</a>, ")
+            assert link in cites, (card.id, cite.source.id)
+            # the section stands with its own source's link, before the next source's
+            after = cites[cites.index(link) + len(link):].split("<a href=", 1)[0]
+            assert html.escape(cite.section, quote=False) in after, (card.id, cite.section)
+        several += len({cite.source.id for cite in card.citations}) > 1
+    assert several  # cards citing more than one source are shipped
