@@ -9,7 +9,7 @@ from test_engine import all_snapshots
 
 from bot.content import Source
 from bot.engine import Engine, Event
-from bot.outputs import Answered, Say, SourceList
+from bot.outputs import Answered, Output, Say, ShowCard, ShowTip, SourceList
 from bot.telegram_render import (
     MAX_MESSAGE_CHARS,
     TELEGRAM_MAX_CHARS,
@@ -146,3 +146,28 @@ def test_every_card_cites_each_of_its_sources_with_link_title_and_section(
             assert html.escape(cite.section, quote=False) in after, (card.id, cite.section)
         several += len({cite.source.id for cite in card.citations}) > 1
     assert several  # cards citing more than one source are shipped
+
+
+def test_no_card_is_split_across_messages(engine: Engine) -> None:
+    """At every point of every path, with each topic shown there too: each card (its
+    citation line included) arrives whole in one message, and no message is over the
+    limit. Blocks are packed whole; only a block too long on its own may be cut."""
+    render = TelegramRenderer(engine.content)
+    shown: set[tuple[Output, ...]] = set()
+    for snapshot in all_snapshots(engine):
+        shown.add(tuple(engine.render(snapshot)))
+        shown.update(tuple(engine.step(snapshot, Event("show", topic=topic))[1])
+                     for topic in ("help", "sources", "privacy"))
+    packed = 0
+    for outputs in shown:
+        _, replies = render.replies(list(outputs))
+        for reply in replies:
+            assert visible_length(reply.text) <= MAX_MESSAGE_CHARS, reply.text[:80]
+            assert len(reply.text) <= TELEGRAM_MAX_CHARS
+        for output in outputs:
+            if isinstance(output, ShowCard | ShowTip):
+                block = render.block(output)
+                assert any(block in reply.text for reply in replies), output.card.id
+        # several blocks shared a message: packing was put to the test here
+        packed += any(reply.text.count("<i>") > 1 for reply in replies)
+    assert packed
