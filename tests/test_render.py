@@ -7,7 +7,7 @@ import html
 from telegram_harness import assert_telegram_html
 from test_engine import all_snapshots
 
-from bot.content import Source
+from bot.content import Card, Citation, Source
 from bot.engine import Engine, Event
 from bot.outputs import Answered, Output, Say, ShowCard, ShowTip, SourceList
 from bot.telegram_render import (
@@ -171,3 +171,26 @@ def test_no_card_is_split_across_messages(engine: Engine) -> None:
         # several blocks shared a message: packing was put to the test here
         packed += any(reply.text.count("<i>") > 1 for reply in replies)
     assert packed
+
+
+def test_a_source_with_markup_characters_renders_escaped(engine: Engine) -> None:
+    """A source's title, publisher, section and address are data, not markup: each is
+    escaped wherever it is shown (the source list, a card's citation), so the message
+    stays valid Telegram HTML and reads as written."""
+    render = TelegramRenderer(engine.content)
+    source = Source("odd", 'Back <pain> & "rest"', 'Smith & <Sons> "Ltd"',
+                    'https://example.org/a?x=1&y="2"<3>', ('Part <2> & "more"',))
+    href = 'href="https://example.org/a?x=1&amp;y=&quot;2&quot;&lt;3&gt;"'
+    title = 'Back &lt;pain&gt; &amp; "rest"'
+
+    listed = render.block(SourceList("Sources & <notes>:", (source,)))
+    assert_telegram_html(listed)
+    assert listed == ("<b>Sources &amp; &lt;notes&gt;:</b>\n"
+                      f'• <a {href}>{title}</a>, Smith &amp; &lt;Sons&gt; "Ltd"')
+
+    card = Card("odd.card", "A <b> title", "Body & more", (Citation(source, source.sections[0]),),
+                frozenset())
+    cited = render.block(ShowCard(card))
+    assert_telegram_html(cited)
+    assert cited.endswith(f'<a {href}>{title}</a>, Part &lt;2&gt; &amp; "more"</i>')
+    assert cited.startswith("<b>A &lt;b&gt; title</b>\nBody &amp; more\n")
