@@ -194,3 +194,18 @@ def test_a_source_with_markup_characters_renders_escaped(engine: Engine) -> None
     assert_telegram_html(cited)
     assert cited.endswith(f'<a {href}>{title}</a>, Part &lt;2&gt; &amp; "more"</i>')
     assert cited.startswith("<b>A &lt;b&gt; title</b>\nBody &amp; more\n")
+
+
+def test_split_lines_keeps_two_lines_together_exactly_up_to_the_limit() -> None:
+    """The newline between two lines counts as one character read: joined at exactly the
+    limit they stay one message; one character more and they are two."""
+    limit = 100
+    first = "a" * 40
+    fits = "b" * (limit - len(first) - 1)  # 40 + 1 + 59 = 100
+    assert split_lines(f"{first}\n{fits}", limit=limit) == [f"{first}\n{fits}"]
+    over = fits + "b"
+    assert split_lines(f"{first}\n{over}", limit=limit) == [first, over]
+    # tags and entities take no room: the same boundary, counted as read
+    tagged = f"<b>{'&amp;' * 40}</b>"
+    assert split_lines(f"{tagged}\n{fits}", limit=limit) == [f"{tagged}\n{fits}"]
+    assert split_lines(f"{tagged}\n{over}", limit=limit) == [tagged, over]
