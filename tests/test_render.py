@@ -209,3 +209,29 @@ def test_split_lines_keeps_two_lines_together_exactly_up_to_the_limit() -> None:
     tagged = f"<b>{'&amp;' * 40}</b>"
     assert split_lines(f"{tagged}\n{fits}", limit=limit) == [f"{tagged}\n{fits}"]
     assert split_lines(f"{tagged}\n{over}", limit=limit) == [tagged, over]
+
+
+def test_a_tip_naming_an_activity_comes_after_the_doctor_line(engine: Engine) -> None:
+    """Every tip card tagged as naming an activity carries the "check with your doctor
+    first" line, and Telegram shows it first, bold and escaped, above the card; any other
+    tip is the card alone."""
+    render = TelegramRenderer(engine.content)
+    doctor = engine.content.message("tip.doctor_first")
+    line = f"<b>{html.escape(doctor, quote=False)}</b>\n\n"
+    tips = [card for card in engine.content.cards.values() if "tip" in card.tags]
+    named = 0
+    for card in tips:
+        tip = ShowTip.of(card, engine.content)
+        activity = "activity" in card.tags
+        assert tip.doctor_first == (doctor if activity else None), card.id
+        text = render.block(tip)
+        assert_telegram_html(text)
+        assert text == (line if activity else "") + render.card(card), card.id
+        _, [first, *_] = render.replies([tip])
+        assert first.text.startswith(line) == activity, card.id
+        named += activity
+    assert 0 < named < len(tips)  # both kinds of tip are shipped
+    # the line is text, not markup, whatever it is reworded to
+    odd = render.block(ShowTip(tips[0], 'Ask <your> doctor & "physio"'))
+    assert odd.startswith('<b>Ask &lt;your&gt; doctor &amp; "physio"</b>\n\n<b>')
+    assert_telegram_html(odd)
