@@ -306,8 +306,10 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
     assert seen["caution.ease_in"] == SIGN_WAYS * 11 * PREFERENCES
 
 
-def tips_offered(engine: Engine, snapshot: Snapshot | None) -> list[Card] | None:
-    """Every tip /tip may give at this point (None: none, and it says why)."""
+def tips_offered(engine: Engine, snapshot: Snapshot | None,
+                 each: bool = True) -> list[Card] | None:
+    """Every tip /tip may give at this point (None: none, and it says why); with `each`,
+    every one of them given in turn, as the random pick may."""
     offered: list[Card] = []
 
     def choose(cards: Sequence[Card]) -> Card:
@@ -318,10 +320,22 @@ def tips_offered(engine: Engine, snapshot: Snapshot | None) -> list[Card] | None
     if isinstance(tip, Say):
         return None
     assert isinstance(tip, ShowTip) and tip.card == offered[0]
-    # one naming an activity carries the doctor line, for every front end to show first
+    # one naming an activity carries the doctor line, for every front end to show first:
+    # checked for each card the random pick may give here, not only the first
     doctor_first = engine.content.message("tip.doctor_first")
-    assert tip.doctor_first == (doctor_first if "activity" in tip.card.tags else None)
+    for card in offered if each else offered[:1]:
+        given = engine.tip(snapshot, picking(card))
+        assert isinstance(given, ShowTip) and given.card == card
+        assert given.doctor_first == (doctor_first if "activity" in card.tags else None), card.id
     return offered
+
+
+def picking(card: Card) -> Callable[[Sequence[Card]], Card]:
+    """A `choose` for `Engine.tip` that picks this card (one of those offered)."""
+    def choose(cards: Sequence[Card]) -> Card:
+        assert card in cards
+        return card
+    return choose
 
 
 def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engine: Engine,
@@ -337,17 +351,21 @@ def test_tips_fit_every_point_of_every_path(transcripts: list[Transcript], engin
     every = {card.id for card in engine.content.cards.values() if "tip" in card.tags}
     assert general and every > general
     offers = {"none": None, "general": general, "any": every}
+    given_at: set[tuple[tuple[str, str], ...]] = set()
     for transcript in transcripts:
         snapshot, _ = engine.step(None, Event("start"))
         assert engine.tip_allowance(snapshot) == "general"
         flagged = acknowledged = False
-        for answer in transcript.answers:
+        for at, answer in enumerate(transcript.answers, 1):
             snapshot, _ = engine.step(snapshot, Event.answer(answer[1], engine.ref(snapshot)))
             flagged |= answer in red_flags
             acknowledged |= answer in acks
             want = "none" if flagged else "any" if acknowledged else "general"
             assert engine.tip_allowance(snapshot) == want, str(transcript)
-            offered = tips_offered(engine, snapshot)
+            # each tip is given in turn once per point (paths share their beginnings)
+            point = tuple(transcript.answers[:at])
+            offered = tips_offered(engine, snapshot, each=point not in given_at)
+            given_at.add(point)
             assert (offered if offered is None else {c.id for c in offered}) == offers[want]
             seen[want] += 1
         assert snapshot == transcript.final
