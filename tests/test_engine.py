@@ -278,6 +278,16 @@ def test_back_then_a_different_answer_changes_the_suggestions(engine: Engine) ->
     assert [a for a in snapshot["answers"] if a[0] == "asking_pool"] == [["asking_pool", "no"]]
 
 
+def test_a_later_answer_to_the_same_fact_wins(engine: Engine) -> None:
+    """Two questions may record one fact (both clearance questions do): the card
+    conditions go by the answer given last, whichever it is."""
+    states = engine.dialog.states
+    assert states["asking_clearance"].key == states["asking_fracture_clearance"].key
+    first, then = ["asking_fracture_clearance", "no"], ["asking_clearance", "yes"]
+    assert engine.facts({"answers": [first, then]})["clearance"] == "yes"
+    assert engine.facts({"answers": [then, first]})["clearance"] == "no"
+
+
 def test_back_through_the_doctor_prompt(engine: Engine) -> None:
     snapshot, _ = walk(engine, [*TO_DOCTOR, "understood"])
     new, outputs = engine.step(snapshot, Event("back"))
