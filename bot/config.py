@@ -21,6 +21,9 @@ WEBHOOK_PATH = re.compile(r"^(?!.*//)[A-Za-z0-9/_.~-]*$")
 # An unquoted .env value ends where a comment begins (" # ..."), as in python-dotenv.
 INLINE_COMMENT = re.compile(r"\s+#.*$")
 EXPORT = re.compile(r"^export\s+")  # a line a shell could `source` as well
+# What @BotFather hands out: the bot's id, a colon, then the secret part. Anything else
+# would only fail later, as a network error, so it is refused before any request.
+TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")  # matched whole (fullmatch)
 
 
 class ConfigError(Exception):
@@ -156,6 +159,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         # it goes into every request's address, where it would fail as a network error
         raise ConfigError("TELEGRAM_BOT_TOKEN holds a space or a control character; copy "
                           "it again from @BotFather")
+    if token and not TOKEN_SHAPE.fullmatch(token):
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not shaped like a bot token (digits, a "
+                          "colon, then letters, digits, _ and -); copy it again from "
+                          "@BotFather")
     secret = env.get("BACKBOT_WEBHOOK_SECRET", "").strip()
     if secret and not WEBHOOK_SECRET.match(secret):
         raise ConfigError("BACKBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")

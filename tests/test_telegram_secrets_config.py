@@ -158,6 +158,40 @@ def test_settings_never_show_the_token(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ 12. config
 
 
+@pytest.mark.parametrize("token", ["notatoken", "123456", ":secret-part", "abc:secret-part",
+                                   "123:", "bot123:secret-part", "123:secret/part",
+                                   "123:secret:part", "\u0661\u0662\u0663:secret-part"])
+def test_a_token_that_cannot_be_one_is_refused_without_the_network(tmp_path: Path,
+                                                                   token: str) -> None:
+    """Not <digits>:<letters, digits, _ ->: refused at start-up, not sent to Telegram to
+    come back as a network error (exit 1) when offline; and never echoed."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"TELEGRAM_BOT_TOKEN": token}, env_file=None)
+    message = str(raised.value)
+    assert message.startswith("TELEGRAM_BOT_TOKEN is not shaped like a bot token")
+    assert "copy it again from @BotFather" in message and "\n" not in message
+    assert token not in message
+    # `backbot run`: one line and exit status 2, nothing asked of the (absent) Bot API
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "TELEGRAM_BOT_TOKEN": token, "BACKBOT_DB": str(tmp_path / "db.sqlite3"),
+           "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"backbot: {message}\n"
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
+@pytest.mark.parametrize("token", ["1:x", "123456:TEST-fake-token-abc", "999:WRONG",
+                                   "123456789:AAFake-Secret_Part_0123456789abcdef"])
+def test_a_token_of_botfathers_shape_is_taken(token: str) -> None:
+    settings = load_settings(environ={"TELEGRAM_BOT_TOKEN": token}, env_file=None)
+    assert settings.require_token() == token
+
+
 def test_env_file_and_environment(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text(
