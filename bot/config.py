@@ -116,10 +116,13 @@ def read_env_file(path: Path) -> dict[str, str]:
             raise DataError(path, f"{key.strip()}: the quote its value opens is not closed",
                             line=number)
         rest = value[end + 1:].strip() if end > 0 else None
-        if rest is not None and (not rest or rest.startswith("#")):
-            value = value[1:end]  # quoted, perhaps with a comment after it
-        else:
-            value = INLINE_COMMENT.sub("", value)
+        if rest and not rest.startswith("#"):
+            # (python-dotenv skips such a line) taken whole, its quotes and the words after
+            # them would be the value, and fail later for no reason anyone could see
+            raise DataError(path, f"{key.strip()}: only a # comment may follow the quote "
+                            "that closes its value", line=number)
+        # quoted (perhaps with a comment after it), or unquoted up to a comment
+        value = value[1:end] if rest is not None else INLINE_COMMENT.sub("", value)
         values[key.strip()] = value
     return values
 

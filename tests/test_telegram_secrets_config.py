@@ -316,6 +316,25 @@ def test_an_env_file_quote_left_open_names_the_setting_and_line(tmp_path: Path,
     assert str(raised.value) == f"{dotenv}:2: {key}: the quote its value opens is not closed"
 
 
+@pytest.mark.parametrize("line", ['TELEGRAM_BOT_TOKEN="123:abc" trailing',
+                                  "BACKBOT_TZ='Europe/Paris'xyz", 'BACKBOT_DB="/a" "/b"'])
+def test_an_env_file_value_with_words_after_its_closing_quote_names_the_line(
+        tmp_path: Path, line: str) -> None:
+    """Refused as an open quote is, naming the file, the line and the setting (not taken
+    whole and refused later as, say, a token holding a space), and never showing the
+    value."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"OK=1\n{line}\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
+    key, _, value = line.partition("=")
+    assert str(raised.value) == (f"{dotenv}:2: {key}: only a # comment may follow the quote "
+                                 f"that closes its value")
+    said = str(raised.value).removeprefix(f"{dotenv}:2: ")
+    for part in value.replace('"', " ").replace("'", " ").split():
+        assert part not in said, part
+
+
 def test_a_line_break_other_than_newline_stays_in_its_value(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("BACKBOT_TZ=Europe/Paris\u2028BACKBOT_LOG_LEVEL=DEBUG\n",
