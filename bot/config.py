@@ -14,6 +14,7 @@ from bot.zones import shown_zone, zone_data_present, zone_named
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 DEFAULT_RETENTION_DAYS = 30  # BACKBOT_RETENTION_DAYS when unset
+TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})  # the only ones Telegram calls
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
 # PTB matches the webhook's path as a regular expression: keep to characters that match
 # themselves; and it serves the path with its leading slashes cut to one, so no "//".
@@ -192,6 +193,13 @@ def load_settings(environ: Mapping[str, str] | None = None,
         if not WEBHOOK_PATH.match(parts.path):
             raise ConfigError("BACKBOT_WEBHOOK_URL's path may hold only letters, digits "
                               "and / _ . ~ - (no empty part: not //)")
+        port = _port(webhook_url)
+        if port is not None and not 1 <= port <= 65535:  # urlparse takes ":0"
+            raise ConfigError("BACKBOT_WEBHOOK_URL's port must be a number from 1 to 65535")
+        # Telegram's own Bot API calls no other port; a self-hosted one may
+        if official and port is not None and port not in TELEGRAM_WEBHOOK_PORTS:
+            raise ConfigError("BACKBOT_WEBHOOK_URL's port must be 443, 80, 88 or 8443 (the "
+                              "only ports Telegram calls webhooks on), or none (443)")
     return Settings(
         token=Secret(token) if token else None,
         api_base_url=api_base_url,
@@ -217,6 +225,15 @@ def _takes_token(url: str) -> bool:
         return True
     parts = urlparse(url)
     return parts.path.endswith("/bot") and not parts.query and not parts.fragment
+
+
+def _port(url: str) -> int | None:
+    """The port a full address names (None if none), or -1 if it cannot be one (not a
+    number, or past 65535: urlparse refuses those only when asked)."""
+    try:
+        return urlparse(url).port
+    except ValueError:
+        return -1
 
 
 def _scheme(url: str) -> str:

@@ -440,6 +440,43 @@ def test_a_plain_http_webhook_is_for_a_self_hosted_bot_api_only() -> None:
                                    "TELEGRAM_API_BASE_URL": official}, env_file=None)
 
 
+@pytest.mark.parametrize("url", ["https://bot.example.org:99999/x", "https://bot.example.org:0/x",
+                                 "https://bot.example.org:65536/x", "https://bot.example.org:x/x",
+                                 "https://bot.example.org:+443/x", "https://[::1]:70000/x"])
+@pytest.mark.parametrize("api", ["", "http://127.0.0.1:8081/bot"])
+def test_a_webhook_port_that_cannot_be_is_refused(url: str, api: str) -> None:
+    """Whatever Bot API serves it, a port past 65535 (or 0, or not a number) is refused at
+    start-up, not left to fail when the webhook is registered."""
+    with pytest.raises(ConfigError, match=r"^BACKBOT_WEBHOOK_URL's port must be a number "
+                                          r"from 1 to 65535$"):
+        load_settings(environ={"BACKBOT_WEBHOOK_URL": url, "TELEGRAM_API_BASE_URL": api},
+                      env_file=None)
+
+
+def test_telegrams_own_bot_api_takes_a_webhook_on_its_four_ports_only() -> None:
+    """Telegram calls webhooks only on 443, 80, 88 and 8443: any other port named is
+    refused at start-up (Telegram's setWebhook would refuse it later, with exit status 1,
+    which no restart mends); a self-hosted Bot API may call others, so there it is
+    taken."""
+    for port in (443, 80, 88, 8443):
+        url = f"https://bot.example.org:{port}/hook"
+        assert load_settings(environ={"BACKBOT_WEBHOOK_URL": url},
+                             env_file=None).webhook_url == url
+    for official in ("", "https://api.telegram.org/bot", "https://API.telegram.org/bot{token}"):
+        for port in (8080, 1, 65535, 4443):
+            url = f"https://bot.example.org:{port}/hook"
+            with pytest.raises(ConfigError) as raised:
+                load_settings(environ={"BACKBOT_WEBHOOK_URL": url,
+                                       "TELEGRAM_API_BASE_URL": official}, env_file=None)
+            assert str(raised.value) == ("BACKBOT_WEBHOOK_URL's port must be 443, 80, 88 or "
+                                         "8443 (the only ports Telegram calls webhooks on), "
+                                         "or none (443)")
+    url = "https://bot.example.org:8080/hook"
+    assert load_settings(environ={"BACKBOT_WEBHOOK_URL": url,
+                                  "TELEGRAM_API_BASE_URL": "http://127.0.0.1:8081/bot"},
+                         env_file=None).webhook_url == url
+
+
 def test_a_webhook_path_of_plain_characters_is_taken_as_is() -> None:
     url = "https://bot.example.org/tele_gram-1/x.y~z"
     assert load_settings(environ={"BACKBOT_WEBHOOK_URL": url}, env_file=None).webhook_url == url
