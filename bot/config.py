@@ -146,10 +146,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
             raise ConfigError(f"{name} must be between {low} and {high}")
         return value
 
-    level = env.get("BACKBOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    given_level = env.get("BACKBOT_LOG_LEVEL", "").strip()
+    level = given_level.upper() or "INFO"
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        # as typed, as the other settings are shown ("verbose", not "VERBOSE")
         raise ConfigError("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
-                          f"CRITICAL, not {level}")
+                          f"CRITICAL, not {given_level!r}")
     given_zone = env.get("BACKBOT_TZ", "").strip() or "UTC"
     if not zone_data_present():  # else every stored daily tip would look unknown
         raise ConfigError("this system has no IANA time zone data: install the tzdata "

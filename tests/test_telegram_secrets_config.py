@@ -258,6 +258,18 @@ def test_bad_retention_days(tmp_path: Path, raw: str, message: str) -> None:
         load_settings(environ={"HOME": str(tmp_path)}, env_file=dotenv)
 
 
+@pytest.mark.parametrize("level", ["verbose", "Trace", "info!"])
+def test_a_bad_log_level_is_shown_as_typed(level: str) -> None:
+    """Shown in the user's own capitals, as other settings are ("not 'verbose'"), not
+    upper-cased into a word they never typed."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"BACKBOT_LOG_LEVEL": f" {level} "}, env_file=None)
+    assert str(raised.value) == ("BACKBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
+                                 f"CRITICAL, not {level!r}")
+    assert load_settings(environ={"BACKBOT_LOG_LEVEL": "warning"},
+                         env_file=None).log_level == "WARNING"
+
+
 @pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "../etc/passwd", "a" * 3000,
                                   "posixrules", "right/Europe/London",
                                   "Europe/" + "x/" * 40 + "y"])
