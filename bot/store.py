@@ -72,6 +72,15 @@ def _make_directory(directory: Path) -> None:
                                  str(directory)) from None
 
 
+def _refuse_unwritable(path: Path) -> None:
+    """A database file this process may not write (another user's, mode 644) is refused
+    before anything is made beside it: SQLite would open it read-only, and while
+    refusing the first write leave its -wal and -shm files (and we our .lock) in the
+    folder."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "this user may not write it")
+
+
 def claim_database(path: Path | str) -> IO[bytes] | None:
     """Hold the database for this process alone while the returned file stays open.
 
@@ -82,6 +91,7 @@ def claim_database(path: Path | str) -> IO[bytes] | None:
     if str(path) == ":memory:":
         return None
     path = Path(path).resolve()  # a link to the same file takes the same lock
+    _refuse_unwritable(path)
     _make_directory(path.parent)
     # open for as long as the process runs: no `with`
     held = open(os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600), "r+b")  # noqa: SIM115
@@ -99,9 +109,11 @@ def claim_database(path: Path | str) -> IO[bytes] | None:
 def open_database(path: Path | str) -> sqlite3.Connection:
     """Open (creating if new) the WAL-mode database the bot's tables share, readable by
     its owner only. Another program's database, a newer backbot's, or one this process
-    may not write is refused (sqlite3.Error) before anything in it is changed."""
+    may not write is refused (sqlite3.Error; OSError if the file itself is not writable,
+    found before SQLite opens it) before anything in it is changed."""
     if str(path) != ":memory:":
         path = Path(path)
+        _refuse_unwritable(path)
         _make_directory(path.parent)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

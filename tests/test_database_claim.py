@@ -4,16 +4,18 @@ letting go of the database and the lock when it cannot start."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_bot_api import FakeBotAPI
 
 import bot.telegram_app as telegram_app
 from bot.config import ConfigError, Settings, load_settings
-from bot.store import SCHEMA_VERSION, DatabaseInUse, claim_database, open_database
+from bot.store import SCHEMA_VERSION, DatabaseInUse, claim_database, compact, open_database
 from bot.telegram_groups import GroupFeatures
 
 
@@ -142,6 +144,62 @@ def test_a_database_not_ours_is_refused_and_left_as_it_was(
             script.split()[2]]  # no table of ours added
     assert db_path.read_bytes()[60:64] == version
     assert_free(db_path)
+
+
+def wal_database(db_path: Path) -> bytes:
+    """A bot's database as it is between runs (WAL mode, no log files beside it): the
+    mode in which SQLite makes -wal and -shm files even for a read-only opening."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE sessions (user_id INTEGER PRIMARY KEY, snapshot TEXT "
+                   "NOT NULL, updated_at INTEGER NOT NULL)")
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+    return db_path.read_bytes()
+
+
+def assert_refused_changing_nothing(db_path: Path, before: bytes,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`backbot run` and `backbot compact` on db_path: one line each, and nothing made or
+    changed in its folder."""
+    monkeypatch.setattr(telegram_app, "setup_logging", lambda *args: None)
+    with pytest.raises(ConfigError) as raised:
+        telegram_app.run(settings_for(db_path))
+    assert str(raised.value) == (f"cannot open the database BACKBOT_DB={db_path}: "
+                                 f"this user may not write it")
+    with pytest.raises(PermissionError, match="this user may not write it"):
+        compact(db_path)
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+    assert db_path.read_bytes() == before
+
+
+def test_a_database_this_user_may_not_write_is_refused_before_sqlite_opens_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's file (mode 644) in a folder the bot may write: SQLite would open it
+    read-only and leave -wal and -shm files beside it. os.access is made to answer as it
+    does for another user's file, so this runs as root too (who may write any file)."""
+    db_path = tmp_path / "data" / "bot.sqlite3"
+    db_path.parent.mkdir()
+    before = wal_database(db_path)
+    access = os.access
+
+    def as_another_user(path: Any, mode: int, **kwargs: Any) -> bool:
+        if mode & os.W_OK and os.path.realpath(str(path)) == os.path.realpath(db_path):
+            return False
+        return access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", as_another_user)
+    assert_refused_changing_nothing(db_path, before, monkeypatch)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_a_read_only_database_file_is_refused_changing_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with a real read-only file, where the tests do not run as root."""
+    db_path = tmp_path / "data" / "bot.sqlite3"
+    db_path.parent.mkdir()
+    before = wal_database(db_path)
+    db_path.chmod(0o444)
+    assert_refused_changing_nothing(db_path, before, monkeypatch)
 
 
 def test_a_database_others_could_read_is_made_owner_only(tmp_path: Path) -> None:
