@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="backbot",
         description="backbot: back-pain screening and safe low-impact cardio, with sources.",
     )
+    # listed by --help in this order, as the README's table: the three that read only the
+    # dialog and content files, then the two that read the settings and the database
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def data_options(p: argparse.ArgumentParser) -> None:
@@ -72,16 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     data_options(check)
     check.set_defaults(func=_check)
 
+    diagram = sub.add_parser("diagram", help="print the dialog as a Mermaid diagram")
+    data_options(diagram)
+    diagram.set_defaults(func=_diagram)
+
     run = sub.add_parser("run", help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     run.set_defaults(func=_run)
 
     compact = sub.add_parser("compact", help="rebuild the database so that erased sessions "
                              "leave nothing behind (stop the bot first)")
     compact.set_defaults(func=_compact)
-
-    diagram = sub.add_parser("diagram", help="print the dialog as a Mermaid diagram")
-    data_options(diagram)
-    diagram.set_defaults(func=_diagram)
     return parser
 
 

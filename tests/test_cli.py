@@ -402,6 +402,17 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     assert "chat" in bare.stdout
 
 
+def test_help_lists_the_commands_in_the_readmes_order(tmp_path: Path) -> None:
+    """The README says `backbot --help` lists every command, in a table beside it: the
+    same order in both, so neither reads as the other's stale copy."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `backbot (\w+)` \|", readme, re.MULTILINE)
+    result = run_bot(["--help"], "", tmp_path)
+    listed = re.findall(r"^ {4}(\w+)", result.stdout, re.MULTILINE)  # (not wrapped help)
+    assert documented == ["chat", "check", "diagram", "run", "compact"]
+    assert listed == documented, result.stdout
+
+
 def test_compact_rebuilds_the_database_and_refuses_while_a_bot_runs(tmp_path: Path) -> None:
     path = tmp_path / "data" / "sessions.sqlite3"
     store = SessionStore(open_database(path))
