@@ -29,6 +29,8 @@ SAYINGS = {"y": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "n": "no", "no
            "dont know": "not sure", "don t know": "not sure", "do not know": "not sure",
            "i dont know": "not sure", "i don t know": "not sure", "i do not know": "not sure",
            "disk": "disc"}
+# The engine's answers to a choice it did not take (none is shown as taken)
+NOT_TAKEN = frozenset({"session.stale", "error.unknown_choice"})
 FORGET = "/forget"
 TIP = "/tip"
 # Engine messages about buttons or about what Telegram stores, in the words that are
@@ -169,7 +171,23 @@ def chat(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout)
             # at an end, all of it again (what to do now is never out of sight)
             outputs = [Say(key, content.message(key)), *engine.current(snapshot)]
             continue
-        snapshot, outputs = engine.step(snapshot, to_event(line, ask))
+        event = to_event(line, ask)
+        snapshot, outputs = engine.step(snapshot, event)
+        if ask is not None and event.choice is not None:
+            outputs = _with_answer_taken(outputs, ask, event.choice)
+
+
+def _with_answer_taken(outputs: list[Output], ask: Ask, choice_id: str) -> list[Output]:
+    """Every choice read from a typed line, shown by its label under it. The engine says
+    which answer it took only for one that moves the check-in on (Telegram writes it on
+    the question tapped), not for one that shows something (*What do you store?*,
+    *Sources*) or starts again; but here each was read from typed words, which may have
+    been misread, so it is shown as well."""
+    if any(isinstance(o, Answered) or (isinstance(o, Say) and o.key in NOT_TAKEN)
+           for o in outputs):
+        return outputs
+    label = next((c.label for c in ask.choices if c.id == choice_id), None)
+    return outputs if label is None else [Answered(ask.text, label), *outputs]
 
 
 def _card(card: Card, content: Content) -> str:

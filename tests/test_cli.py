@@ -19,9 +19,9 @@ from bot.config import load_settings
 from bot.engine import Event
 from bot.errors import DataError
 from bot.loading import load_bundle
-from bot.outputs import Ask, Choice
+from bot.outputs import Answered, Ask, Choice, Say
 from bot.store import SessionStore, claim_database, open_database
-from bot.terminal import to_event
+from bot.terminal import _with_answer_taken, to_event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,6 +94,25 @@ def test_chat_says_which_answer_it_took(tmp_path: Path, messages: dict[str, str]
              if line.startswith(label)]
     assert taken == [messages["choice.agree"], "No", "No", "Yes"], taken
     assert f"> nope\n\n{label} No\n" in result.stdout  # right under what was typed
+
+
+def test_chat_says_which_answer_it_took_when_it_moves_nothing_on(
+        tmp_path: Path, messages: dict[str, str]) -> None:
+    """An answer that shows something (*What do you store?*, an end's *Sources*) or
+    starts again is shown as taken too: typed, it may have been misread as well."""
+    _, result = chat(["2", "1", "1", "sources", "start"], tmp_path)
+    label = messages["answered.label"]
+    taken = [line.removeprefix(f"{label} ") for line in result.stdout.splitlines()
+             if line.startswith(label)]
+    assert taken == [messages["choice.privacy"], messages["choice.agree"], "Yes",
+                     messages["end.sources"], messages["end.restart"]], taken
+    assert f"> 2\n\n{label} {messages['choice.privacy']}\n\n" in result.stdout
+    assert f"> start\n\n{label} {messages['end.restart']}\n\n" in result.stdout
+    # not where the engine said it took it already, or did not take it
+    ask = Ask("q", "Q?", (Choice("yes", "Yes"),), "0.1.1")
+    for said in ([Answered("Q?", "Yes"), ask], [Say("session.stale", "moved on"), ask]):
+        assert _with_answer_taken(said, ask, "yes") == said
+    assert _with_answer_taken([ask], ask, "yes") == [Answered("Q?", "Yes"), ask]
 
 
 def test_chat_keeps_a_listed_question_one_item_per_line(tmp_path: Path) -> None:
