@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import AIORateLimiter, ApplicationBuilder, BaseRateLimiter
+from telegram.ext import ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
 from telegram.warnings import PTBDeprecationWarning
@@ -39,7 +39,8 @@ from bot.store import (
     write_back,
 )
 from bot.telegram_bot import BackBot
-from bot.telegram_groups import GroupFeatures, GroupRateLimiter
+from bot.telegram_groups import GroupFeatures
+from bot.telegram_limits import telegram_limits
 from bot.telegram_polling import SteadyBot
 from bot.telegram_types import App
 
@@ -49,13 +50,6 @@ CHECKPOINT_EVERY_SECONDS = 5
 TOKEN_REJECTED = "token_rejected"
 DATABASE_MOVED = "database_moved"
 STOPPING = "stopping"  # set once the bot stops itself: a stop signal then changes nothing
-
-
-def telegram_limits() -> AIORateLimiter:
-    """Telegram's limits as steady rates, not bursts: 30 messages a second overall and
-    20 a minute per group (one every 3 s); "retry after" answers are retried."""
-    return GroupRateLimiter(overall_max_rate=1, overall_time_period=1 / 30,
-                            group_max_rate=1, group_time_period=3, max_retries=3)
 
 
 def build_application(settings: Settings, engine: Engine, store: SessionStore, *,

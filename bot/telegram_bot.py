@@ -44,6 +44,7 @@ from bot.outputs import Answered, Output, Say
 from bot.sessions import delivered_before, keep
 from bot.store import SessionStore
 from bot.telegram_errors import flood_wait
+from bot.telegram_limits import NO_RETRIES
 from bot.telegram_render import (
     FORGET,
     HTML,
@@ -184,7 +185,10 @@ class BackBot:
         for names, scope in menus:
             commands = [BotCommand(n, self.content.message(f"commands.{n}")) for n in names]
             try:
-                await app.bot.set_my_commands(commands, scope=scope)
+                # Telegram keeps the menu set by an earlier start; no flood wait before
+                # the bot serves anyone is worth it.
+                await app.bot.set_my_commands(commands, scope=scope,
+                                              rate_limit_args=NO_RETRIES)
             except TelegramError as exc:  # the menu is a convenience; the bot works without
                 log.warning("could not set the command menu: %s", type(exc).__name__)
 

@@ -12,7 +12,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -35,7 +35,6 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import (
-    AIORateLimiter,
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
@@ -112,31 +111,6 @@ async def reply_to(message: Message, text: str, **kwargs: Any) -> None:
     unquoted."""
     await message.reply_text(text, parse_mode=HTML, allow_sending_without_reply=True,
                              **kwargs)
-
-
-class GroupRateLimiter(AIORateLimiter):
-    """AIORateLimiter whose per-group budget (20 a minute) is spent on posts only.
-
-    AIORateLimiter puts every request whose `chat_id` names a group under that group's
-    limit, reads included: the admin check (getChatMember) before a /dailytip answer would
-    take the answer's slot and hold the answer back a whole slot. Reads (get*) post
-    nothing, so they skip the limits; a "retry after" answer is still retried.
-    """
-
-    async def process_request(
-        self,
-        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: int | None,
-    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        if endpoint.startswith("get"):
-            # `data` only tells the limiter which limits apply; `args` is what is sent.
-            data = {key: value for key, value in data.items() if key != "chat_id"}
-        return await super().process_request(callback, args, kwargs, endpoint, data,
-                                             rate_limit_args)
 
 
 class NotPrivateChatMemberHandler(ChatMemberHandler[Any, Any]):

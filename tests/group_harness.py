@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from telegram.ext import AIORateLimiter, Application, BaseRateLimiter, ContextTypes, Job
+from telegram.ext import Application, BaseRateLimiter, ContextTypes, Job
 from telegram.request import HTTPXRequest, RequestData
 
 from bot.config import load_settings
@@ -32,6 +32,7 @@ from bot.schedules import ScheduleStore
 from bot.store import SessionStore, open_database
 from bot.telegram_app import build_application
 from bot.telegram_groups import GroupFeatures
+from bot.telegram_limits import ChatRateLimiter
 
 try:  # works whether or not tests/ is a package
     from fake_bot_api import Call, FakeBotAPI, no_proxy
@@ -303,7 +304,7 @@ async def _running_bot(api: FakeBotAPI, db_path: Path, *, default_limits: bool,
     db = open_database(settings.db_path)
     store = SessionStore(db)
     if not default_limits and rate_limiter is None:
-        rate_limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=2)
+        rate_limiter = ChatRateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=2)
     app = build_application(settings, engine(), store, rate_limiter=rate_limiter,
                             request=request)
     running = Running(api, app, db, settings.db_path)

@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, Application, TypeHandler
+from telegram.ext import Application, TypeHandler
 
 from bot.config import Settings, load_settings
 from bot.engine import Engine
 from bot.loading import load_engine
 from bot.store import SessionStore, open_database
 from bot.telegram_app import CHECKPOINT_EVERY_SECONDS, build_application
+from bot.telegram_limits import ChatRateLimiter
 
 try:  # works whether or not tests/ is a package
     import conftest
@@ -201,8 +202,8 @@ class BotHarness:
         self.store = SessionStore(self.db)
         self.app: Application = build_application(  # type: ignore[type-arg]
             self.settings, self.engine, self.store,
-            rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0,
-                                        max_retries=max_retries),
+            rate_limiter=ChatRateLimiter(overall_max_rate=0, group_max_rate=0,
+                                         max_retries=max_retries),
             checkpoint_every=checkpoint_every)
         self.app.add_handler(TypeHandler(Update, self._mark_done), group=DONE_GROUP)
         self._done: dict[int, asyncio.Event] = {}

@@ -19,8 +19,7 @@ import pytest
 
 from bot.schedules import ScheduleStore
 from bot.store import open_database
-from bot.telegram_app import telegram_limits
-from bot.telegram_groups import GroupRateLimiter
+from bot.telegram_limits import ChatRateLimiter, telegram_limits
 
 try:  # works whether or not tests/ is a package
     from group_harness import Call, eventually, fake_api, plain, run, running_bot
@@ -148,7 +147,7 @@ ADMIN = 990_601
 def test_admin_check_does_not_spend_the_groups_message_budget(tmp_path: Path) -> None:
     """One post an hour into a group: if the getChatMember before the answer took that
     slot, the answer to an admin's /dailytip would wait an hour."""
-    hourly = GroupRateLimiter(overall_max_rate=0, group_max_rate=1, group_time_period=3600,
+    hourly = ChatRateLimiter(overall_max_rate=0, group_max_rate=1, group_time_period=3600,
                               max_retries=0)
 
     async def scenario() -> None:
@@ -167,8 +166,8 @@ def test_admin_check_does_not_spend_the_groups_message_budget(tmp_path: Path) ->
 
 
 def test_production_limits_exempt_reads_from_the_group_budget() -> None:
-    assert isinstance(telegram_limits(), GroupRateLimiter), (
-        "bot/telegram_app.py telegram_limits() should build a GroupRateLimiter")
+    assert isinstance(telegram_limits(), ChatRateLimiter), (
+        "bot/telegram_app.py telegram_limits() should build a ChatRateLimiter")
 
 
 @pytest.mark.parametrize("command", ["/tip", "/dailytip 08:30"])

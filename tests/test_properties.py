@@ -1,7 +1,7 @@
 """Stateful property test of the Telegram layer: the real Application, hundreds of runs.
 
 A hypothesis `RuleBasedStateMachine` drives the Application that `build_application`
-builds (real handlers, real SQLite store, real `AIORateLimiter`) with private-chat and
+builds (real handlers, real SQLite store, the real rate limiter) with private-chat and
 group updates, and checks it against a reference model after every step. There is no
 HTTP: `recording_request.RecordingRequest` answers the Bot API in-process and records
 every call (yielding to the event loop as a network call would, so updates processed
@@ -92,11 +92,10 @@ from hypothesis.stateful import (
 )
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
-from telegram.ext import AIORateLimiter, Application, ContextTypes
-from telegram.ext import _aioratelimiter as ptb_ratelimiter
+from telegram.ext import Application, ContextTypes
 
 from bot import engine as engine_module
-from bot import telegram_polling
+from bot import telegram_limits, telegram_polling
 from bot.config import load_settings
 from bot.deeplinks import group_payload
 from bot.engine import Engine, Event, Snapshot
@@ -376,7 +375,8 @@ class TelegramMachine(RuleBasedStateMachine):
     def _start_app(self) -> None:
         self.db = open_database(self.settings.db_path)
         self.store = SessionStore(self.db)
-        limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=MAX_RETRIES)
+        limiter = telegram_limits.ChatRateLimiter(overall_max_rate=0, group_max_rate=0,
+                                                  max_retries=MAX_RETRIES)
         app = build_application(self.settings, BOT_ENGINE, self.store, rate_limiter=limiter,
                                 request=self.request)
         app.add_error_handler(self._record_error)
@@ -997,7 +997,7 @@ class TelegramMachine(RuleBasedStateMachine):
 @pytest.mark.filterwarnings(
     "ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning")
 def test_telegram_layer_properties(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ptb_ratelimiter, "asyncio", _FastAsyncio())
+    monkeypatch.setattr(telegram_limits, "asyncio", _FastAsyncio())
     monkeypatch.setattr(telegram_polling, "HTTPXRequest", _UnusedGetUpdatesRequest)
     run_state_machine_as_test(TelegramMachine, settings=SETTINGS)
 
@@ -1011,7 +1011,7 @@ def test_telegram_layer_properties(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[TelegramMachine]:
-    monkeypatch.setattr(ptb_ratelimiter, "asyncio", _FastAsyncio())
+    monkeypatch.setattr(telegram_limits, "asyncio", _FastAsyncio())
     monkeypatch.setattr(telegram_polling, "HTTPXRequest", _UnusedGetUpdatesRequest)
     machine = TelegramMachine()
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_bot_api import FakeBotAPI, no_proxy
 from telegram_harness import (
     RED_FLAGS_NO,
     TO_DOCTOR_PROMPT,
@@ -852,6 +853,59 @@ def test_flood_control_outlasting_ptbs_retries_is_waited_out_before_sending_agai
             assert tries[3].time - tries[2].time >= 1.0
 
     run_bounded(scenario())
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+def test_one_chats_flood_wait_holds_up_no_other_chat(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Telegram's flood control for one person's chat (about a message a second) pauses
+    that chat only: another person's tap meanwhile is answered at once, and the first
+    person's reply goes out once their wait is over."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    other = CHAT + 1
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await at_bladder_question(h, other)
+            h.api.fail_next("sendMessage", retry_after=3, chat_id=CHAT)
+            mine, theirs = h.current(CHAT), h.current(other)
+            paused = h.api.tap(CHAT, mine["message_id"], h.data_for(mine, "no"))
+            assert await until(lambda: any(not c.ok for c in h.calls(CHAT, "sendMessage")),
+                               timeout=5)
+            await h.processed(h.api.tap(other, theirs["message_id"],
+                                        h.data_for(theirs, "no")))
+            assert h.state(other) == "asking_saddle"
+            saddle = h.message_text("question.saddle")
+            assert saddle in h.sent_texts(other)
+            assert saddle not in h.sent_texts(CHAT)  # still waiting out its pause
+            await h.processed(paused)
+            tries = [c for c in h.calls(CHAT, "sendMessage") if c.params["text"] == saddle]
+            assert [c.ok for c in tries] == [False, True]
+            assert tries[1].time - tries[0].time >= 3.0
+
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_flood_wait_on_the_command_menu_does_not_hold_up_start_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The command menu is a convenience Telegram keeps from an earlier start: a flood wait
+    for it is not waited out (not retried) before the bot serves anyone."""
+    caplog.set_level(logging.WARNING)
+    api = FakeBotAPI()
+    api.fail_next("setMyCommands", retry_after=600, count=2)  # both scopes
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path, api) as h:
+            await at_bladder_question(h)
+            assert [c.ok for c in h.api.calls_to("setMyCommands")] == [False, False]
+
+    with no_proxy(), api:
+        run_bounded(scenario())
+    assert [r.getMessage() for r in caplog.records if "command menu" in r.getMessage()] == [
+        "could not set the command menu: RetryAfter"] * 2
 
 
 @pytest.mark.parametrize(("code", "description", "error"), [
