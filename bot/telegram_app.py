@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from telegram import Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import ApplicationBuilder, BaseRateLimiter
 from telegram.ext import ContextTypes as Ctx
 from telegram.request import BaseRequest
@@ -249,7 +249,7 @@ def run(settings: Settings) -> int:
         raise _token_rejected(settings) from None
     except sqlite3.Error as exc:  # reading the stored daily tips at start-up (damaged)
         raise _cannot_open(settings, exc) from None
-    except TelegramError as exc:  # e.g. Telegram unreachable at start-up, a bad webhook URL
+    except TelegramError as exc:  # e.g. Telegram unreachable at start-up
         if stops.received:  # a start-up call abandoned on the way out: stopped as asked
             log.info("backbot stopped while starting")
             return 0
@@ -260,6 +260,10 @@ def run(settings: Settings) -> int:
             raise ConfigError(f"TELEGRAM_API_BASE_URL={settings.api_base_url} does not "
                               f"answer as a Bot API server does (not in JSON); check the "
                               f"address") from None
+        if (settings.webhook_url and isinstance(exc, BadRequest)
+                and "webhook" in exc.message.lower()):  # "Bad webhook: ...": no restart mends it
+            raise ConfigError(f"Telegram refused BACKBOT_WEBHOOK_URL={settings.webhook_url}: "
+                              f"{exc.message}") from None
         # Telegram's own description says what to fix (the log filter keeps the token out)
         log.error("backbot stopped: %s: %s", type(exc).__name__, exc.message)
         return 1

@@ -143,6 +143,7 @@ class BackBot:
         # The pending send-again job of each user (at most one).
         self._sends_again: dict[int, Job[Any]] = {}
         self._re_asking: set[int] = set()  # users with a re-ask queued or on its way
+        self._albums_re_asked: dict[tuple[int, str], None] = {}  # (user, album): one re-ask
         # Before consent nothing is stored, so a question's ref cannot tell a second tap
         # on the welcome from a first: the messages answered so, kept (a bounded few) to
         # answer a double tap as stale.
@@ -249,12 +250,20 @@ class BackBot:
         """Free text, stickers, photos, voice, files, commands the bot does not know: re-ask
         with the keyboard. A burst (an album, a pasted batch) gets one re-ask, not one
         each: while one is on its way, those after it change nothing and would only repeat
-        it."""
+        it; and an album gets one however far apart its parts arrive."""
         user, chat = update.effective_user, update.effective_chat
-        if user is None or chat is None or user.id in self._re_asking:
+        message = update.effective_message
+        if user is None or chat is None:
+            return
+        if message is not None and message.media_group_id is not None:
+            # an album's parts arrive as separate messages, perhaps seconds apart
+            album = (user.id, message.media_group_id)
+            if album in self._albums_re_asked:
+                return
+            _bounded_put(self._albums_re_asked, album, None)
+        if user.id in self._re_asking:
             return
         self._re_asking.add(user.id)
-        message = update.effective_message
         command = (message is not None and bool(PRIVATE_COMMAND.check_update(update))
                    and parse_command(message.text or "") is not None)
         try:
@@ -411,6 +420,8 @@ class BackBot:
         shown = (button if new is snapshot and event.kind == "answer" and _only_shows(outputs)
                  else None)
         consented = keep(self.engine, self.store, user_id, stored, new, update_id)
+        if snapshot is not None and not consented:  # its row erased (a new start): so is
+            self._forget_shown(user_id)              # what memory kept of it
         if (tapped is not None and snapshot is None and not consented
                 and any(isinstance(o, Answered) or (isinstance(o, Say) and o.key == RESTARTED)
                         for o in outputs)):
@@ -623,9 +634,12 @@ class BackBot:
         """Erased means erased: the taps kept in memory hold sessions too, and so do
         replies waiting to be sent again. (The messages answered before consent are only
         ids, and keep a later tap on one stale.)"""
+        self._forget_shown(user_id)
+        self._cancel_send_again(user_id)
+
+    def _forget_shown(self, user_id: int) -> None:
         for key in [key for key in self._shown_on_tap if key[0] == user_id]:
             del self._shown_on_tap[key]
-        self._cancel_send_again(user_id)
 
     def forget_purged(self) -> None:
         """The retention purge erased idle sessions: what memory holds of them goes too.

@@ -561,8 +561,13 @@ class FakeBotAPI:
         }
         return self.push_update({"message": message})
 
-    def send_photo(self, chat_id: int, user_id: int | None = None) -> int:
+    def send_photo(self, chat_id: int, user_id: int | None = None,
+                   album: str | None = None) -> int:
+        """A photo; with `album`, one part of an album (Telegram sends each part as a
+        message of its own, sharing a media_group_id)."""
         message = self._user_message(chat_id, user_id)
+        if album is not None:
+            message["media_group_id"] = album
         message["photo"] = [
             {
                 "file_id": f"AgACFakePhoto{size}",

@@ -713,6 +713,41 @@ def test_a_burst_of_photos_gets_one_re_ask(tmp_path: Path) -> None:
     run_bounded(scenario())
 
 
+def test_an_albums_parts_arriving_apart_get_one_re_ask(tmp_path: Path) -> None:
+    """Each part of an album comes as a message of its own, perhaps after the re-ask for
+    the first went out: still one re-ask for the album; another album gets its own."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            before, snapshot = len(h.sent_texts(CHAT)), h.snapshot(CHAT)
+            re_ask = [h.message_text("error.use_buttons"), h.message_text("question.bladder")]
+            for _ in range(3):
+                await h.processed(h.api.send_photo(CHAT, album="1300"))
+            assert h.sent_texts(CHAT)[before:] == re_ask
+            await h.processed(h.api.send_photo(CHAT, album="1301"))
+            assert h.sent_texts(CHAT)[before:] == re_ask * 2
+            assert h.snapshot(CHAT) == snapshot
+
+    run_bounded(scenario())
+
+
+def test_restart_leaves_nothing_of_the_old_check_in_in_memory(tmp_path: Path) -> None:
+    """Start again erases the stored row (nothing is kept before consent); what memory
+    held of it for a double tap on a button that only showed something goes too."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            await at_bladder_question(h)
+            await h.script(CHAT, "yes")  # an emergency end
+            await h.choose(CHAT, "sources")
+            backbot = h.app.bot_data["backbot"]
+            assert [key for key in backbot._shown_on_tap if key[0] == CHAT]
+            await h.send(CHAT, "/restart")
+            assert h.snapshot(CHAT) is None
+            assert [key for key in backbot._shown_on_tap if key[0] == CHAT] == []
+
+    run_bounded(scenario())
+
+
 # ----------------------------------------------------------------------- 6. Telegram errors
 
 

@@ -142,15 +142,18 @@ def test_webhook_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_webhook_refused_by_telegram_says_why(tmp_path: Path) -> None:
-    """Telegram's own reason for refusing the webhook reaches the operator."""
+    """Telegram's own reason for refusing the webhook reaches the operator, as a setting
+    to fix (exit status 2: no restart mends it)."""
     port = free_port()
     with FakeBotAPI() as api:
         api.fail_next("setWebhook", description="Bad Request: bad webhook: Webhook can be set "
                       "up only on ports 80, 88, 443 or 8443")
         result = run_until_it_stops(tmp_path, api, port)
-    assert result.returncode == 1, result.stderr
-    assert ("backbot stopped: BadRequest: Bad webhook: webhook can be set up only on ports 80, "
-            "88, 443 or 8443") in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"backbot: Telegram refused BACKBOT_WEBHOOK_URL=http://127.0.0.1:{port}/hook: Bad "
+        "webhook: webhook can be set up only on ports 80, 88, 443 or 8443"), result.stderr
+    assert "Traceback" not in result.stderr
     assert api.token not in result.stderr + result.stdout
 
 
