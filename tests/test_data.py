@@ -143,8 +143,7 @@ def test_bundle_loads_with_the_pure_python_yaml_fallback(
                                yamlio._construct_mapping)
     monkeypatch.setattr(yamlio, "_Loader", PureLoader)
     dialog, _ = load_bundle()
-    assert dialog.states["suggesting_activities"].follows[-1] == (
-        "livestrong_cardio", "Consult Your Doctor")
+    assert dialog.states["suggesting_activities"].follows[-1] == ("us_911", "When to call 911")
 
 
 # -- citations --

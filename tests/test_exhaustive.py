@@ -284,9 +284,11 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
         facts = transcript.facts()
         shown = [o.card.id for o in transcript.steps[-1].outputs if isinstance(o, ShowCard)]
         assert shown == expected_cards(facts), (str(transcript), shown)
-        # after the cards: check them with your doctor, stop on shooting pain
+        # after the cards: check them with your doctor, stop on shooting pain, and the
+        # signs that would mean emergency care if they turned up later
         says = [o.key for o in transcript.steps[-1].outputs if isinstance(o, Say)]
-        assert says[-3:] == ["suggestions.closing", "reminder.doctor", "end.follows"]
+        assert says[-4:] == ["suggestions.closing", "disposition.safety_net",
+                             "reminder.doctor", "end.follows"]
         seen.update(shown)
         # the doctor prompt shows the ease-in caution on the same condition
         doctor_step = next(s for s in transcript.steps
