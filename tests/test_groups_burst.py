@@ -120,13 +120,16 @@ def test_burst_retries_a_retry_after_answer(burst: dict[str, Any]) -> None:
 
 def test_burst_spaces_the_posts_into_each_group(burst: dict[str, Any]) -> None:
     """Telegram allows 20 messages a minute per group; the limiter spaces them 3 s apart.
-    The lower bound is generous: a post held up in the overall queue may arrive late, and
-    without the group limit the gaps would be hundredths of a second."""
+    A post takes its group's slot before it queues for the overall limit, where all 50
+    chats' first tips wait their turn (up to 50/30 s), so one may arrive that much late
+    and the next on time; without the group limit the gaps would be hundredths of a
+    second."""
+    queued = len(CHATS) / PER_SECOND
     for chat in BUSY:
         times = sorted(call.time for call in burst["calls"] if call.params["chat_id"] == chat)
         assert len(times) == TIPS_PER_BUSY_CHAT
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        assert min(gaps) >= GROUP_SPACING - 1.0, (chat, gaps)
+        assert min(gaps) >= GROUP_SPACING - queued - 0.5, (chat, gaps)
     for chat in CHATS:
         times = [call.time for call in burst["calls"] if call.params["chat_id"] == chat]
         assert most_in_window(times, 60) <= PER_GROUP_PER_MINUTE
