@@ -130,6 +130,16 @@ async def supergroup_job_later_that_minute(bot: Running) -> None:
     await bot.job(LATE_SUPERGROUP).run(bot.app)
 
 
+async def tip_answered_upgraded(bot: Running, request: MigratingRequest,
+                                supergroup: int) -> None:
+    """The owner sets a daily tip in the group; when it falls due, Telegram answers it
+    "upgraded to `supergroup`"."""
+    await owner_sets_daily_tip(bot, EARLY_GROUP)
+    request.migrations[EARLY_GROUP] = supergroup
+    bot.api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
+    await bot.run_daily(EARLY_GROUP)
+
+
 def test_todays_tip_carried_into_the_supergroup_is_not_posted_there_again(
         tmp_path: Path) -> None:
     """The tip that went to the supergroup counts as today's there, though the new id's
@@ -139,10 +149,7 @@ def test_todays_tip_carried_into_the_supergroup_is_not_posted_there_again(
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-                await owner_sets_daily_tip(bot, EARLY_GROUP)
-                request.migrations[EARLY_GROUP] = LATE_SUPERGROUP
-                api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
-                await bot.run_daily(EARLY_GROUP)
+                await tip_answered_upgraded(bot, request, LATE_SUPERGROUP)
                 [today] = api.sent_to(LATE_SUPERGROUP)
                 await supergroup_job_later_that_minute(bot)
                 assert api.sent_to(LATE_SUPERGROUP) == [today]
@@ -214,11 +221,8 @@ def test_the_upgrades_catch_up_does_not_repeat_the_tip_sent_on_to_the_supergroup
     async def scenario() -> None:
         with fake_api() as api:
             async with running_bot(api, tmp_path / "db.sqlite3", request=request) as bot:
-                await owner_sets_daily_tip(bot, EARLY_GROUP)
-                request.migrations[EARLY_GROUP] = PROMPT_SUPERGROUP
-                api.fail_next("sendMessage", chat_id=EARLY_GROUP, description=UPGRADED)
                 api.before_call["sendmessage"] = lambda params: time.sleep(0.3)
-                await bot.run_daily(EARLY_GROUP)
+                await tip_answered_upgraded(bot, request, PROMPT_SUPERGROUP)
                 await asyncio.sleep(1.0)  # the catch-up has run by now
                 [today] = api.sent_to(PROMPT_SUPERGROUP)
                 assert card_in(today["text"]) is not None
