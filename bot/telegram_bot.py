@@ -496,10 +496,7 @@ class BackBot:
 
     async def _send_again(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert context.job is not None
-        waiting = _waiting(context.job)
-        if self._sends_again.get(waiting.user_id) is context.job:
-            del self._sends_again[waiting.user_id]
-        await self._send_waiting(waiting)
+        await self._send_waiting(_waiting(context.job), context.job)
 
     async def send_waiting_now(self, within: float = SEND_ON_STOP_SECONDS) -> None:
         """Once the bot has stopped taking updates: replies still waiting to go again go
@@ -509,16 +506,26 @@ class BackBot:
             self._cancel_send_again(user_id)
         if not waiting:
             return
-        sends = [asyncio.create_task(self._send_waiting(w, last=True)) for w in waiting]
+        # (no update or job runs now to drop or replace them meanwhile)
+        sends = [asyncio.create_task(self._send_waiting(w, None, last=True)) for w in waiting]
         _, late = await asyncio.wait(sends, timeout=within)
         for send in late:
             send.cancel()
         if late:
             log.warning("stopping: replies for %d chats not sent again in time", len(late))
 
-    async def _send_waiting(self, waiting: _Waiting, *, last: bool = False) -> None:
+    async def _send_waiting(self, waiting: _Waiting, job: Job[Any] | None, *,
+                            last: bool = False) -> None:
+        """Send what waits (`job`: the job it waited in, still this user's pending one
+        until now)."""
         user_id = waiting.user_id
         async with self.locks.hold(user_id):
+            if job is not None:
+                # Pending until its turn came, so a reply made while it waited for that
+                # could drop it (out of date, or covered) or take it along: then it is done.
+                if self._sends_again.get(user_id) is not job:
+                    return
+                del self._sends_again[user_id]
             if self.store.get(user_id) != waiting.snapshot:
                 return  # they answered or restarted meanwhile: those replies are old
             unsent: list[Reply] = []

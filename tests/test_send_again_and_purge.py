@@ -3,6 +3,7 @@ replies to /forget and /tip), and the retention purge's own setting."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -151,3 +152,31 @@ def test_the_erase_notice_telegram_did_not_take_goes_again(tmp_path: Path) -> No
             assert h.api.sent_to(CHAT)[-1]["text"] == h.message_text("forget.done")
 
     run_bounded(scenario())
+
+
+def test_a_retry_that_waited_for_a_newer_reply_is_dropped_by_it(tmp_path: Path) -> None:
+    """"No thanks" gets no reply (502) and waits to go again; the person sends /start,
+    and the retry falls due while the welcome is still on its way. Once its turn comes it
+    is out of date (the welcome dropped it) and goes nowhere: the welcome stays the last
+    message, with no "we won't start" under it."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            backbot: telegram_bot.BackBot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 0.3
+            await h.send(CHAT, "/start")
+            welcome = h.current(CHAT)
+            h.api.fail_next("sendMessage", error_code=502, description="Bad Gateway")
+            await h.tap(CHAT, welcome["message_id"], h.data_for(welcome, "stop"))
+            assert list(backbot._sends_again) == [CHAT]
+            h.api.method_delays["sendmessage"] = 1.0  # the retry falls due meanwhile
+            replies = await h.say(CHAT, "/start")
+            h.api.method_delays.clear()
+            assert replies[-1] == h.message_text("welcome.question")
+            await asyncio.sleep(0.5)
+            assert h.sent_texts(CHAT)[-1] == replies[-1]
+            stopped = h.message_text("disposition.stopped")
+            assert not any(stopped in text for text in h.sent_texts(CHAT))
+            assert backbot._sends_again == {}
+
+    run_bounded(scenario())
+
