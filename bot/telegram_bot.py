@@ -449,13 +449,14 @@ class BackBot:
         """After a pause, unless the person has moved on by then. (A timed-out message may
         have arrived after all: a second copy is harmless, as both copies of a question's
         keyboard work.) `older`: these replies come from a try again, so they go ahead of
-        any that wait. `at_least`: the seconds Telegram's flood control asked for."""
+        any that wait at the same point, and give way to any made elsewhere since.
+        `at_least`: the seconds Telegram's flood control asked for."""
         if self.job_queue is None:
             return
         job = self._sends_again.get(user_id)
-        if job is not None and snapshot is not None:
+        if job is not None:
             waiting = _waiting(job)
-            if waiting.snapshot == snapshot:
+            if snapshot is not None and waiting.snapshot == snapshot:
                 # Still at the same point: what waits goes too, in the order the replies
                 # were made, unless these repeat it (the question, say); none loses tries.
                 if older:
@@ -463,6 +464,8 @@ class BackBot:
                 else:
                     replies = [*uncovered(waiting.replies, replies), *replies]
                 tries_left = max(tries_left, waiting.tries_left)
+            elif older:  # what waits was made since, at another point (or before consent,
+                return   # a fresh screen): these are out of date
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         # However late the loop gets to it (APScheduler's default drops a job woken over

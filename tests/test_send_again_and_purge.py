@@ -180,3 +180,26 @@ def test_a_retry_that_waited_for_a_newer_reply_is_dropped_by_it(tmp_path: Path) 
 
     run_bounded(scenario())
 
+
+@pytest.mark.parametrize(("older", "newer"), [
+    (None, None),  # before consent every reply is a fresh screen
+    ({"state": "asking_saddle"}, {"state": "asking_legs"}),
+])
+def test_a_failed_retry_leaves_newer_replies_it_cannot_join_waiting(
+        tmp_path: Path, older: dict | None, newer: dict | None) -> None:
+    """A retry that fails again while newer replies wait that it cannot join (not at the
+    same point of the check-in): the newer ones keep waiting, the older, out of date, go."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            backbot = h.app.bot_data["backbot"]
+            backbot.send_again_after = 60.0  # nothing falls due during the test
+            backbot.send_again_later(CHAT, CHAT, [Reply("newer")], newer)
+            backbot.send_again_later(CHAT, CHAT, [Reply("older")], older,
+                                     tries_left=telegram_bot.SEND_AGAIN_TRIES - 1, older=True)
+            waiting = backbot._sends_again[CHAT].data
+            assert [r.text for r in waiting.replies] == ["newer"]
+            assert waiting.snapshot == newer
+            assert h.app.job_queue is not None
+            assert len(h.app.job_queue.get_jobs_by_name("send-again")) == 1
+
+    run_bounded(scenario())
