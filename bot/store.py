@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -37,6 +38,9 @@ FIRST_COLUMNS = {"sessions": {"user_id", "snapshot", "updated_at"},
 # How long a write waits for another connection's lock. The bot's own checkpoint holds it
 # for moments; a longer wait would stall every chat, as writes run on the event loop.
 BUSY_TIMEOUT_MS = 1000
+# An update id as `seen` holds it: ASCII digits only (str.isdigit also takes "²", which
+# int() refuses), and few enough for int() (which refuses over 4300).
+SEEN_ID = re.compile(r"-?[0-9]{1,20}")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     user_id    INTEGER PRIMARY KEY,
@@ -319,7 +323,8 @@ class SessionStore:
                               "WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
             return Stored()
-        seen = [int(part) for part in row[1].split(",") if part.lstrip("-").isdigit()]
+        # (anything else, written there by hand, is left out: not a reason to fail)
+        seen = [int(part) for part in row[1].split(",") if SEEN_ID.fullmatch(part)]
         try:
             value = json.loads(row[0])
         except (ValueError, RecursionError):  # (nested too deep for the parser)

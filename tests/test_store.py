@@ -74,6 +74,21 @@ def test_seen_update_ids_are_kept_and_bounded(tmp_path: Path) -> None:
     assert fresh.load(7).seen == more[-SEEN_UPDATES:]
 
 
+def test_update_ids_not_written_as_integers_are_left_out(tmp_path: Path) -> None:
+    """A `seen` column changed by hand to hold what is no integer ("--7", a superscript
+    digit, a blank, more digits than int() reads) loses only those: the session still
+    loads, and the next write keeps the rest."""
+    store = SessionStore(open_database(tmp_path / "s.sqlite3"))
+    store.put(7, {"state": "a"}, seen=[1])
+    odd = ["3", "--7", "\u00b2", " 4 ", "-5", "", "+6", "0x8", "1" * 5000, "9"]
+    store.db.execute("UPDATE sessions SET seen = ? WHERE user_id = 7", (",".join(odd),))
+    fresh = SessionStore(store.db)  # no cache
+    stored = fresh.load(7)
+    assert (stored.snapshot, stored.seen) == ({"state": "a"}, [3, -5, 9])
+    fresh.save(7, {"state": "b"}, [*stored.seen, 10], stored)
+    assert SessionStore(store.db).load(7).seen == [3, -5, 9, 10]
+
+
 def test_a_database_from_before_update_ids_gains_the_column(
         older_database: Callable[[str], Path]) -> None:
     path = older_database("CREATE TABLE sessions (user_id INTEGER PRIMARY KEY, snapshot TEXT "
