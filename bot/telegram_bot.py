@@ -222,9 +222,11 @@ class BackBot:
         return True
 
     async def _tell_busy(self, user_id: int) -> None:
+        # Outside the person's turn, so a Forbidden here erases nothing: an update of theirs
+        # in hand may have stored its step and not yet replied. Erasing is left to their
+        # turn (Telegram tells the bot of a block, and refuses that turn's replies too).
         try:
-            async with self.dropping_if_blocked(user_id):
-                await self.send(user_id, [Reply(self.render.message("error.busy"))])
+            await self.send(user_id, [Reply(self.render.message("error.busy"))])
         except TelegramError as exc:  # they can still see nothing happened, and send again
             log.info("busy notice not sent: %s", type(exc).__name__)
 

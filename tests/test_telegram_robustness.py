@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fake_bot_api import FakeBotAPI, no_proxy
+from fake_bot_api import BLOCKED, ApiError, FakeBotAPI, no_proxy
 from telegram_harness import (
     RED_FLAGS_NO,
     TO_DOCTOR_PROMPT,
@@ -365,6 +365,43 @@ def test_one_persons_flood_is_let_go_and_holds_up_no_one_else(
             h.api.method_delays.clear()
             await h.choose(CHAT, "no")  # tapped again, it applies
             assert h.state(CHAT) == "asking_saddle"
+        assert failures(caplog) == []
+
+    run_bounded(scenario())
+
+
+def test_a_busy_notice_that_finds_the_bot_blocked_erases_nothing_out_of_turn(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A tap's step is stored and its reply on its way when a message let go is answered
+    "send it again", and that notice is refused as blocked (blocked then, unblocked by the
+    time the reply went): the erase is left to the person's own turn, which finds them
+    not blocked, so the answer they see taken stays stored."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            busy = h.message_text("error.busy")
+
+            def refuse_the_notice(params: dict) -> None:
+                if params["text"] == busy:
+                    raise ApiError(403, BLOCKED)
+
+            await at_bladder_question(h)
+            question = h.current(CHAT)
+            h.api.before_call["sendmessage"] = refuse_the_notice
+            h.api.method_delays["answercallbackquery"] = 0.5  # the tap holds its turn
+            tap = h.api.tap(CHAT, question["message_id"], h.data_for(question, "no"))
+            assert await until(lambda: h.state(CHAT) == "asking_saddle")
+            helps = [h.api.send_text(CHAT, "/help") for _ in range(IN_HAND_PER_USER)]
+            for update in [tap, *helps]:
+                await h.processed(update)
+            h.api.method_delays.clear()
+            assert [c.error_code for c in h.calls(CHAT, "sendMessage")
+                    if c.params["text"] == busy] == [403]
+            assert h.message_text("question.saddle") in h.sent_texts(CHAT)
+            assert h.state(CHAT) == "asking_saddle"
+            await h.choose(CHAT, "no")  # and the saddle question shown still works
+            assert h.state(CHAT) == "asking_legs"
         assert failures(caplog) == []
 
     run_bounded(scenario())
