@@ -88,6 +88,9 @@ MEMBERSHIP_GROUP = 1
 SEND_AGAIN_SECONDS = 5.0
 SEND_AGAIN_BACKOFF = 4
 SEND_AGAIN_TRIES = 3
+# Noted on the error of an update whose replies go again later: on_error logs it as a
+# warning, as they may yet arrive (replies that never do are logged as an error).
+SENDING_AGAIN = "its replies go again later"
 # A bot stopping (SIGTERM, say) gives replies still waiting to go again this long to go
 # now, once: the stopped job queue would drop them, and their person wait for nothing.
 SEND_ON_STOP_SECONDS = 5.0
@@ -346,7 +349,10 @@ class BackBot:
         # readonly database") and say what to fix, so they go too.
         error = context.error
         said = f" ({error})" if isinstance(error, sqlite3.Error) else ""
-        if isinstance(update, Update):
+        if isinstance(update, Update) and SENDING_AGAIN in getattr(error, "__notes__", ()):
+            log.warning("update %s failed: %s; %s", update.update_id, type(error).__name__,
+                        SENDING_AGAIN)
+        elif isinstance(update, Update):
             log.error("update %s failed: %s%s", update.update_id, type(error).__name__, said)
         elif context.job is not None:  # by its kind: no chat's id at this level
             log.error("job %s failed: %s%s", (context.job.name or "").split(":")[0],
@@ -392,9 +398,11 @@ class BackBot:
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
-                if unsent:  # tied to the session as stored now, to tell if they moved on
-                    self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id),
-                                          at_least=flood_wait(exc))
+                # tied to the session as stored now, to tell if they moved on
+                if unsent and self.send_again_later(user_id, chat_id, unsent,
+                                                    self.store.get(user_id),
+                                                    at_least=flood_wait(exc)):
+                    exc.add_note(SENDING_AGAIN)
                 raise  # logged by on_error
 
     def _step_and_store(self, user_id: int, event: Event, notes: Sequence[Output],
@@ -447,14 +455,14 @@ class BackBot:
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None, tries_left: int = SEND_AGAIN_TRIES,
-                         *, older: bool = False, at_least: float = 0.0) -> None:
+                         *, older: bool = False, at_least: float = 0.0) -> bool:
         """After a pause, unless the person has moved on by then. (A timed-out message may
         have arrived after all: a second copy is harmless, as both copies of a question's
         keyboard work.) `older`: these replies come from a try again, so they go ahead of
         any that wait at the same point, and give way to any made elsewhere since.
-        `at_least`: the seconds Telegram's flood control asked for."""
+        `at_least`: the seconds Telegram's flood control asked for. Whether they will go."""
         if self.job_queue is None:
-            return
+            return False
         job = self._sends_again.get(user_id)
         if job is not None:
             waiting = _waiting(job)
@@ -467,7 +475,7 @@ class BackBot:
                     replies = [*uncovered(waiting.replies, replies), *replies]
                 tries_left = max(tries_left, waiting.tries_left)
             elif older:  # what waits was made since, at another point (or before consent,
-                return   # a fresh screen): these are out of date
+                return False  # a fresh screen): these are out of date
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         # However late the loop gets to it (APScheduler's default drops a job woken over
@@ -479,6 +487,7 @@ class BackBot:
             self._send_again, when=pause,
             data=_Waiting(user_id, chat_id, replies, snapshot, tries_left), name="send-again",
             job_kwargs={"misfire_grace_time": None})
+        return True
 
     def _drop_send_again_if_covered(self, user_id: int, sent: list[Reply]) -> None:
         """Replies waiting to be sent again are dropped once they are out of date (the
@@ -517,7 +526,7 @@ class BackBot:
         for send in late:
             send.cancel()
         if late:
-            log.warning("stopping: replies for %d chats not sent again in time", len(late))
+            log.error("stopping: replies for %d chats not sent again in time", len(late))
 
     async def _send_waiting(self, waiting: _Waiting, job: Job[Any] | None, *,
                             last: bool = False) -> None:
@@ -544,8 +553,8 @@ class BackBot:
                     self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
                                           waiting.tries_left - 1, older=True,
                                           at_least=flood_wait(exc))
-                else:
-                    log.warning("replies not sent again: %s", type(exc).__name__)
+                else:  # lost: the one error line about them
+                    log.error("replies not sent again: %s", type(exc).__name__)
 
     async def forget(self, user_id: int, query: CallbackQuery, *, confirmed: bool) -> None:
         async with self.locks.hold(user_id):
@@ -590,9 +599,10 @@ class BackBot:
         except Forbidden:
             self.drop_blocked(user_id)
         except TelegramError as exc:
-            if unsent:
-                self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id),
-                                      at_least=flood_wait(exc))
+            if unsent and self.send_again_later(user_id, chat_id, unsent,
+                                                self.store.get(user_id),
+                                                at_least=flood_wait(exc)):
+                exc.add_note(SENDING_AGAIN)
             raise  # logged by on_error
 
     @asynccontextmanager
