@@ -112,6 +112,14 @@ BUSY_NOTICE_SECONDS = 30.0
 # A blocked person's row the database would not let go (locked by another process): tried
 # again this often until it goes.
 ERASE_AGAIN_SECONDS = 30.0
+# A button tapped: (user id, message id, its callback data).
+Button = tuple[int, int, str | None]
+RESTARTED = "session.restarted"
+# A ref no question has: the engine answers a tap carrying it as stale.
+ANSWERED_ALREADY = "answered"
+# How many entries each of BackBot's memories of recent taps keeps (a double tap comes
+# within a second).
+TAPS_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,15 +766,6 @@ def uncovered(waiting: Sequence[Reply], sent: Sequence[Reply]) -> list[Reply]:
     message may go out joined with a note before it."""
     sent_text = "\n\n".join(reply.text for reply in sent)
     return [reply for reply in waiting if reply.text not in sent_text]
-
-
-# A button tapped: (user id, message id, its callback data).
-Button = tuple[int, int, str | None]
-RESTARTED = "session.restarted"
-# A ref no question has: the engine answers a tap carrying it as stale.
-ANSWERED_ALREADY = "answered"
-# How many taps each of those memories keeps (a double tap comes within a second).
-TAPS_KEPT = 1024
 
 
 def _tapped_message(query: CallbackQuery | None) -> int | None:
