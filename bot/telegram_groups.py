@@ -38,6 +38,7 @@ from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
+    Job,
     MessageHandler,
     filters,
 )
@@ -75,7 +76,7 @@ ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
 # within the grace (`missed`).
 LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
-# job names, followed by ":<chat id>"
+# job names, followed by ":<chat id>" (a chat has at most one job of each: see `_chat_job`)
 DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
 SCHEDULE_JOBS = (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB)  # a chat's daily tip, all its jobs
 INTRO_JOB = "intro"
@@ -304,12 +305,12 @@ class GroupFeatures:
             self._remove_schedule(context.application, chat.id, f"left a {chat.type}")
         elif _gone(change.old_chat_member) and chat.type in (ChatType.GROUP,
                                                              ChatType.SUPERGROUP):
-            queue, intro = context.job_queue, f"{INTRO_JOB}:{chat.id}"
+            queue, intro = context.job_queue, _chat_job_id(INTRO_JOB, chat.id)
             if queue is None:
                 await self._introduce(context.bot, chat.id)
-            elif not queue.get_jobs_by_name(intro):  # not once more for the same update
-                queue.run_once(self._introduce_later, when=self.intro_after,
-                               chat_id=chat.id, name=intro, job_kwargs=LATE_JOB_KWARGS)
+            elif queue.scheduler.get_job(intro) is None:  # not once more for the same update
+                queue.run_once(self._introduce_later, when=self.intro_after, chat_id=chat.id,
+                               **_chat_job(INTRO_JOB, chat.id, **LATE_JOB_KWARGS))
 
     async def _introduce_later(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         job = context.job
@@ -562,9 +563,8 @@ class GroupFeatures:
         """Today's tip, `after` seconds from now, if it is still due and not out by then
         (in place of any such job of the chat's already waiting)."""
         if app.job_queue is not None:
-            self._unschedule(app, chat_id, (LATE_JOB,))
             app.job_queue.run_once(self.post_missed_tip, when=after, chat_id=chat_id,
-                                   name=f"{LATE_JOB}:{chat_id}", job_kwargs=LATE_JOB_KWARGS)
+                                   **_chat_job(LATE_JOB, chat_id, **LATE_JOB_KWARGS))
 
     def _schedule_job(self, app: App, chat_id: int, hhmm: str,
                       zone: str, *, replacing: bool = True,
@@ -577,24 +577,27 @@ class GroupFeatures:
         if tzinfo is None:  # stored once valid; this system's zone data no longer has it
             app.job_queue.run_once(self.post_zone_gone, when=spread_second(chat_id),
                                    chat_id=chat_id, data=Schedule(chat_id, hhmm, zone),
-                                   name=f"{ZONE_GONE_JOB}:{chat_id}",
-                                   job_kwargs=LATE_JOB_KWARGS)
+                                   **_chat_job(ZONE_GONE_JOB, chat_id, **LATE_JOB_KWARGS))
             return
         trigger = DailyTrigger(Schedule(chat_id, hhmm, zone), tzinfo)
         app.job_queue.run_custom(
-            self.post_daily_tip, chat_id=chat_id, name=f"{DAILY_JOB}:{chat_id}",
-            job_kwargs={"trigger": trigger, "misfire_grace_time": MISFIRE_GRACE_SECONDS,
-                        "coalesce": True,
-                        **({"next_run_time": first} if first is not None else {})})
+            self.post_daily_tip, chat_id=chat_id,
+            **_chat_job(DAILY_JOB, chat_id, trigger=trigger,
+                        misfire_grace_time=MISFIRE_GRACE_SECONDS, coalesce=True,
+                        **({"next_run_time": first} if first is not None else {})))
 
     @staticmethod
     def _unschedule(app: App, chat_id: int,
                     names: tuple[str, ...] = SCHEDULE_JOBS) -> None:
+        """Drop the chat's jobs of these kinds, each found by its id (see `_chat_job`).
+        Before the scheduler starts, a lookup walks every job scheduled so far: the
+        start-up restore schedules without this."""
         if app.job_queue is None:
             return
         for name in names:
-            for job in app.job_queue.get_jobs_by_name(f"{name}:{chat_id}"):
-                job.schedule_removal()
+            found = app.job_queue.scheduler.get_job(_chat_job_id(name, chat_id))
+            if found is not None:
+                Job.from_aps_job(found).schedule_removal()
 
     # -- helpers --
 
@@ -726,6 +729,21 @@ class GroupFeatures:
             log.info("admin check failed: %s", type(exc).__name__)
             return None
         return member.status in ADMIN_STATUSES
+
+
+def _chat_job_id(name: str, chat_id: int) -> str:
+    return f"{name}:{chat_id}"
+
+
+def _chat_job(name: str, chat_id: int, **job_kwargs: Any) -> dict[str, Any]:
+    """The `name` and `job_kwargs` of the chat's one job of this kind. Its name is also its
+    APScheduler id, so it is found, and a new one takes its place, by a lookup: PTB's
+    `get_jobs_by_name` rebuilds every job of every chat to find it. (APScheduler runs one
+    instance per id: a replacement due while the job it replaced still runs is skipped,
+    as it would find that chat's tip on its way.)"""
+    job_id = _chat_job_id(name, chat_id)
+    return {"name": job_id,
+            "job_kwargs": {"id": job_id, "replace_existing": True, **job_kwargs}}
 
 
 def _gone(member: ChatMember) -> bool:
