@@ -471,6 +471,11 @@ class GroupFeatures:
         removal through)."""
         self._unschedule(app, chat_id)
         self._leaving.add(chat_id)
+        # Forgotten with the schedule, so a chat the bot left keeps nothing here. An older
+        # /dailytip whose admin check ends after this is refused anyway (Telegram confirms
+        # no admin to a bot out of the chat); one confirmed just before stores a tip whose
+        # first post finds the bot gone, and removes it.
+        self._last_change.pop(chat_id, None)
 
         def remove() -> None:
             if chat_id in self._leaving:

@@ -86,7 +86,7 @@ def test_restoring_tips_missed_while_down_walks_no_job_list_per_chat(
 def test_a_change_or_removal_walks_no_other_chats_jobs(tmp_path: Path) -> None:
     """With many chats' jobs running, one chat's /dailytip replaces its job and its removal
     (the bot left) drops it, each without reading the other chats' jobs; the other chats
-    keep theirs."""
+    keep theirs, and the chat's last change is forgotten with it."""
     count = 200
     now = dt.datetime.now(dt.UTC)
     far = (now + dt.timedelta(hours=11)).strftime("%H:%M")  # nothing runs while this does
@@ -117,6 +117,7 @@ def test_a_change_or_removal_walks_no_other_chats_jobs(tmp_path: Path) -> None:
             assert job_names([job for job, _ in jobs]) == sorted(
                 f"dailytip:{other}" for other in others)
             assert groups.schedules.get(chat) is None
+            assert groups._last_change == {}  # nothing kept about a chat the bot left
         finally:
             await queue.stop(wait=False)
 
