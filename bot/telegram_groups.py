@@ -133,7 +133,7 @@ class GroupFeatures:
         self.render = TelegramRenderer(content)
         self.tips: list[Card] = content.cards_tagged(TIP_TAG)
         self.intro_after = INTRO_AFTER_SECONDS
-        self.retry_after = TIP_RETRY_SECONDS
+        self.tip_retry_seconds = TIP_RETRY_SECONDS
         self.store_again_after = STORE_AGAIN_SECONDS
         self._upgraded: dict[int, float] = {}  # supergroup id -> when an upgrade made it
         self._leaving: set[int] = set()  # chats left whose schedule is still to be removed
@@ -504,15 +504,15 @@ class GroupFeatures:
 
     def _try_again(self, app: App, chat_id: int,
                    due: dt.datetime | None, exc: TelegramError) -> None:
-        later = self.now() + dt.timedelta(seconds=self.retry_after)
+        later = self.now() + dt.timedelta(seconds=self.tip_retry_seconds)
         if app.job_queue is None or due is None or (
                 (later - due).total_seconds() > MISFIRE_GRACE_SECONDS):
             log.warning("a daily tip was not taken (%s); the next goes out tomorrow",
                         type(exc).__name__)
             return
-        self._post_late(app, chat_id, self.retry_after)
+        self._post_late(app, chat_id, self.tip_retry_seconds)
         log.warning("a daily tip was not taken (%s); trying again in %.0f s",
-                    type(exc).__name__, self.retry_after)
+                    type(exc).__name__, self.tip_retry_seconds)
 
     async def post_missed_tip(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Today's tip, if it is still due and has not gone out (nor been changed)."""

@@ -1494,7 +1494,7 @@ def test_transient_failure_keeps_the_daily_tip(api: FakeBotAPI, tmp_path: Path,
             bot.groups.now = lambda: (due - dt.timedelta(hours=1)).astimezone(dt.UTC)
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             bot.groups.now = lambda: (due + late_by).astimezone(dt.UTC)
-            bot.groups.retry_after = 0.2
+            bot.groups.tip_retry_seconds = 0.2
             base = len(api.sent_to(GROUP))
             api.fail_next("sendMessage", chat_id=GROUP, error_code=500,
                           description="Internal Server Error")
@@ -1535,7 +1535,7 @@ def test_a_tip_whose_answer_was_lost_is_not_sent_again(
             bot.groups.now = lambda: (due - dt.timedelta(hours=1)).astimezone(dt.UTC)
             await bot.say(GROUP, "/dailytip 08:30 Europe/London", user_id=ADMIN)
             bot.groups.now = lambda: later
-            bot.groups.retry_after = 0.2
+            bot.groups.tip_retry_seconds = 0.2
             base = len(api.sent_to(GROUP))
             api.hang_up_next("sendMessage", chat_id=GROUP)
             await bot.job(GROUP).run(bot.app)  # at the time set above
