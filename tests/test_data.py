@@ -206,7 +206,7 @@ def test_every_end_state_follows_sources_and_reminds(bundle: tuple[Dialog, Conte
                                                      engine: Engine) -> None:
     dialog, content = bundle
     finals = [s for s in dialog.states.values() if s.final]
-    assert len(finals) == 8
+    assert len(finals) == 9
     for spec in finals:
         assert spec.follows, spec.name
         for source, section in spec.follows:
@@ -315,14 +315,17 @@ def test_safety_rules_require_every_red_flag_of_the_screening(
         checked = required[f"question.{question}_checked"]
         assert checked.answers == {"no": "urgent", "unsure": "urgent"}, question
         assert checked.after == (f"question.{question}", "yes")
-    fracture = required["question.fracture_clearance"]
-    assert fracture.answers == {"no": "urgent", "unsure": "urgent"}
-    assert fracture.after == ("question.diagnosis", "fracture")
+    # a fracture, or an operation on the back: a go-ahead first
+    for answer in ("fracture", "surgery"):
+        clearance = required[f"question.{answer}_clearance"]
+        assert clearance.answers == {"no": "urgent", "unsure": "urgent"}, answer
+        assert clearance.after == ("question.diagnosis", answer)
+    articles = {"livestrong_cardio", "harbourview_low_impact"}
     for flag in required.values():
         cited = {cite.source.id for cite in flag.citations}
-        articles = {"livestrong_cardio", "harbourview_low_impact"}
         if flag.question not in ("question.shooting_pain", "question.fracture_clearance"):
             assert cited & {"nice_ng59", "nice_cks_back_pain", "nhs_back_pain",
-                            "nhs_cauda_equina"}, flag.question
-        else:
+                            "nhs_cauda_equina", "nhs_lumbar_decompression"}, flag.question
+        if flag.question in ("question.shooting_pain", "question.fracture_clearance",
+                             "question.surgery_clearance"):
             assert cited & articles, flag.question

@@ -20,7 +20,8 @@ SCRIPTS = Path(__file__).resolve().parent / "dialog_scripts"
 SCRIPT_FILES = sorted(SCRIPTS.glob("*.yaml"))
 REQUIRED = {"suggestions_pool_recumbent", "emergency_bladder", "urgent_fever", "shooting_pain",
             "fracture_not_cleared", "declined_doctor", "consent_stop", "emergency_chest_pain",
-            "emergency_accident_unchecked", "suggestions_after_checked_accident"}
+            "emergency_accident_unchecked", "suggestions_after_checked_accident",
+            "surgery_not_cleared"}
 
 
 def load_script(path: Path) -> dict[str, Any]:

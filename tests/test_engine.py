@@ -365,7 +365,7 @@ def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> N
     """Emergency care, "see a doctor first" and the suggestions come back with any
     re-asking at an end, whatever the event (/back only where there is no way back)."""
     ends = end_snapshots(engine)
-    assert len(ends) == 8
+    assert len(ends) == 9
     for name, snapshot in ends.items():
         if event.kind == "back" and engine.state_spec(snapshot).disposition not in NO_WAY_BACK:
             continue

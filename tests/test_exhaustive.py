@@ -23,19 +23,19 @@ from bot.safety import check_dialog
 # has checked the back, so 2 ways on. Each way on: 2 ends of the fever question; then the
 # cancer and the other-signs questions each end 3 ways ("not sure"; after "yes", no doctor
 # has examined it, or "not sure") and go on 2 ways; then 2 ends each of the shooting-pain
-# and one-leg questions, then 5 diagnoses (fracture: 2 "not cleared" ends and 1 on; others:
-# 3 clearance answers each, so 13 paths reach the doctor prompt), each with 1 decline + 16
-# preference combinations: pool (2) x bike, then leaning forward only with a bike (3 + 1)
-# x elliptical (2).
+# and one-leg questions, then 6 diagnoses (a fracture and an operation: 2 "not cleared" ends
+# and 1 on each; others: 3 clearance answers each, so 14 paths reach the doctor prompt),
+# each with 1 decline + 16 preference combinations: pool (2) x bike, then leaning forward
+# only with a bike (3 + 1) x elliptical (2).
 ACCIDENT_WAYS = 2
 SIGN_WAYS = ACCIDENT_WAYS * 2 * 2  # ways on past the cancer and the other-signs questions
-TO_DOCTOR = SIGN_WAYS * 13
+TO_DOCTOR = SIGN_WAYS * 14
 PREFERENCES = 2 * (3 + 1) * 2
 # the red-flag ends after the accident questions, and the shooting-pain and one-leg ones
 URGENT_ENDS = ACCIDENT_WAYS * (2 + 3) + ACCIDENT_WAYS * 2 * 3 + SIGN_WAYS * 2
 LATER_ENDS = URGENT_ENDS + SIGN_WAYS * 2
 EXPECTED_PATHS = (1 + 2 * 4 + 1 + 2 + LATER_ENDS
-                  + SIGN_WAYS * (2 + 13 * (1 + PREFERENCES)))
+                  + SIGN_WAYS * (2 * 2 + 14 * (1 + PREFERENCES)))
 
 # the tests' own list of questions about signs that call for emergency care
 EMERGENCY_SIGN_STATES = {"asking_bladder", "asking_saddle", "asking_legs", "asking_chest",
@@ -44,7 +44,8 @@ EMERGENCY_SIGN_STATES = {"asking_bladder", "asking_saddle", "asking_legs", "aski
 # the tests' own map from question state to the fact it records
 FACT_OF = {"asking_pool": "pool", "asking_bike": "bike", "asking_elliptical": "elliptical",
            "asking_leaning": "leaning", "asking_diagnosis": "diagnosis",
-           "asking_clearance": "clearance", "asking_fracture_clearance": "clearance"}
+           "asking_clearance": "clearance", "asking_fracture_clearance": "clearance",
+           "asking_surgery_clearance": "clearance"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def acks(engine: Engine) -> set[tuple[str, str]]:
 def red_flags(engine: Engine) -> dict[tuple[str, str], str]:
     flags = {(s.name, choice): level for s in engine.dialog.states.values()
              for choice, level in s.red_flags.items()}
-    assert len(flags) == 25
+    assert len(flags) == 27
     return flags
 
 
@@ -147,14 +148,15 @@ def test_path_count(transcripts: list[Transcript], capsys: pytest.CaptureFixture
     with capsys.disabled():  # reported in every run's output
         print(f"\nexhaustive: {len(transcripts)} complete paths "
               f"(backbot check (iii): {structure.paths})")
-    assert len(transcripts) == EXPECTED_PATHS == 1850
+    assert len(transcripts) == EXPECTED_PATHS == 2002
     assert len(transcripts) == structure.paths
     assert len({str(t) for t in transcripts}) == len(transcripts)
     ends = Counter(t.final["state"] for t in transcripts)
     assert ends == {"suggesting_activities": TO_DOCTOR * PREFERENCES, "declined_doctor": TO_DOCTOR,
                     "emergency_care": 4 + 1, "unsure_of_emergency_sign": 4 + 2,
                     "urgent_care": URGENT_ENDS, "nerve_pain_first": SIGN_WAYS * 2,
-                    "fracture_first": SIGN_WAYS * 2, "stopped": 1}
+                    "fracture_first": SIGN_WAYS * 2, "surgery_first": SIGN_WAYS * 2,
+                    "stopped": 1}
 
 
 def test_no_activity_before_the_doctor_prompt_is_acknowledged(
@@ -199,7 +201,8 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
         key = "disposition." + {"emergency_care": "emergency", "urgent_care": "urgent",
                                 "unsure_of_emergency_sign": "unsure_of_emergency_sign",
                                 "nerve_pain_first": "nerve_pain",
-                                "fracture_first": "fracture"}[transcript.final["state"]]
+                                "fracture_first": "fracture",
+                                "surgery_first": "surgery"}[transcript.final["state"]]
         assert key in [o.key for o in final.outputs if isinstance(o, Say)]
         said = " ".join(o.text for o in final.outputs if isinstance(o, Say))
         if transcript.final["state"] in {"emergency_care", "urgent_care",
@@ -214,8 +217,8 @@ def test_red_flags_end_in_care_and_never_name_an_activity(
             assert "111 now" in advice and "appointment" not in advice, str(transcript)
     # yes/unsure to the four questions before the accident one, unsure to it, no/unsure to
     # whether a doctor checked it; then every urgent end, the shooting-pain ones and
-    # no/unsure to fracture clearance
-    assert flagged == 4 * 2 + 1 + 2 + LATER_ENDS + SIGN_WAYS * 2
+    # no/unsure to fracture and to surgery clearance
+    assert flagged == 4 * 2 + 1 + 2 + LATER_ENDS + SIGN_WAYS * 2 * 2
 
 
 def test_no_late_answer_leads_out_of_a_red_flag_end(
@@ -258,7 +261,8 @@ def test_every_end_reminds_of_the_doctor(transcripts: list[Transcript], engine: 
 
 
 def expected_cards(facts: dict[str, str]) -> list[str]:
-    ease_in = (facts.get("diagnosis") in {"pinched_nerve", "slipped_disk", "fracture"}
+    ease_in = (facts.get("diagnosis") in {"pinched_nerve", "slipped_disk", "fracture",
+                                          "surgery"}
                or facts.get("clearance") in {"no", "unsure"})
     bike = facts["bike"] == "yes"
     assert ("leaning" in facts) == bike  # asked only of those with a bike
@@ -303,9 +307,10 @@ def test_suggestions_are_tailored(transcripts: list[Transcript]) -> None:
     # a bike on 3 of the 4 bike-and-leaning answers: recumbent if leaning hurts or may
     assert seen["activity.bike_recumbent"] == total * 2 // 4
     assert seen["activity.bike_stationary"] == total // 4
-    # ease in: pinched/slipped (2 x 3 clearance answers) + fracture cleared (1) + none/unsure
-    # with clearance no/unsure (2 x 2): 11 of the 13 ways to the doctor prompt, on each way on
-    assert seen["caution.ease_in"] == SIGN_WAYS * 11 * PREFERENCES
+    # ease in: pinched/slipped (2 x 3 clearance answers) + fracture and operation cleared
+    # (1 each) + none/unsure with clearance no/unsure (2 x 2): 12 of the 14 ways to the
+    # doctor prompt, on each way on
+    assert seen["caution.ease_in"] == SIGN_WAYS * 12 * PREFERENCES
 
 
 def tips_offered(engine: Engine, snapshot: Snapshot | None,
