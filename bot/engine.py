@@ -35,6 +35,11 @@ SNAPSHOT_KEYS = frozenset({"v", "dialog", "state", "answers", "run"})
 Snapshot = dict[str, Any]
 
 SHOW_TOPICS = frozenset({"help", "sources", "privacy"})
+# Messages a front end tells apart: a tap on a question moved past, a new check-in, and
+# the prefixes of notes about the session or an error (a reply that only showed
+# something, such as the sources, starts with neither).
+STALE, RESTARTED = "session.stale", "session.restarted"
+NOTE_PREFIXES = ("session.", "error.")
 # How serious an end is, by its disposition (any other state: 0); a late red-flag answer
 # never moves a person to a less serious end.
 _SEVERITY = {level: rank for rank, level in enumerate(RED_FLAG_LEVELS, 1)}
@@ -293,7 +298,7 @@ class Engine:
             late = self._late_red_flag(snapshot, spec, event)
             if late is not None:
                 return late
-            return snapshot, [self._say("session.stale"), *self._answered_as(snapshot, event),
+            return snapshot, [self._say(STALE), *self._answered_as(snapshot, event),
                               *self.current(snapshot)]
         if spec.final:
             if choice_id == "restart":
@@ -484,7 +489,7 @@ class Engine:
     def _restart(self, snapshot: Snapshot) -> tuple[Snapshot, list[Output]]:
         dest = self._route("restart", snapshot["state"]) or self.dialog.initial
         new = {**self.new_snapshot(run=snapshot["run"] + 1), "state": dest}
-        return new, [self._say("session.restarted"), *self._recall_red_flag(snapshot),
+        return new, [self._say(RESTARTED), *self._recall_red_flag(snapshot),
                      *self.render(new)]
 
     def _recall_red_flag(self, left: object) -> list[Output]:

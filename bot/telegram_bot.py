@@ -38,7 +38,7 @@ from telegram.ext import (
 )
 
 from bot.deeplinks import is_group_payload
-from bot.engine import COMMANDS, Engine, Event, Snapshot
+from bot.engine import COMMANDS, NOTE_PREFIXES, RESTARTED, STALE, Engine, Event, Snapshot
 from bot.keyed_locks import KeyedLocks
 from bot.outputs import Answered, Output, Say
 from bot.sessions import delivered_before, keep
@@ -114,7 +114,6 @@ BUSY_NOTICE_SECONDS = 30.0
 ERASE_AGAIN_SECONDS = 30.0
 # A button tapped: (user id, message id, its callback data).
 Button = tuple[int, int, str | None]
-RESTARTED = "session.restarted"
 # A ref no question has: the engine answers a tap carrying it as stale.
 ANSWERED_ALREADY = "answered"
 # How many entries each of BackBot's memories of recent taps keeps (a double tap comes
@@ -391,7 +390,7 @@ class BackBot:
             try:  # as dropping_if_blocked does, written out on the path every tap takes
                 if query is not None:
                     first = outputs[0].key if outputs and isinstance(outputs[0], Say) else None
-                    stale = first == "session.stale"
+                    stale = first == STALE
                     await self.answer_query(
                         query, self.content.message("button.moved_on") if stale else toast)
                     # The tapped message shows the answer chosen; or, when the tap was no
@@ -778,7 +777,7 @@ def _only_shows(outputs: Sequence[Output]) -> bool:
     was stale or wrong: a stale button tapped again is told "moved on" again."""
     first = outputs[0] if outputs else None
     return first is not None and not (
-        isinstance(first, Say) and first.key.startswith(("session.", "error.")))
+        isinstance(first, Say) and first.key.startswith(NOTE_PREFIXES))
 
 
 def _asked_within(query: CallbackQuery, seconds: float, now: float) -> bool:

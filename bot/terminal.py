@@ -11,7 +11,7 @@ from typing import TextIO
 
 from bot.content import Card, Content, group_citations
 from bot.engine import COMMANDS as ENGINE_COMMANDS
-from bot.engine import Engine, Event, Snapshot
+from bot.engine import STALE, Engine, Event, Snapshot
 from bot.outputs import Answered, Ask, Output, Say, ShowCard, ShowTip, SourceList
 
 WIDTH = 78
@@ -30,7 +30,7 @@ SAYINGS = {"y": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "n": "no", "no
            "i dont know": "not sure", "i don t know": "not sure", "i do not know": "not sure",
            "disk": "disc"}
 # The engine's answers to a choice it did not take (none is shown as taken)
-NOT_TAKEN = frozenset({"session.stale", "error.unknown_choice"})
+NOT_TAKEN = frozenset({STALE, "error.unknown_choice"})
 FORGET = "/forget"
 TIP = "/tip"
 # Engine messages about buttons or about what Telegram stores, in the words that are
