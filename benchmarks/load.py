@@ -4,7 +4,8 @@
 
 The same code as tests/test_load.py (which runs 50 users in CI), at full size. The bot
 keeps its rate limiter (PTB's AIORateLimiter, changed: 30 messages a second overall), so
-500 users take about ten minutes: the figure measures the bot under that limit, and any problem is listed.
+500 users take about ten minutes: the figure measures the bot under that limit, and any
+problem is listed.
 """
 
 from __future__ import annotations
