@@ -165,8 +165,9 @@ class Engine:
         if kind == "back":
             return self._back(snapshot, spec)
         if kind == "text":
-            reply = self._finished(spec) if spec.final else "error.use_buttons"
-            return snapshot, [self._say(reply), *self.current(snapshot)]
+            if spec.final:
+                return snapshot, self._text_at_end(snapshot, spec)
+            return snapshot, [self._say("error.use_buttons"), *self.current(snapshot)]
         if kind == "command":
             return snapshot, [self._say("error.unknown_command"), *self.current(snapshot)]
         return snapshot, [self._say("error.unknown_event"), *self.current(snapshot)]
@@ -470,6 +471,17 @@ class Engine:
                 if spec.ask == question and spec.choice(answer) is not None:
                     levels[(name, answer)] = level
         return levels
+
+    def _text_at_end(self, snapshot: Snapshot, spec: StateSpec) -> list[Output]:
+        """Free text or media at an end: the end again, but at one with a plan of cards
+        (the suggestions) only what follows its last card (the closing words, the signs
+        that would mean emergency care, the reminder): a "thanks" should not bring the
+        whole plan back, and /start still does."""
+        shown = self.current(snapshot)
+        cards = [i for i, output in enumerate(shown) if isinstance(output, ShowCard)]
+        if not cards or spec.disposition in NO_WAY_BACK:
+            return [self._say(self._finished(spec)), *shown]
+        return [self._say("session.finished_with_plan"), *shown[cards[-1] + 1:]]
 
     @staticmethod
     def _finished(spec: StateSpec) -> str:

@@ -315,15 +315,25 @@ def finished(engine: Engine) -> Snapshot:
 def test_after_the_end_only_restart_or_sources(engine: Engine, finished: Snapshot,
                                                event: Event) -> None:
     """Anything else at the end says so, and shows the end again (its suggestions and
-    reminder), so what the person should do now is never lost to a reply that failed."""
+    reminder), so what the person should do now is never lost to a reply that failed;
+    but free text (a "thanks") gets only what follows the suggestions' cards."""
     before = copy.deepcopy(finished)
     if event.kind == "answer":
         event = Event.answer(event.choice or "", ref=engine.ref(finished))
     new, outputs = engine.step(finished, event)
     assert new == before == finished
+    entry = engine.render(finished)
+    if event.kind == "text":
+        note = "session.finished_with_plan"
+        last_card = max(i for i, o in enumerate(entry) if isinstance(o, ShowCard))
+        assert outputs == [Say(note, engine.content.message(note)), *entry[last_card + 1:]]
+        assert say_keys(outputs)[1:] == ["suggestions.closing", "disposition.safety_net",
+                                         "reminder.doctor", "end.follows"]
+        assert not cards(outputs) and outputs[-1] == engine.ask(finished)
+        return
     # the suggestions' end may still be gone back from: the note says so
     note = "session.finished_may_go_back"
-    assert outputs == [Say(note, engine.content.message(note)), *engine.render(finished)]
+    assert outputs == [Say(note, engine.content.message(note)), *entry]
     assert "reminder.doctor" in say_keys(outputs) and cards(outputs)
 
 
@@ -363,11 +373,14 @@ def test_a_topic_at_an_end_shows_the_topic_and_the_ends_buttons(engine: Engine,
     ids=["start", "ask", "again", "text", "back", "stale", "forged"])
 def test_every_end_shows_its_own_advice_again(engine: Engine, event: Event) -> None:
     """Emergency care, "see a doctor first" and the suggestions come back with any
-    re-asking at an end, whatever the event (/back only where there is no way back)."""
+    re-asking at an end, whatever the event (/back only where there is no way back; free
+    text at the suggestions brings back what follows their cards, tested above)."""
     ends = end_snapshots(engine)
     assert len(ends) == 9
     for name, snapshot in ends.items():
         if event.kind == "back" and engine.state_spec(snapshot).disposition not in NO_WAY_BACK:
+            continue
+        if event.kind == "text" and name == "suggesting_activities":
             continue
         if event.choice == "forged":
             event = Event.answer("forged", ref=engine.ref(snapshot))
@@ -394,7 +407,8 @@ def test_back_from_an_end(engine: Engine, find_activity: Callable[[str], str | N
             assert new == snapshot and outputs[0].key == "session.finished", name
             assert said[0].key == "session.finished", name
             continue
-        assert said[0].key == "session.finished_may_go_back", name
+        assert said[0].key == ("session.finished_with_plan" if name == "suggesting_activities"
+                               else "session.finished_may_go_back"), name
         previous = snapshot["answers"][-1][0]
         assert new == {**snapshot, "state": previous, "answers": snapshot["answers"][:-1]}
         assert outputs[0].key == "session.went_back" and outputs[-1] == engine.ask(new)
