@@ -288,9 +288,15 @@ class BackBot:
         user, chat = update.effective_user, update.effective_chat
         if user is None or chat is None:
             return
-        confirm = Reply(self.render.message("forget.confirm"), self.render.forget_keyboard())
         async with self.locks.hold(user.id):
-            await self.send_or_later(user.id, chat.id, [confirm])
+            try:
+                nothing = self.store.get(user.id) is None
+            except sqlite3.Error:  # asked anyway: the erase says if it cannot be done
+                nothing = False
+            reply = (Reply(self.render.message("forget.nothing")) if nothing else
+                     Reply(self.render.message("forget.confirm"),
+                           self.render.forget_keyboard()))
+            await self.send_or_later(user.id, chat.id, [reply])
 
     async def on_tip(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A tip that fits where this person is: none after a red flag, and none naming an
@@ -792,4 +798,4 @@ def _asked_within(query: CallbackQuery, seconds: float, now: float) -> bool:
 def _bounded_put(kept: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:
     kept[key] = value
     if len(kept) > TAPS_KEPT:
-        del kept[next(iter(kept))]  # the oldest
+        del kept[next(iter(kept))]  # the first put (one put again keeps its place)

@@ -1365,6 +1365,23 @@ def test_forget_yes_erases_and_no_keeps(tmp_path: Path,
     run_bounded(scenario())
 
 
+def test_forget_with_nothing_stored_says_so_and_asks_nothing(tmp_path: Path) -> None:
+    """Before consent (or after an erase) there is nothing to erase: no "Erase it?"."""
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            replies = await h.say(CHAT, "/forget")
+            assert replies == [h.message_text("forget.nothing")]
+            assert not [c for c in h.calls(CHAT, "sendMessage") if "reply_markup" in c.params]
+            await h.send(CHAT, "/start")  # the welcome: still nothing kept
+            assert await h.say(CHAT, "/forget") == [h.message_text("forget.nothing")]
+            await h.step(CHAT, "agree")  # consent: now there is
+            assert h.rows(CHAT) == 1
+            assert await h.say(CHAT, "/forget") == [h.message_text("forget.confirm")]
+            assert h.rows(CHAT) == 1
+
+    run_bounded(scenario())
+
+
 @pytest.mark.parametrize(("first", "second"), [("yes", "no"), ("no", "yes"), ("yes", "yes")])
 def test_two_quick_taps_on_a_forget_confirmation_apply_the_first(
         tmp_path: Path, first: str, second: str) -> None:
