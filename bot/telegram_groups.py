@@ -76,6 +76,8 @@ ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
 # within the grace (`missed`).
 LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
+# Telegram's answer to a question about someone no longer in the chat (getChatMember).
+_NOT_A_MEMBER = "user not found"
 # job names, followed by ":<chat id>" (a chat has at most one job of each: see `_chat_job`)
 DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
 SCHEDULE_JOBS = (DAILY_JOB, LATE_JOB, ZONE_GONE_JOB)  # a chat's daily tip, all its jobs
@@ -730,6 +732,11 @@ class GroupFeatures:
             except ChatMigrated as exc:
                 self.migrate(context.application, chat_id, exc.new_chat_id)
                 member = await context.bot.get_chat_member(exc.new_chat_id, user_id)
+        except BadRequest as exc:
+            if _NOT_A_MEMBER in exc.message.lower():  # left since sending it: no admin
+                return False
+            log.info("admin check failed: %s", type(exc).__name__)
+            return None
         except TelegramError as exc:
             log.info("admin check failed: %s", type(exc).__name__)
             return None

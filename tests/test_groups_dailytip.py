@@ -184,6 +184,21 @@ def test_dailytip_when_telegram_cannot_tell_who_is_admin(api: FakeBotAPI,
     run(scenario())
 
 
+def test_dailytip_from_someone_who_has_left_is_refused(api: FakeBotAPI,
+                                                      tmp_path: Path) -> None:
+    """Telegram no longer knows the sender as a member ("user not found": they left
+    after sending it): no admin, not a check that failed."""
+    async def scenario() -> None:
+        async with running_bot(api, tmp_path / "db.sqlite3") as bot:
+            api.fail_next("getChatMember", description="Bad Request: user not found")
+            reply = await bot.say(GROUP, "/dailytip 08:30", user_id=MEMBER)
+            assert plain(reply["text"]) == msg("dailytip.not_admin")
+            assert bot.rows() == [] and bot.jobs(GROUP) == ()
+            assert bot.errors == []
+
+    run(scenario())
+
+
 def test_an_older_dailytip_does_not_undo_a_newer_one(api: FakeBotAPI, tmp_path: Path) -> None:
     """Two admins' commands: the first one's admin check is slow, so the second is applied
     first. The first then changes nothing and says so; the second's setting stands."""
