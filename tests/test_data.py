@@ -199,6 +199,32 @@ def test_red_flag_facts_cite_nice_and_nhs(bundle: tuple[Dialog, Content],
     assert checked == 6 * 2 + 3 * (1 + 2)
 
 
+# A button names its question by the state's place in the dialog's list, and one sent
+# before an upgrade may be tapped after it (a warning sign is taken even from an earlier
+# check-in's message): states shipped before keep their places, and new ones go last.
+SHIPPED_STATE_ORDER = [
+    "welcome", "asking_bladder", "asking_saddle", "asking_legs", "asking_chest",
+    "asking_trauma", "asking_trauma_checked", "asking_fever", "asking_cancer",
+    "asking_cancer_checked", "asking_other_signs", "asking_other_signs_checked",
+    "asking_shooting_pain", "asking_one_leg", "asking_diagnosis",
+    "asking_fracture_clearance", "asking_clearance", "explaining_why", "doctor_prompt",
+    "asking_pool", "asking_bike", "asking_leaning", "asking_elliptical",
+    "suggesting_activities", "emergency_care", "urgent_care", "unsure_of_emergency_sign",
+    "nerve_pain_first", "fracture_first", "declined_doctor", "stopped",
+    "asking_surgery_clearance", "surgery_first",
+]
+
+
+def test_shipped_states_keep_their_places(bundle: tuple[Dialog, Content]) -> None:
+    dialog, _ = bundle
+    names = list(dialog.states)
+    assert names[:len(SHIPPED_STATE_ORDER)] == SHIPPED_STATE_ORDER, (
+        "a state moved, or one was added before the end: old buttons would name another "
+        "question; add new states last (and append them here)")
+    assert [dialog.states[n].index for n in SHIPPED_STATE_ORDER] == list(
+        range(len(SHIPPED_STATE_ORDER)))
+
+
 # -- end states --
 
 
