@@ -370,8 +370,11 @@ class Engine:
             return None
         ranked = _SEVERITY.get(self._states[dest].disposition or followed or "", 0)
         here = _SEVERITY.get(spec.disposition or "", 0)
-        # (a follow-up, which may yet clear, does not take anyone from care as serious)
-        if ranked < here or (followed and ranked == here):
+        # A follow-up, which may yet clear, takes no one from care as serious; but an end
+        # of that rank with its own advice (an operation's, at a fracture's end) is shown
+        # below.
+        if ranked < here or (followed and ranked == here
+                             and self._end_after(dest, followed) in (None, spec.name)):
             return None
         answers = snapshot["answers"]
         at = next((i for i, (state, _) in enumerate(answers) if state == asked), None)
@@ -479,7 +482,7 @@ class Engine:
         whole plan back, and /start still does."""
         shown = self.current(snapshot)
         cards = [i for i, output in enumerate(shown) if isinstance(output, ShowCard)]
-        if not cards or spec.disposition in NO_WAY_BACK:
+        if not cards or "suggests_activity" not in spec.tags:
             return [self._say(self._finished(spec)), *shown]
         return [self._say("session.finished_with_plan"), *shown[cards[-1] + 1:]]
 

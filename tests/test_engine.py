@@ -731,6 +731,25 @@ def test_a_followed_up_answer_tapped_late_asks_its_follow_up(
     assert last_ask(outputs).ref == engine.ref(new)
 
 
+def test_a_late_operation_at_the_fractures_end_shows_the_operations_advice(
+        engine: Engine) -> None:
+    """At the fracture's end (urgent), "Recovering from a back operation" tapped late on
+    the diagnosis question: an end of the same rank, so the person stays, but is shown what
+    the operation's end says (the signs to call the hospital about), not only "moved on"."""
+    began = 1_800_000_000
+    at_end, refs = walk_with_refs(engine, ["agree", *["no"] * 10, "fracture", "no"], began)
+    assert at_end["state"] == "fracture_first"
+    same, outputs = engine.step(at_end, Event.answer("surgery", refs["asking_diagnosis"],
+                                                     sent_at=began))
+    assert same == at_end
+    assert say_keys(outputs)[:2] == ["session.late_follow_up_at_end", "disposition.surgery"]
+    assert last_ask(outputs).ref == engine.ref(at_end) and last_ask(outputs).final
+    # the fracture again on that old message: only moved past
+    same, outputs = engine.step(at_end, Event.answer("fracture", refs["asking_diagnosis"],
+                                                     sent_at=began))
+    assert same == at_end and say_keys(outputs)[0] == "session.stale"
+
+
 def test_a_late_follow_up_answer_does_not_take_anyone_from_care(engine: Engine) -> None:
     """At an urgent end (one weak leg), "Yes" tapped late on the cancer question, whose
     follow-up may clear: the person stays with the urgent advice. On the accident's, whose
