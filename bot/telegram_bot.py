@@ -468,12 +468,11 @@ class BackBot:
 
     def send_again_later(self, user_id: int, chat_id: int, replies: list[Reply],
                          snapshot: dict[str, Any] | None, tries_left: int = SEND_AGAIN_TRIES,
-                         *, older: bool = False, at_least: float = 0.0) -> bool:
+                         *, at_least: float = 0.0) -> bool:
         """After a pause, unless the person has moved on by then. (A timed-out message may
         have arrived after all: a second copy is harmless, as both copies of a question's
-        keyboard work.) `older`: these replies come from a try again, so they go ahead of
-        any that wait at the same point, and give way to any made elsewhere since.
-        `at_least`: the seconds Telegram's flood control asked for. Whether they will go."""
+        keyboard work.) `at_least`: the seconds Telegram's flood control asked for. Whether
+        they will go."""
         if self.job_queue is None:
             return False
         job = self._sends_again.get(user_id)
@@ -482,13 +481,10 @@ class BackBot:
             if snapshot is not None and waiting.snapshot == snapshot:
                 # Still at the same point: what waits goes too, in the order the replies
                 # were made, unless these repeat it (the question, say); none loses tries.
-                if older:
-                    replies = [*replies, *uncovered(waiting.replies, replies)]
-                else:
-                    replies = [*uncovered(waiting.replies, replies), *replies]
+                # (A try again finds none waiting: it left them, and holds the person's
+                # turn.)
+                replies = [*uncovered(waiting.replies, replies), *replies]
                 tries_left = max(tries_left, waiting.tries_left)
-            elif older:  # what waits was made since, at another point (or before consent,
-                return False  # a fresh screen): these are out of date
         self._cancel_send_again(user_id)
         # The job's name goes into APScheduler's log lines: no user id in it.
         # However late the loop gets to it (APScheduler's default drops a job woken over
@@ -564,8 +560,7 @@ class BackBot:
                 if waiting.tries_left > 1 and not last:
                     log.info("replies not sent again (%s); trying later", type(exc).__name__)
                     self.send_again_later(user_id, waiting.chat_id, unsent, waiting.snapshot,
-                                          waiting.tries_left - 1, older=True,
-                                          at_least=flood_wait(exc))
+                                          waiting.tries_left - 1, at_least=flood_wait(exc))
                 else:  # lost: the one error line about them
                     log.error("replies not sent again: %s", type(exc).__name__)
 

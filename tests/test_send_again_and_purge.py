@@ -88,18 +88,18 @@ def test_the_retention_purge_keeps_sessions_for_backbot_retention_days(
     assert "purged 1 sessions idle for over 7 days" in caplog.messages
 
 
-def test_a_failed_retry_joining_newer_replies_keeps_their_tries(tmp_path: Path) -> None:
-    """A retry that fails again while newer replies wait for their own first retry (at
-    the same point of the check-in) joins them, ahead of them, and takes the larger number
-    of tries left and the shorter pause: the newer replies lose no tries."""
+def test_newer_replies_joining_a_retry_lose_no_tries(tmp_path: Path) -> None:
+    """Newer replies that fail while a retry waits (at the same point of the check-in)
+    join it, behind it, and take the larger number of tries left and the shorter pause:
+    they lose no tries to the retry's."""
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             backbot = h.app.bot_data["backbot"]
             backbot.send_again_after = 60.0  # nothing falls due during the test
             snapshot = {"state": "asking_saddle"}
-            backbot.send_again_later(CHAT, CHAT, [Reply("newer")], snapshot)
             backbot.send_again_later(CHAT, CHAT, [Reply("older")], snapshot,
-                                     tries_left=telegram_bot.SEND_AGAIN_TRIES - 1, older=True)
+                                     tries_left=telegram_bot.SEND_AGAIN_TRIES - 1)
+            backbot.send_again_later(CHAT, CHAT, [Reply("newer")], snapshot)
             job = backbot._sends_again[CHAT]
             waiting = job.data
             assert [r.text for r in waiting.replies] == ["older", "newer"]
@@ -185,25 +185,3 @@ def test_a_retry_that_waited_for_a_newer_reply_is_dropped_by_it(tmp_path: Path) 
     run_bounded(scenario())
 
 
-@pytest.mark.parametrize(("older", "newer"), [
-    (None, None),  # before consent every reply is a fresh screen
-    ({"state": "asking_saddle"}, {"state": "asking_legs"}),
-])
-def test_a_failed_retry_leaves_newer_replies_it_cannot_join_waiting(
-        tmp_path: Path, older: dict | None, newer: dict | None) -> None:
-    """A retry that fails again while newer replies wait that it cannot join (not at the
-    same point of the check-in): the newer ones keep waiting, the older, out of date, go."""
-    async def scenario() -> None:
-        async with bot_session(tmp_path) as h:
-            backbot = h.app.bot_data["backbot"]
-            backbot.send_again_after = 60.0  # nothing falls due during the test
-            backbot.send_again_later(CHAT, CHAT, [Reply("newer")], newer)
-            backbot.send_again_later(CHAT, CHAT, [Reply("older")], older,
-                                     tries_left=telegram_bot.SEND_AGAIN_TRIES - 1, older=True)
-            waiting = backbot._sends_again[CHAT].data
-            assert [r.text for r in waiting.replies] == ["newer"]
-            assert waiting.snapshot == newer
-            assert h.app.job_queue is not None
-            assert len(h.app.job_queue.get_jobs_by_name("send-again")) == 1
-
-    run_bounded(scenario())
