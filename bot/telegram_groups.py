@@ -733,7 +733,7 @@ class GroupFeatures:
                 self.migrate(context.application, chat_id, exc.new_chat_id)
                 member = await context.bot.get_chat_member(exc.new_chat_id, user_id)
         except BadRequest as exc:
-            if _NOT_A_MEMBER in exc.message.lower():  # left since sending it: no admin
+            if _NOT_A_MEMBER in exc.message.lower():  # no one Telegram finds there: no admin
                 return False
             log.info("admin check failed: %s", type(exc).__name__)
             return None
