@@ -76,7 +76,7 @@ ADMIN_STATUSES = {ChatMember.ADMINISTRATOR, ChatMember.OWNER}
 # job woken over 1 s late (a busy loop, start-up); a late tip itself still goes out only
 # within the grace (`missed`).
 LATE_JOB_KWARGS = {"misfire_grace_time": MISFIRE_GRACE_SECONDS}
-# Telegram's answer to a question about someone no longer in the chat (getChatMember).
+# Telegram's answer (getChatMember) about someone it does not find in the chat.
 _NOT_A_MEMBER = "user not found"
 # job names, followed by ":<chat id>" (a chat has at most one job of each: see `_chat_job`)
 DAILY_JOB, LATE_JOB, ZONE_GONE_JOB = "dailytip", "dailytip-late", "dailytip-zone-gone"
