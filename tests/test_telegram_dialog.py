@@ -135,6 +135,8 @@ DISPOSITIONS = {
                       "Electrical or shooting pain"),
     "fracture_not_cleared": (("agree", *RED_FLAGS_NO, "fracture", "no"), "fracture_first",
                              "spinal fracture needs a go-ahead"),
+    "operation_not_cleared": (("agree", *RED_FLAGS_NO, "surgery", "unsure"), "surgery_first",
+                              "Contact the hospital where you had the operation"),
     "declined_doctor": ((*TO_DOCTOR_PROMPT, "not_now"), "declined_doctor",
                         "I only suggest activities once"),
 }
