@@ -112,7 +112,7 @@ def build_application(settings: Settings, engine: Engine, store: SessionStore, *
         # Updates run concurrently; BackBot's per-user locks keep each user's in order.
         .concurrent_updates(True)
         .post_init(post_init)
-        .post_stop(lambda app: backbot.send_waiting_now())
+        .post_stop(lambda app: backbot.on_stop())
         .build()
     )
 

@@ -660,6 +660,25 @@ class BackBot:
         if self._erase_pending:
             self._erase_later()
 
+    def erase_pending_now(self) -> None:
+        """Once the bot has stopped taking updates: a last try at the rows of people who
+        blocked it that the database would not let go (the job that tries again stops
+        with the bot). Any still left wait for the retention purge."""
+        for user_id in list(self._erase_pending):
+            try:
+                self.store.delete(user_id)
+            except sqlite3.Error:
+                continue
+            self._erase_pending.discard(user_id)
+        if self._erase_pending:
+            log.warning("stopping: %d blocked people's sessions not erased (the retention "
+                        "purge will)", len(self._erase_pending))
+
+    async def on_stop(self) -> None:
+        """What goes out, and what is erased, on the way out."""
+        await self.send_waiting_now()
+        self.erase_pending_now()
+
     def _forget_taps(self, user_id: int) -> None:
         """Erased means erased: the taps kept in memory hold sessions too, and so do
         replies waiting to be sent again. (The messages answered before consent are only

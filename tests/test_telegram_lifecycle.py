@@ -101,6 +101,39 @@ def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
     assert failures(caplog) == []
 
 
+def test_a_block_still_waiting_to_be_erased_is_erased_on_the_way_out(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The database lets go after the block but before the next try: stopping the bot
+    (what runs after its updates stop) erases the row rather than leave it to the purge."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def scenario() -> None:
+        async with bot_session(tmp_path) as h:
+            for chat in (CHAT, CHAT + 1):
+                await h.send(chat, "/start")
+                await h.script(chat, "agree", "no")
+            delete = h.store.delete
+
+            def locked(user_id: int) -> int:
+                raise sqlite3.OperationalError("database is locked")
+
+            h.store.delete = locked  # type: ignore[method-assign]
+            for chat in (CHAT, CHAT + 1):
+                await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked",
+                                                       chat))
+            assert h.app.post_stop is not None
+            await h.app.post_stop(h.app)  # still locked: said, and left to the purge
+            assert h.rows(CHAT) == h.rows(CHAT + 1) == 1
+            assert ("stopping: 2 blocked people's sessions not erased (the retention purge "
+                    "will)") in caplog.messages
+            h.store.delete = delete  # type: ignore[method-assign]
+            await h.app.post_stop(h.app)
+            assert h.rows(CHAT) == h.rows(CHAT + 1) == 0
+
+    run_bounded(scenario())
+    assert failures(caplog) == []
+
+
 def test_a_command_delivered_twice_applies_once(tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=LOGGER)
