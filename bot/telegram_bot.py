@@ -650,13 +650,8 @@ class BackBot:
         self._erasing = None
         for user_id in list(self._erase_pending):
             async with self.locks.hold(user_id):
-                if user_id not in self._erase_pending:
-                    continue  # they wrote meanwhile, and were erased first
-                try:
-                    self.store.delete(user_id)
-                except sqlite3.Error:
-                    continue
-                self._erase_pending.discard(user_id)
+                if user_id in self._erase_pending:  # (else they wrote and were erased first)
+                    self._try_erase(user_id)
         if self._erase_pending:
             self._erase_later()
 
@@ -665,14 +660,18 @@ class BackBot:
         blocked it that the database would not let go (the job that tries again stops
         with the bot). Any still left wait for the retention purge."""
         for user_id in list(self._erase_pending):
-            try:
-                self.store.delete(user_id)
-            except sqlite3.Error:
-                continue
-            self._erase_pending.discard(user_id)
+            self._try_erase(user_id)
         if self._erase_pending:
             log.warning("stopping: %d blocked people's sessions not erased (the retention "
                         "purge will)", len(self._erase_pending))
+
+    def _try_erase(self, user_id: int) -> None:
+        """A blocked person's row, erased if the database lets go of it now."""
+        try:
+            self.store.delete(user_id)
+        except sqlite3.Error:
+            return
+        self._erase_pending.discard(user_id)
 
     async def on_stop(self) -> None:
         """What goes out, and what is erased, on the way out."""

@@ -8,6 +8,7 @@ import copy
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,6 +57,25 @@ def test_blocking_the_bot_erases_the_session(tmp_path: Path, caplog: pytest.LogC
 
 
 
+async def blocked_while_the_database_is_held(h: BotHarness, chats: tuple[int, ...]
+                                             ) -> Callable[[int], int]:
+    """Each of `chats` answers a question, then blocks the bot while every erase fails
+    as a database another process holds would make it; the store's own erase is
+    returned, to put back."""
+    for chat in chats:
+        await h.send(chat, "/start")
+        await h.script(chat, "agree", "no")
+    delete = h.store.delete
+
+    def locked(user_id: int) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    h.store.delete = locked  # type: ignore[method-assign]
+    for chat in chats:
+        await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked", chat))
+    return delete
+
+
 def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Another process holds the database as the block comes in: the row goes once the
@@ -66,18 +86,7 @@ def test_a_block_the_database_would_not_erase_at_once_is_erased_later(
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
             chats = (CHAT, CHAT + 1, CHAT + 2)
-            for chat in chats:
-                await h.send(chat, "/start")
-                await h.script(chat, "agree", "no")
-            delete = h.store.delete
-
-            def locked(user_id: int) -> int:
-                raise sqlite3.OperationalError("database is locked")
-
-            h.store.delete = locked  # type: ignore[method-assign]
-            for chat in chats:
-                await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked",
-                                                       chat))
+            delete = await blocked_while_the_database_is_held(h, chats)
             assert [h.rows(chat) for chat in chats] == [1, 1, 1]
             assert h.app.job_queue is not None
             [job] = h.app.job_queue.get_jobs_by_name("erase-blocked")
@@ -109,18 +118,7 @@ def test_a_block_still_waiting_to_be_erased_is_erased_on_the_way_out(
 
     async def scenario() -> None:
         async with bot_session(tmp_path) as h:
-            for chat in (CHAT, CHAT + 1):
-                await h.send(chat, "/start")
-                await h.script(chat, "agree", "no")
-            delete = h.store.delete
-
-            def locked(user_id: int) -> int:
-                raise sqlite3.OperationalError("database is locked")
-
-            h.store.delete = locked  # type: ignore[method-assign]
-            for chat in (CHAT, CHAT + 1):
-                await h.processed(h.api.my_chat_member(chat, "private", "member", "kicked",
-                                                       chat))
+            delete = await blocked_while_the_database_is_held(h, (CHAT, CHAT + 1))
             assert h.app.post_stop is not None
             await h.app.post_stop(h.app)  # still locked: said, and left to the purge
             assert h.rows(CHAT) == h.rows(CHAT + 1) == 1
