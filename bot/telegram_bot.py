@@ -411,11 +411,7 @@ class BackBot:
             except Forbidden:
                 self.drop_blocked(user_id)
             except TelegramError as exc:
-                # tied to the session as stored now, to tell if they moved on
-                if unsent and self.send_again_later(user_id, chat_id, unsent,
-                                                    self.store.get(user_id),
-                                                    at_least=flood_wait(exc)):
-                    exc.add_note(SENDING_AGAIN)
+                self._unsent_go_again(user_id, chat_id, unsent, exc)
                 raise  # logged by on_error
 
     def _step_and_store(self, user_id: int, event: Event, notes: Sequence[Output],
@@ -607,11 +603,16 @@ class BackBot:
         except Forbidden:
             self.drop_blocked(user_id)
         except TelegramError as exc:
-            if unsent and self.send_again_later(user_id, chat_id, unsent,
-                                                self.store.get(user_id),
-                                                at_least=flood_wait(exc)):
-                exc.add_note(SENDING_AGAIN)
+            self._unsent_go_again(user_id, chat_id, unsent, exc)
             raise  # logged by on_error
+
+    def _unsent_go_again(self, user_id: int, chat_id: int, unsent: list[Reply],
+                         exc: TelegramError) -> None:
+        """Replies Telegram did not take go again later, tied to the session as stored now
+        (to tell if the person moved on); the error says so, for on_error's log line."""
+        if unsent and self.send_again_later(user_id, chat_id, unsent, self.store.get(user_id),
+                                            at_least=flood_wait(exc)):
+            exc.add_note(SENDING_AGAIN)
 
     @asynccontextmanager
     async def dropping_if_blocked(self, user_id: int) -> AsyncIterator[None]:

@@ -732,12 +732,9 @@ class GroupFeatures:
             except ChatMigrated as exc:
                 self.migrate(context.application, chat_id, exc.new_chat_id)
                 member = await context.bot.get_chat_member(exc.new_chat_id, user_id)
-        except BadRequest as exc:
-            if _NOT_A_MEMBER in exc.message.lower():  # no one Telegram finds there: no admin
-                return False
-            log.info("admin check failed: %s", type(exc).__name__)
-            return None
         except TelegramError as exc:
+            if isinstance(exc, BadRequest) and _NOT_A_MEMBER in exc.message.lower():
+                return False  # no one Telegram finds there: no admin
             log.info("admin check failed: %s", type(exc).__name__)
             return None
         return member.status in ADMIN_STATUSES
